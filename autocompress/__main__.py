@@ -1,0 +1,7 @@
+"""``python -m autocompress`` is the ``autocompress`` command."""
+
+import sys
+
+from autocompress.cli import main
+
+sys.exit(main())

@@ -1,0 +1,194 @@
+"""Command line: ``autocompress search | show | pick | profiles``. Thin: parse, call, print.
+
+Bad input ends with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from autocompress.errors import InputError
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``20m``, ``1h30m`` -> seconds."""
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        match = _DURATION.match(value)
+        if not value or match is None or not any(match.groups()):
+            raise InputError(
+                "--timeout", f"cannot parse {text!r} (use e.g. 90s, 20m, 1h30m)"
+            ) from None
+        h, m, s = (float(g) if g else 0.0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise InputError("--timeout", f"must be positive, got {text!r}")
+    return seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"autocompress: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nautocompress: interrupted; finished trials are saved", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autocompress", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    parser.set_defaults(func=lambda a: parser.print_help())
+
+    s = sub.add_parser("search", help="run or resume a compression search (default: the demo)")
+    s.add_argument("--task", help="task YAML (model + data); default: the built-in digits demo")
+    s.add_argument("--space", default="default", help="search space YAML or shipped name")
+    s.add_argument(
+        "--profile",
+        action="append",
+        dest="profiles",
+        help="hardware profile (repeatable; the first is the latency objective). Default cpu-host",
+    )
+    s.add_argument("--trials", type=int, default=40, help="total trial budget of the study")
+    s.add_argument("--timeout", default=None, help="wall time after which no trial starts: 20m")
+    s.add_argument("--workers", type=int, default=2, help="trials in flight at once")
+    s.add_argument("--out", default="runs/demo", help="run directory (resumed if it exists)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sampler", default="tpe", help="tpe, nsga2 or random")
+    s.add_argument("--ray-address", default=None, help="connect to an existing Ray cluster")
+    s.set_defaults(func=_search)
+
+    sh = sub.add_parser("show", help="print the Pareto front of a run")
+    sh.add_argument("run", help="run directory")
+    sh.add_argument("--profile", default=None, help="recompute the front for this profile")
+    sh.add_argument("--all", action="store_true", help="print every trial instead")
+    sh.set_defaults(func=_show)
+
+    p = sub.add_parser("pick", help="choose the most accurate front model meeting constraints")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--profile", default=None, help="profile whose latency the limits refer to")
+    p.add_argument("--max-latency-ms", type=float, default=None)
+    p.add_argument("--min-accuracy", type=float, default=None)
+    p.add_argument("--max-size-kb", type=float, default=None, help="limit on the .tflite size")
+    p.add_argument("--export", default=None, help="copy the chosen .tflite file here")
+    p.set_defaults(func=_pick)
+
+    pr = sub.add_parser("profiles", help="list the shipped hardware profiles")
+    pr.set_defaults(func=_profiles)
+    return parser
+
+
+def _search(args: argparse.Namespace) -> int:
+    from autocompress.study.runner import search
+
+    timeout = parse_duration(args.timeout) if args.timeout else None
+    progress = _ProgressLine(sys.stderr)
+    result = search(
+        task=args.task,
+        space=args.space,
+        profiles=args.profiles or ["cpu-host"],
+        trials=args.trials,
+        timeout=timeout,
+        workers=args.workers,
+        out=args.out,
+        seed=args.seed,
+        sampler=args.sampler,
+        ray_address=args.ray_address,
+        on_progress=progress,
+    )
+    progress.close()
+    print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
+    print(_format(result.front))
+    print(f"\nresults in {result.out_dir}/ (trials.csv, pareto.csv, models/)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from autocompress.report import load_front, load_trials
+
+    if args.all:
+        print(_format(load_trials(Path(args.run))))
+        return 0
+    front, profile = load_front(Path(args.run), args.profile)
+    print(f"Pareto front of {args.run} ({len(front)} models, latency on {profile}):")
+    print(_format(front))
+    return 0
+
+
+def _pick(args: argparse.Namespace) -> int:
+    from autocompress.report import pick
+
+    choice = pick(
+        Path(args.run),
+        profile=args.profile,
+        max_latency_ms=args.max_latency_ms,
+        min_accuracy=args.min_accuracy,
+        max_size_kb=args.max_size_kb,
+    )
+    if choice is None:
+        print("no model on the front meets these constraints", file=sys.stderr)
+        return 1
+    print(_format(choice.to_frame().T))
+    if args.export:
+        src = Path(args.run) / str(choice["model_path"])
+        dest = Path(args.export)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        print(f"exported trial {int(choice['trial'])} to {dest}")
+    return 0
+
+
+def _profiles(args: argparse.Namespace) -> int:
+    from autocompress.hardware import list_profiles, load_profile
+
+    for name in list_profiles():
+        profile = load_profile(name)
+        print(f"{profile.name:20s} {profile.backend:10s} {profile.description}")
+    return 0
+
+
+def _format(frame: object) -> str:
+    import pandas as pd
+
+    assert isinstance(frame, pd.DataFrame)
+    if frame.empty:
+        return "(no rows)"
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+class _ProgressLine:
+    """One live line on a terminal; one line per update otherwise (logs, CI)."""
+
+    def __init__(self, stream: object) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.last = ""
+
+    def __call__(self, p: object) -> None:
+        line = (
+            f"trials {p.done}/{p.budget}  failed {p.failed}  running {p.running}  "  # type: ignore[attr-defined]
+            f"front {p.front_size}  elapsed {p.elapsed_s:.0f}s"  # type: ignore[attr-defined]
+        )
+        if self.tty:
+            print(f"\r{line}", end="", file=self.stream, flush=True)  # type: ignore[arg-type]
+        elif line.split("  elapsed")[0] != self.last.split("  elapsed")[0]:
+            print(line, file=self.stream, flush=True)  # type: ignore[arg-type]
+        self.last = line
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=self.stream)  # type: ignore[arg-type]

@@ -1,0 +1,51 @@
+"""Latency measured for real with LiteRT, the way TFLite's ``benchmark_model`` does it.
+
+Warm-up runs first (caches, lazy kernel setup), then timed ``invoke()`` calls until both the
+minimum run count and the minimum time are reached; median and p90 are reported so that noisy
+measurements are visible.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.records import LatencyResult
+
+
+def measure_latency(tflite: bytes, profile: HardwareProfile) -> LatencyResult:
+    """Time one-sample inference of ``tflite`` on this machine with the profile's settings."""
+    s = profile.measure
+    interpreter = Interpreter(model_content=tflite, num_threads=s.threads)
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(0)
+    for detail in interpreter.get_input_details():
+        shape, dtype = detail["shape"], detail["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            value = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+        else:
+            value = rng.random(shape).astype(dtype)
+        interpreter.set_tensor(detail["index"], value)
+    for _ in range(s.warmup_runs):
+        interpreter.invoke()
+    times: list[float] = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter_ns()
+        interpreter.invoke()
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+        elapsed = time.perf_counter() - start
+        if len(times) >= s.min_runs and elapsed >= s.min_seconds or elapsed >= s.max_seconds:
+            break
+    arr = np.asarray(times)
+    return LatencyResult(
+        profile=profile.name,
+        median_ms=float(np.median(arr)),
+        p90_ms=float(np.percentile(arr, 90)),
+        runs=len(times),
+        backend="measure",
+    )

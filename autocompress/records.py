@@ -1,0 +1,106 @@
+"""Plain, JSON-serialisable records that travel between processes and into the run directory.
+
+Between the driver and Ray workers only these records, numpy arrays and bytes travel; never live
+Keras objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One compression recipe: what a trial builds.
+
+    Attributes:
+        student_width: multiplier on Conv/Dense widths of the distilled student (1.0 = none).
+        sparsity: target fraction of zero weights for magnitude pruning; 0.0 = no pruning.
+        clusters: number of weight clusters per layer; 0 = no clustering.
+        quantization: one of ``none``, ``dynamic``, ``float16``, ``int8``, ``qat``.
+        distill_epochs: training epochs for the student (used only when student_width < 1).
+        finetune_epochs: fine-tuning epochs for pruning, clustering and QAT.
+    """
+
+    student_width: float = 1.0
+    sparsity: float = 0.0
+    clusters: int = 0
+    quantization: str = "none"
+    distill_epochs: int = 10
+    finetune_epochs: int = 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """What one build stage really did, measured on its output (not what it was asked to do)."""
+
+    stage: str
+    seconds: float
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Latency of one ``.tflite`` file on one hardware profile."""
+
+    profile: str
+    median_ms: float
+    p90_ms: float
+    runs: int
+    backend: str
+
+    @property
+    def variation(self) -> float:
+        """p90 / median: 1.0 is perfectly stable; large values flag a noisy measurement."""
+        return self.p90_ms / self.median_ms if self.median_ms > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Accuracy, size and latency of one deployed ``.tflite`` artifact."""
+
+    accuracy: float
+    size_bytes: int
+    gzip_bytes: int
+    latency: dict[str, LatencyResult]
+    tensor_dtypes: dict[str, int]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """Everything known about one built-and-measured candidate; stored with its Optuna trial."""
+
+    recipe: Recipe
+    stages: list[StageRecord]
+    measurement: Measurement
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        m = data["measurement"]
+        measurement = Measurement(
+            accuracy=m["accuracy"],
+            size_bytes=m["size_bytes"],
+            gzip_bytes=m["gzip_bytes"],
+            latency={k: LatencyResult(**v) for k, v in m["latency"].items()},
+            tensor_dtypes=dict(m["tensor_dtypes"]),
+        )
+        return cls(
+            recipe=Recipe.from_dict(data["recipe"]),
+            stages=[StageRecord(**s) for s in data["stages"]],
+            measurement=measurement,
+            seconds=data["seconds"],
+        )

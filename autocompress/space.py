@@ -1,0 +1,163 @@
+"""Search spaces: ``search_spaces/*.yaml`` -> a typed spec that samples :class:`Recipe` objects.
+
+Sampling only; no computation. Each parameter is written in one of three forms:
+
+* a scalar: fixed value, not searched (``finetune_epochs: 2``);
+* a list: categorical choice (``clusters: [0, 16, 32]``);
+* a mapping ``{low, high, step}``: a numeric range; ``step`` discretises it so trials share work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autocompress._yaml import check_keys, load_mapping
+from autocompress.errors import InputError
+from autocompress.records import Recipe
+
+if TYPE_CHECKING:
+    import optuna
+
+QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8", "qat")
+SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable parameter: fixed, categorical or a (stepped) range."""
+
+    name: str
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    is_int: bool = False
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.choices is not None:
+            if len(self.choices) == 1:
+                return self.choices[0]
+            return trial.suggest_categorical(self.name, list(self.choices))
+        assert self.low is not None and self.high is not None
+        if self.is_int:
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.step or 1)
+            )
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step)
+
+
+# name -> (type, validator(value) -> problem or None)
+def _width(v: float) -> str | None:
+    return None if 0.0 < v <= 1.0 else "must be in (0, 1]"
+
+
+def _sparsity(v: float) -> str | None:
+    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
+
+
+def _clusters(v: int) -> str | None:
+    return None if v == 0 or 2 <= v <= 256 else "must be 0 (off) or between 2 and 256"
+
+
+def _epochs(v: int) -> str | None:
+    # At least one epoch: pruning schedules and clustering need training steps to act at all.
+    return None if 1 <= v <= 1000 else "must be between 1 and 1000"
+
+
+def _quant(v: str) -> str | None:
+    return None if v in QUANTIZATION_MODES else f"must be one of {', '.join(QUANTIZATION_MODES)}"
+
+
+_PARAMS: dict[str, tuple[type, Any]] = {
+    "student_width": (float, _width),
+    "sparsity": (float, _sparsity),
+    "clusters": (int, _clusters),
+    "quantization": (str, _quant),
+    "distill_epochs": (int, _epochs),
+    "finetune_epochs": (int, _epochs),
+}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The parameters of a search; :meth:`sample` turns an Optuna trial into a :class:`Recipe`."""
+
+    params: tuple[Param, ...]
+    source: str = "<dict>"
+
+    def sample(self, trial: optuna.Trial) -> Recipe:
+        return Recipe(**{p.name: p.suggest(trial) for p in self.params})
+
+    def validate_recipe(self, recipe: Recipe, source: str) -> None:
+        """Check a hand-written recipe (e.g. an enqueued one) against the per-parameter rules."""
+        for name, value in recipe.to_dict().items():
+            _check_value(source, name, value)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        return cls.from_dict(load_mapping(path), source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> SearchSpace:
+        check_keys(source, data, set(_PARAMS), set())
+        defaults = Recipe()
+        params = []
+        for name in _PARAMS:
+            value = data.get(name, getattr(defaults, name))
+            params.append(_parse_param(source, name, value))
+        return cls(params=tuple(params), source=source)
+
+
+def resolve_space(name_or_path: str | Path) -> Path:
+    """A path as given, or a bare name looked up in the shipped ``search_spaces/``."""
+    p = Path(name_or_path)
+    if p.exists() or p.suffix in (".yaml", ".yml"):
+        return p
+    return SPACES_DIR / f"{name_or_path}.yaml"
+
+
+def _check_value(source: str, name: str, value: Any) -> Any:
+    kind, validate = _PARAMS[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InputError(source, f"{name}: expected {kind.__name__}, got {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise InputError(source, f"{name}: {value!r} is not a finite number")
+    problem = validate(value)
+    if problem:
+        raise InputError(source, f"{name}: {value!r} {problem}")
+    return value
+
+
+def _parse_param(source: str, name: str, spec: Any) -> Param:
+    kind, _ = _PARAMS[name]
+    if isinstance(spec, list):
+        if not spec:
+            raise InputError(source, f"{name}: the list of choices is empty")
+        values = tuple(_check_value(source, name, v) for v in spec)
+        if len(set(values)) != len(values):
+            raise InputError(source, f"{name}: the list of choices has duplicates")
+        return Param(name=name, choices=values)
+    if isinstance(spec, dict):
+        if kind is str:
+            raise InputError(source, f"{name}: expected a value or a list of choices")
+        check_keys(f"{source}: {name}", spec, {"low", "high", "step"}, {"low", "high"})
+        low = _check_value(source, name, spec["low"])
+        high = _check_value(source, name, spec["high"])
+        if low >= high:
+            raise InputError(source, f"{name}: low ({low}) must be below high ({high})")
+        step = spec.get("step")
+        if step is not None:
+            if isinstance(step, bool) or not isinstance(step, int | float) or step <= 0:
+                raise InputError(source, f"{name}: step must be a positive number, got {step!r}")
+            if kind is int and not isinstance(step, int):
+                raise InputError(source, f"{name}: step must be an integer, got {step!r}")
+            n = (high - low) / step
+            if abs(n - round(n)) > 1e-9:
+                raise InputError(source, f"{name}: high - low must be a multiple of step")
+        return Param(name=name, low=low, high=high, step=step, is_int=kind is int)
+    return Param(name=name, choices=(_check_value(source, name, spec),))

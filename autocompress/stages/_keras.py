@@ -1,0 +1,120 @@
+"""Keras helpers shared by the stages: cloning, loss choice, fine-tuning, weight statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tf_keras as keras
+
+from autocompress.stages._base import BuildContext
+
+# Layer types whose kernels the stages compress and whose width distillation scales.
+WEIGHTED_LAYERS: tuple[type, ...] = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Dense,
+)
+
+
+def clone_with_weights(model: keras.Model) -> keras.Model:
+    """A new model with new layer objects and copied weights.
+
+    tfmot's wrappers reuse the layer objects of the model they are given, so fine-tuning a wrapped
+    model changes the original. Every stage works on one of these clones instead.
+    """
+    clone = keras.models.clone_model(model)
+    clone.set_weights([w.copy() for w in model.get_weights()])
+    return clone
+
+
+def clone_wrapping(
+    model: keras.Model, wrap: Callable[[keras.layers.Layer], keras.layers.Layer]
+) -> keras.Model:
+    """Clone ``model`` with ``wrap`` applied to each weighted layer (the input stays untouched).
+
+    ``clone_model`` with a clone function does not copy weights, so the new model reuses the
+    layers of a private clone (which has the weights) instead of creating fresh ones: ``wrap``
+    may return its argument to leave a layer as it is.
+    """
+    private = clone_with_weights(model)
+
+    def clone_fn(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return wrap(layer) if isinstance(layer, WEIGHTED_LAYERS) else layer
+
+    return keras.models.clone_model(private, clone_function=clone_fn)
+
+
+def outputs_probabilities(model: keras.Model) -> bool:
+    """Whether the model ends in a softmax (probabilities) rather than logits."""
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = last.get_config().get("activation")
+    return activation == "softmax"
+
+
+def loss_for(ctx: BuildContext) -> keras.losses.Loss:
+    """Cross-entropy matching the task's outputs. Decided on the teacher: every candidate keeps
+    its output layer, and wrapped models (prune, cluster, QAT) hide the activation."""
+    probabilities = outputs_probabilities(ctx.teacher)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+
+
+def fine_tune(
+    model: keras.Model,
+    ctx: BuildContext,
+    epochs: int,
+    learning_rate: float,
+    callbacks: list[Any] | None = None,
+) -> None:
+    """Compile and fit on the task's training data (labels as integer class ids)."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=loss_for(ctx),
+        metrics=["accuracy"],
+    )
+    model.fit(
+        ctx.data.x_train,
+        ctx.data.y_train,
+        epochs=epochs,
+        batch_size=ctx.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks or [],
+    )
+
+
+def steps_per_epoch(ctx: BuildContext) -> int:
+    return int(np.ceil(len(ctx.data.x_train) / ctx.batch_size))
+
+
+def val_accuracy(model: keras.Model, ctx: BuildContext) -> float:
+    """Keras-side validation accuracy (the deployed file's accuracy is measured separately)."""
+    probs = model.predict(ctx.data.x_val, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(probs, axis=-1) == ctx.data.y_val))
+
+
+def kernels(model: keras.Model) -> dict[str, np.ndarray]:
+    """The kernel of every weighted layer, by layer name."""
+    return {
+        layer.name: layer.kernel.numpy()
+        for layer in model.layers
+        if isinstance(layer, WEIGHTED_LAYERS)
+    }
+
+
+def sparsity_facts(model: keras.Model) -> dict[str, Any]:
+    """Measured fraction of zero kernel weights, per layer and overall."""
+    ks = kernels(model)
+    per_layer = {name: round(float(np.mean(k == 0)), 4) for name, k in ks.items()}
+    total = sum(k.size for k in ks.values())
+    zeros = sum(int(np.sum(k == 0)) for k in ks.values())
+    return {"sparsity": round(zeros / total, 4) if total else 0.0, "sparsity_per_layer": per_layer}
+
+
+def unique_weight_facts(model: keras.Model) -> dict[str, Any]:
+    """Number of distinct kernel values per layer (what clustering bounds)."""
+    per_layer = {name: int(np.unique(k).size) for name, k in kernels(model).items()}
+    return {"unique_weights_per_layer": per_layer}

@@ -1,0 +1,72 @@
+"""Weight clustering with tfmot: share ``clusters`` values per kernel, keeping zeros when pruned."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+
+from autocompress.records import Recipe, StageRecord
+from autocompress.stages._base import BuildContext, Stage
+from autocompress.stages._keras import (
+    clone_wrapping,
+    fine_tune,
+    sparsity_facts,
+    unique_weight_facts,
+    val_accuracy,
+)
+
+clustering_api = tfmot.clustering.keras
+
+
+class Cluster(Stage):
+    """Cluster every Conv/Dense kernel to ``recipe.clusters`` centroids, then fine-tune."""
+
+    name = "cluster"
+
+    def __init__(self, lr: float = 1e-4) -> None:
+        self.lr = lr
+
+    def applies(self, recipe: Recipe) -> bool:
+        return recipe.clusters > 0
+
+    def apply(
+        self, model: keras.Model, recipe: Recipe, ctx: BuildContext
+    ) -> tuple[keras.Model, StageRecord]:
+        start = time.perf_counter()
+        preserve = recipe.sparsity > 0.0
+        skipped: list[str] = []
+
+        def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+            kernel = layer.kernel.numpy()
+            # k-means++ needs at least as many distinct candidate values as clusters; a tiny or
+            # heavily pruned kernel has nothing to share and is left as it is (and reported).
+            candidates = kernel[kernel != 0] if preserve else kernel
+            if np.unique(candidates).size <= recipe.clusters:
+                skipped.append(layer.name)
+                layer.trainable = False  # fine-tuning would regrow its pruned weights
+                return layer
+            return clustering_api.cluster_weights(
+                layer,
+                number_of_clusters=recipe.clusters,
+                cluster_centroids_init=clustering_api.CentroidInitialization.KMEANS_PLUS_PLUS,
+                preserve_sparsity=preserve,
+            )
+
+        wrapped = clone_wrapping(model, wrap)
+        fine_tune(wrapped, ctx, recipe.finetune_epochs, self.lr)
+        clustered = clustering_api.strip_clustering(wrapped)
+        for layer in clustered.layers:
+            if layer.name in skipped:
+                layer.trainable = True  # frozen only for this stage's fine-tuning
+        facts = {
+            "clusters": recipe.clusters,
+            "sparsity_preserving": preserve,
+            "skipped_layers": skipped,
+            **unique_weight_facts(clustered),
+            **sparsity_facts(clustered),
+            "keras_val_accuracy": round(val_accuracy(clustered, ctx), 4),
+        }
+        return clustered, StageRecord(self.name, time.perf_counter() - start, facts)

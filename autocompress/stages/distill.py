@@ -1,0 +1,111 @@
+"""Knowledge distillation into a narrower student derived from the teacher's own architecture.
+
+The student is the teacher's config with every Conv/Dense width scaled by ``student_width``
+(the output layer keeps its width). It is trained from scratch on a mix of cross-entropy to the
+labels and a temperature-softened KL divergence to the teacher (Hinton et al., 2015).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import tensorflow as tf
+import tf_keras as keras
+
+from autocompress.records import Recipe, StageRecord
+from autocompress.stages._base import BuildContext, Stage
+from autocompress.stages._keras import outputs_probabilities, val_accuracy
+
+_WIDTH_KEYS = {"Conv1D": "filters", "Conv2D": "filters", "Dense": "units"}
+
+
+def student_config(teacher: keras.Model, width: float) -> tuple[str, dict[str, int]]:
+    """The teacher's JSON config with scaled widths, and the new width of each scaled layer."""
+    config = copy.deepcopy(json.loads(teacher.to_json()))
+    output_names = {t._keras_history.layer.name for t in teacher.outputs}
+    widths: dict[str, int] = {}
+    for layer in config["config"]["layers"]:
+        key = _WIDTH_KEYS.get(layer["class_name"])
+        name = layer["config"].get("name")
+        if key is None or name in output_names:
+            continue
+        new = max(1, int(round(layer["config"][key] * width)))
+        layer["config"][key] = new
+        widths[name] = new
+    return json.dumps(config), widths
+
+
+def _log_probs(outputs: tf.Tensor, probabilities: bool) -> tf.Tensor:
+    if probabilities:
+        return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0))
+    return tf.nn.log_softmax(outputs)
+
+
+class Distill(Stage):
+    """Train a narrower student to mimic the teacher."""
+
+    name = "distill"
+
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.3, lr: float = 1e-3) -> None:
+        self.temperature = temperature
+        self.alpha = alpha  # weight of the hard-label loss; the rest goes to the teacher
+        self.lr = lr
+
+    def applies(self, recipe: Recipe) -> bool:
+        return recipe.student_width < 1.0
+
+    def apply(
+        self, model: keras.Model, recipe: Recipe, ctx: BuildContext
+    ) -> tuple[keras.Model, StageRecord]:
+        start = time.perf_counter()
+        config_json, widths = student_config(model, recipe.student_width)
+        keras.utils.set_random_seed(ctx.seed)
+        student = keras.models.model_from_json(config_json)
+        self._train(student, ctx, recipe.distill_epochs)
+        facts: dict[str, Any] = {
+            "student_width": recipe.student_width,
+            "teacher_params": int(model.count_params()),
+            "student_params": int(student.count_params()),
+            "widths": widths,
+            "keras_val_accuracy": round(val_accuracy(student, ctx), 4),
+        }
+        return student, StageRecord(self.name, time.perf_counter() - start, facts)
+
+    def _train(self, student: keras.Model, ctx: BuildContext, epochs: int) -> None:
+        t_probs = outputs_probabilities(ctx.teacher)
+        s_probs = t_probs  # the student keeps the teacher's output layer
+        teacher_log = _log_probs(
+            ctx.teacher.predict(ctx.data.x_train, batch_size=256, verbose=0), t_probs
+        ).numpy()
+        temp = self.temperature
+        optimizer = keras.optimizers.Adam(self.lr)
+        dataset = (
+            tf.data.Dataset.from_tensor_slices(
+                (ctx.data.x_train.astype("float32"), ctx.data.y_train, teacher_log)
+            )
+            .shuffle(len(ctx.data.x_train), seed=ctx.seed)
+            .batch(ctx.batch_size)
+        )
+
+        @tf.function
+        def step(x: tf.Tensor, y: tf.Tensor, t_log: tf.Tensor) -> None:
+            with tf.GradientTape() as tape:
+                s_log = _log_probs(student(x, training=True), s_probs)
+                hard = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=s_log)
+                )
+                soft_t = tf.nn.softmax(t_log / temp)
+                soft_s = tf.nn.log_softmax(s_log / temp)
+                kl = tf.reduce_mean(
+                    tf.reduce_sum(soft_t * (tf.nn.log_softmax(t_log / temp) - soft_s), axis=-1)
+                )
+                loss = self.alpha * hard + (1.0 - self.alpha) * temp**2 * kl
+            grads = tape.gradient(loss, student.trainable_variables)
+            optimizer.apply_gradients(zip(grads, student.trainable_variables))
+
+        for _ in range(epochs):
+            for x, y, t_log in dataset:
+                step(x, y, t_log)

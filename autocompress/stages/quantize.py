@@ -1,0 +1,57 @@
+"""Quantization-aware training with tfmot, preserving sparsity / clusters from earlier stages.
+
+Only the ``qat`` mode trains here; the post-training modes (dynamic, float16, int8) are pure
+conversion settings and live in :mod:`autocompress.stages.convert`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+
+from autocompress.records import Recipe, StageRecord
+from autocompress.stages._base import BuildContext, Stage
+from autocompress.stages._keras import clone_with_weights, fine_tune, val_accuracy
+
+quant_api = tfmot.quantization.keras
+
+
+def qat_scheme(recipe: Recipe) -> tuple[str, object]:
+    """The tfmot scheme that keeps what earlier stages achieved (clusters, sparsity)."""
+    if recipe.clusters > 0:
+        preserve = recipe.sparsity > 0.0
+        name = "cluster+sparsity-preserving" if preserve else "cluster-preserving"
+        return name, tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(
+            preserve_sparsity=preserve
+        )
+    if recipe.sparsity > 0.0:
+        return "sparsity-preserving", quant_api.collab_opts.Default8BitPrunePreserveQuantizeScheme()
+    return "default-8bit", quant_api.default_8bit.Default8BitQuantizeScheme()
+
+
+class QuantizeAware(Stage):
+    """Insert fake-quantization and fine-tune; the converter then emits an int8 model."""
+
+    name = "qat"
+
+    def __init__(self, lr: float = 1e-4) -> None:
+        self.lr = lr
+
+    def applies(self, recipe: Recipe) -> bool:
+        return recipe.quantization == "qat"
+
+    def apply(
+        self, model: keras.Model, recipe: Recipe, ctx: BuildContext
+    ) -> tuple[keras.Model, StageRecord]:
+        start = time.perf_counter()
+        scheme_name, scheme = qat_scheme(recipe)
+        annotated = quant_api.quantize_annotate_model(clone_with_weights(model))
+        qat_model = quant_api.quantize_apply(annotated, scheme)
+        fine_tune(qat_model, ctx, recipe.finetune_epochs, self.lr)
+        facts = {
+            "scheme": scheme_name,
+            "keras_val_accuracy": round(val_accuracy(qat_model, ctx), 4),
+        }
+        return qat_model, StageRecord(self.name, time.perf_counter() - start, facts)

@@ -1,0 +1,99 @@
+"""Runs trials as Ray tasks. The only module that imports Ray.
+
+The trial context (teacher, data, profiles) is put into Ray's object store once per search; each
+task gets a reference to it plus its recipe, and returns a :class:`TrialOutcome`. A worker that
+dies (crash, out of memory) is retried at most once and then reported as a failed outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+
+import ray
+
+from autocompress.records import Recipe
+from autocompress.study.objective import TrialContext, TrialOutcome, run_trial
+
+# Ray retries tasks killed by its memory monitor forever unless told otherwise: bound it.
+MAX_RETRIES = 1
+
+
+class RayExecutor:
+    """Submit trials, collect finished outcomes; starts (and stops) a local cluster if needed."""
+
+    def __init__(
+        self,
+        ctx: TrialContext,
+        address: str | None = None,
+        cpus_per_trial: float = 1.0,
+    ) -> None:
+        self._ctx = ctx
+        self._address = address
+        self._cpus = cpus_per_trial
+        self._started = False
+        self._pending: dict[ray.ObjectRef, int] = {}
+        self._ctx_ref: ray.ObjectRef | None = None
+        self._remote = None
+
+    def __enter__(self) -> RayExecutor:
+        if not ray.is_initialized():
+            ray.init(
+                address=self._address,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}},
+            )
+            self._started = True
+        self._ctx_ref = ray.put(self._ctx)
+        self._remote = ray.remote(run_trial).options(
+            num_cpus=self._cpus, max_retries=MAX_RETRIES, retry_exceptions=False
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for ref in list(self._pending):
+            ray.cancel(ref, force=True)
+        self._pending.clear()
+        if self._started:
+            ray.shutdown()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def pending_numbers(self) -> list[int]:
+        return sorted(self._pending.values())
+
+    def submit(self, number: int, recipe: Recipe) -> None:
+        assert self._remote is not None, "use RayExecutor as a context manager"
+        ref = self._remote.remote(self._ctx_ref, number, recipe)
+        self._pending[ref] = number
+
+    def wait(self, timeout: float | None = None) -> list[TrialOutcome]:
+        """Block until at least one trial finishes (or ``timeout``); return the finished ones."""
+        if not self._pending:
+            return []
+        done, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        if done:  # collect everything else that is already finished too
+            done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)
+        outcomes = []
+        for ref in done:
+            number = self._pending.pop(ref)
+            try:
+                outcomes.append(ray.get(ref))
+            except ray.exceptions.RayError as exc:
+                # The worker died (crash, out of memory) even after the bounded retry.
+                line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                outcomes.append(TrialOutcome(number, error=f"{type(exc).__name__}: {line}"[:300]))
+        return outcomes
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1))

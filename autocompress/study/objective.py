@@ -1,0 +1,86 @@
+"""One trial, pure: (context, recipe) -> outcome. No Optuna, no Ray; runs in any process.
+
+This is what a Ray worker executes. Errors are caught and returned as a one-line reason so that
+the driver records a FAIL trial and the search goes on.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+
+from autocompress.hardware import HardwareProfile
+from autocompress.records import Recipe, TrialRecord
+from autocompress.task import Task
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its recipe; sent to the workers once per search."""
+
+    task: Task
+    profiles: tuple[HardwareProfile, ...]
+    seed: int = 0
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """The result of one trial: a record and the ``.tflite`` bytes, or the reason it failed."""
+
+    number: int
+    record: TrialRecord | None = None
+    tflite: bytes | None = None
+    error: str | None = None
+    detail: str | None = None  # the traceback, for the log; never shown as the error line
+
+
+def run_trial(ctx: TrialContext, number: int, recipe: Recipe) -> TrialOutcome:
+    """Build the candidate, convert it and measure the ``.tflite`` file on every profile."""
+    try:
+        record, tflite = _build_and_measure(ctx, recipe)
+    except Exception as exc:  # any failure of a candidate is that trial's FAIL, not the study's
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        error = f"{type(exc).__name__}: {reason}"[:300]
+        return TrialOutcome(number, error=error, detail=traceback.format_exc())
+    return TrialOutcome(number, record=record, tflite=tflite)
+
+
+def _build_and_measure(ctx: TrialContext, recipe: Recipe) -> tuple[TrialRecord, bytes]:
+    import tf_keras
+
+    from autocompress.evaluate import evaluate
+    from autocompress.stages import BuildContext, build_candidate
+
+    _cap_threads(ctx.threads)
+    start = time.perf_counter()
+    tf_keras.backend.clear_session()
+    tf_keras.utils.set_random_seed(ctx.seed)
+    teacher = ctx.task.teacher.build()
+    build_ctx = BuildContext(data=ctx.task.data, teacher=teacher, seed=ctx.seed)
+    tflite, stages = build_candidate(teacher, recipe, build_ctx)
+    measurement = evaluate(tflite, ctx.task.data.x_val, ctx.task.data.y_val, ctx.profiles)
+    tf_keras.backend.clear_session()
+    record = TrialRecord(
+        recipe=recipe,
+        stages=stages,
+        measurement=measurement,
+        seconds=time.perf_counter() - start,
+    )
+    return record, tflite
+
+
+def _cap_threads(threads: int) -> None:
+    """Keep TensorFlow to ``threads`` cores so that parallel workers do not oversubscribe.
+
+    TensorFlow accepts this only before its runtime starts; a reused worker process already has
+    the same setting, so a refusal then is harmless.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass

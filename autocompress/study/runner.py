@@ -1,0 +1,404 @@
+"""The search driver: an Optuna ask-and-tell loop that alone writes the study and run directory.
+
+Trials run on Ray (see :mod:`autocompress.study.executor`); this module decides what to try next,
+records what came back, and keeps ``trials.csv`` / ``pareto.csv`` current after every trial.
+Running the same search again on the same directory resumes the study: finished trials are
+kept and the ``trials`` budget counts them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from autocompress.errors import InputError
+from autocompress.hardware import HardwareProfile, load_profile
+from autocompress.records import Recipe, TrialRecord
+from autocompress.space import SearchSpace, resolve_space
+from autocompress.study.objective import TrialContext, TrialOutcome
+from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_text
+from autocompress.study.tables import front_frame, objective_columns, trials_frame
+from autocompress.task import Task, load_task
+
+log = logging.getLogger("autocompress")
+
+SAMPLERS = ("tpe", "nsga2", "random")
+_EPOCH_PARAMS = ("distill_epochs", "finetune_epochs")
+BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a running search, for progress displays."""
+
+    done: int
+    budget: int
+    failed: int
+    running: int
+    front_size: int
+    elapsed_s: float
+
+
+@dataclass
+class SearchResult:
+    """What a search returns: the front and all trials as DataFrames, and the Optuna study."""
+
+    front: pd.DataFrame
+    trials: pd.DataFrame
+    study: optuna.Study
+    out_dir: Path
+    profile: str
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler, always explicit: Optuna 5 changed the multi-objective default."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=12)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise InputError("--sampler", f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
+
+
+def search(
+    task: Task | str | Path | None = None,
+    space: SearchSpace | str | Path = "default",
+    profiles: Sequence[str | HardwareProfile] = ("cpu-host",),
+    trials: int = 40,
+    timeout: float | None = None,
+    workers: int = 2,
+    out: str | Path = "runs/demo",
+    seed: int = 0,
+    sampler: str = "tpe",
+    ray_address: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) a compression search and return its Pareto front.
+
+    Args:
+        task: a :class:`Task`, a task YAML path, or None for the built-in digits demo.
+        space: a :class:`SearchSpace`, a YAML path or the name of a shipped space.
+        profiles: hardware profiles to measure; the first one's latency is the objective.
+        trials: total trial budget of the study, counting trials of earlier (resumed) runs.
+        timeout: seconds after which no new trial starts (running ones finish).
+        workers: trials in flight at once (each a Ray task with one CPU).
+        out: the run directory.
+        seed: seeds the sampler, the data split of the demo and every trial's training.
+        sampler: ``tpe``, ``nsga2`` or ``random``.
+        ray_address: an existing Ray cluster to use instead of starting a local one.
+        on_progress: called after every finished trial and about once a second.
+    """
+    if trials < 1:
+        raise InputError("--trials", f"must be at least 1, got {trials}")
+    if workers < 1:
+        raise InputError("--workers", f"must be at least 1, got {workers}")
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise InputError("--timeout", f"must be a positive duration, got {timeout}")
+    if not profiles:
+        raise InputError("--profile", "at least one hardware profile is needed")
+    space_spec = (
+        space if isinstance(space, SearchSpace) else SearchSpace.from_yaml(resolve_space(space))
+    )
+    hw = tuple(p if isinstance(p, HardwareProfile) else load_profile(p) for p in profiles)
+    chosen_sampler = make_sampler(sampler, seed)
+    rundir = RunDir(out)
+    rundir.path.mkdir(parents=True, exist_ok=True)
+    with _exclusive(rundir), _log_to(rundir.path / "search.log"):
+        task_obj = _resolve_task(task, rundir, seed)
+        study = _open_study(rundir, hw[0].name, chosen_sampler)
+        ctx = TrialContext(task=task_obj, profiles=hw, seed=seed)
+        driver = _Driver(study, space_spec, ctx, rundir, trials, timeout, workers, on_progress)
+        driver.run(ray_address)
+        table = trials_frame(study)
+        return SearchResult(
+            front=front_frame(table, hw[0].name),
+            trials=table,
+            study=study,
+            out_dir=rundir.path,
+            profile=hw[0].name,
+        )
+
+
+class _Driver:
+    """The ask/tell loop of one search run."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        space: SearchSpace,
+        ctx: TrialContext,
+        rundir: RunDir,
+        budget: int,
+        timeout: float | None,
+        workers: int,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.study, self.space, self.ctx, self.rundir = study, space, ctx, rundir
+        self.budget, self.timeout, self.workers = budget, timeout, workers
+        self.on_progress = on_progress
+        self.running: dict[int, optuna.Trial] = {}
+        self.start = time.monotonic()
+        self.front_size = 0
+
+    def run(self, ray_address: str | None) -> None:
+        from autocompress.study.executor import RayExecutor
+
+        self._fail_orphans()
+        if not self.study.trials and _space_contains(self.space, BASELINE):
+            self.study.enqueue_trial(
+                _params_of(self.space, BASELINE), user_attrs={"enqueued": "baseline"}
+            )
+        self._write_tables()
+        if self._finished() >= self.budget:
+            log.info("budget of %d trials already reached", self.budget)
+            self._report()
+            return
+        with RayExecutor(self.ctx, address=ray_address) as executor:
+            try:
+                while True:
+                    while (
+                        executor.in_flight < self.workers
+                        and self._finished() + executor.in_flight < self.budget
+                        and not self._timed_out()
+                    ):
+                        self._submit(executor)
+                    if executor.in_flight == 0:
+                        break
+                    for outcome in executor.wait(timeout=1.0):
+                        self._record(outcome)
+                    self._report()
+            finally:
+                for number in executor.pending_numbers():
+                    self._tell_fail(number, "interrupted: the search stopped while it ran")
+                self._write_tables()
+                self._report()
+
+    def _submit(self, executor: object) -> None:
+        trial = self.study.ask()
+        try:
+            recipe = self.space.sample(trial)
+        except Exception as exc:  # e.g. an enqueued recipe outside the space
+            self.running[trial.number] = trial
+            self._tell_fail(trial.number, f"cannot sample a recipe: {exc}")
+            return
+        self.running[trial.number] = trial
+        trial.set_user_attr("recipe", recipe.to_dict())
+        if not self._reuse(trial, recipe):
+            executor.submit(trial.number, recipe)  # type: ignore[attr-defined]
+
+    def _reuse(self, trial: optuna.Trial, recipe: Recipe) -> bool:
+        """Answer a recipe that an earlier trial already built from that trial's result.
+
+        Samplers propose the same point again (and would retry a failing recipe forever);
+        building it again costs minutes and teaches the sampler nothing new.
+        """
+        wanted = recipe.to_dict()
+        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if earlier.user_attrs.get("recipe") == wanted and "record" in earlier.user_attrs:
+                for key in ("record", "model_path", "constraint_values"):
+                    trial.set_user_attr(key, earlier.user_attrs[key])
+                trial.set_user_attr("reused_from", earlier.number)
+                for key, value in earlier.user_attrs["constraint_values"].items():
+                    trial.set_constraint(key, value)
+                self.running.pop(trial.number)
+                self.study.tell(trial, list(earlier.values))
+                self._write_tables()
+                return True
+        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            error = str(earlier.user_attrs.get("error", ""))
+            if earlier.user_attrs.get("recipe") == wanted and not error.startswith("interrupted"):
+                trial.set_user_attr("reused_from", earlier.number)
+                self._tell_fail(
+                    trial.number, f"same recipe as failed trial {earlier.number}: {error}"
+                )
+                return True
+        return False
+
+    def _record(self, outcome: TrialOutcome) -> None:
+        if outcome.record is None or outcome.tflite is None:
+            if outcome.detail:
+                log.error("trial %d failed:\n%s", outcome.number, outcome.detail)
+            self._tell_fail(outcome.number, outcome.error or "unknown error")
+            return
+        trial = self.running.pop(outcome.number)
+        record: TrialRecord = outcome.record
+        path = self.rundir.model_path(outcome.number)
+        from autocompress.study.rundir import atomic_write_bytes
+
+        atomic_write_bytes(path, outcome.tflite)  # the model first: a told trial has its file
+        trial.set_user_attr("record", record.to_dict())
+        trial.set_user_attr("model_path", str(path.relative_to(self.rundir.path)))
+        constraints = self._constraints(record)
+        trial.set_user_attr("constraint_values", constraints)
+        for key, value in constraints.items():
+            trial.set_constraint(key, value)
+        m = record.measurement
+        primary = self.ctx.profiles[0].name
+        self.study.tell(trial, [m.accuracy, m.latency[primary].median_ms, float(m.gzip_bytes)])
+        log.info("trial %d complete: %s", outcome.number, record.recipe)
+        self._write_tables()
+
+    def _constraints(self, record: TrialRecord) -> dict[str, float]:
+        """Constraint values (> 0 means violated) from the profiles' limits."""
+        out: dict[str, float] = {}
+        for p in self.ctx.profiles:
+            if p.max_model_bytes is not None:
+                out[f"{p.name}.max_model_bytes"] = float(
+                    record.measurement.size_bytes - p.max_model_bytes
+                )
+        return out
+
+    def _tell_fail(self, number: int, reason: str) -> None:
+        trial = self.running.pop(number, None)
+        if trial is None:
+            return
+        trial.set_user_attr("error", reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+        log.warning("trial %d failed: %s", number, reason)
+        self._write_tables()
+
+    def _fail_orphans(self) -> None:
+        """Trials left RUNNING by a driver that was killed are marked FAIL, with the reason."""
+        storage = self.study._storage
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            storage.set_trial_user_attr(
+                t._trial_id, "error", "interrupted: the driver stopped while this trial ran"
+            )
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            log.warning("trial %d was left running by an earlier run: marked FAIL", t.number)
+
+    def _finished(self) -> int:
+        states = (TrialState.COMPLETE, TrialState.FAIL)
+        return len(self.study.get_trials(deepcopy=False, states=states))
+
+    def _timed_out(self) -> bool:
+        return self.timeout is not None and time.monotonic() - self.start >= self.timeout
+
+    def _write_tables(self) -> None:
+        table = trials_frame(self.study)
+        front = front_frame(table, self.ctx.profiles[0].name)
+        self.front_size = len(front)
+        atomic_write_text(self.rundir.trials_csv, table.to_csv(index=False))
+        atomic_write_text(self.rundir.pareto_csv, front.to_csv(index=False))
+
+    def _report(self) -> None:
+        if self.on_progress is None:
+            return
+        failed = len(self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        self.on_progress(
+            Progress(
+                done=self._finished(),
+                budget=self.budget,
+                failed=failed,
+                running=len(self.running),
+                front_size=self.front_size,
+                elapsed_s=time.monotonic() - self.start,
+            )
+        )
+
+
+def _resolve_task(task: Task | str | Path | None, rundir: RunDir, seed: int) -> Task:
+    if isinstance(task, Task):
+        return task
+    if task is None:
+        from autocompress.demo import demo_task
+
+        return demo_task(cache_dir=rundir.path, seed=seed)
+    return load_task(task)
+
+
+def _open_study(rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """Create the study, or load it to resume; refuse a study made for another objective."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    exists = rundir.journal.exists()
+    storage = JournalStorage(JournalFileBackend(str(rundir.journal)))
+    directions = ["maximize", "minimize", "minimize"]
+    study = optuna.create_study(
+        storage=storage,
+        study_name=STUDY_NAME,
+        directions=directions,
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    names = [c for c, _ in objective_columns(primary)]
+    if exists and study.metric_names not in (None, names):
+        raise InputError(
+            str(rundir.path),
+            f"holds a study for objectives {study.metric_names}, not {names}: "
+            "use another --out directory or the same first --profile",
+        )
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+    return study
+
+
+def _space_contains(space: SearchSpace, recipe: Recipe) -> bool:
+    """Whether the space can express ``recipe``'s techniques (epochs come from the space)."""
+    values = recipe.to_dict()
+    for p in space.params:
+        if p.name in _EPOCH_PARAMS:
+            continue
+        v = values[p.name]
+        if p.choices is not None:
+            if v not in p.choices:
+                return False
+        elif not (p.low <= v <= p.high):  # type: ignore[operator]
+            return False
+    return True
+
+
+def _params_of(space: SearchSpace, recipe: Recipe) -> dict[str, object]:
+    values = recipe.to_dict()
+    return {
+        p.name: values[p.name]
+        for p in space.params
+        if p.name not in _EPOCH_PARAMS and (p.choices is None or len(p.choices) > 1)
+    }
+
+
+@contextmanager
+def _exclusive(rundir: RunDir) -> Iterator[None]:
+    """One search per run directory at a time: a second one refuses instead of interleaving."""
+    lock_path = rundir.path / ".lock"
+    with open(lock_path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                str(rundir.path), "another search is already running on this directory"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # the terminal shows the progress line; details go to the file
+    try:
+        yield
+    finally:
+        log.propagate = True
+        log.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,110 @@
+"""Trial and Pareto tables built from the study; written as ``trials.csv`` and ``pareto.csv``.
+
+The study storage is the source of truth: both tables can always be rebuilt from it, and the front
+can be recomputed from ``trials.csv`` alone for any profile it recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from autocompress.front import pareto_mask
+from autocompress.records import TrialRecord
+
+RECIPE_COLUMNS = [
+    "student_width",
+    "sparsity",
+    "clusters",
+    "quantization",
+    "distill_epochs",
+    "finetune_epochs",
+]
+
+
+def latency_column(profile: str) -> str:
+    return f"latency_ms_{profile}"
+
+
+def objective_columns(profile: str) -> list[tuple[str, bool]]:
+    """The front's objectives as (column, maximize): accuracy, latency on ``profile``, gzip size."""
+    return [("accuracy", True), (latency_column(profile), False), ("gzip_bytes", False)]
+
+
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name}
+    data = trial.user_attrs.get("record")
+    if data is None:
+        row.update({k: trial.params.get(k) for k in RECIPE_COLUMNS})
+        row["reused_from"] = trial.user_attrs.get("reused_from")
+        row["error"] = trial.user_attrs.get("error", "")
+        return row
+    record = TrialRecord.from_dict(data)
+    m = record.measurement
+    row.update(record.recipe.to_dict())
+    row.update(accuracy=m.accuracy, size_bytes=m.size_bytes, gzip_bytes=m.gzip_bytes)
+    for name, lat in m.latency.items():
+        row[latency_column(name)] = lat.median_ms
+        row[f"latency_p90_ms_{name}"] = lat.p90_ms
+        row[f"latency_variation_{name}"] = round(lat.variation, 3)
+    facts = {s.stage: s.facts for s in record.stages}
+    row["achieved_sparsity"] = facts.get("cluster", facts.get("prune", {})).get("sparsity", 0.0)
+    uniques = facts.get("cluster", {}).get("unique_weights_per_layer")
+    row["max_unique_weights"] = max(uniques.values()) if uniques else None
+    row["tensor_dtypes"] = json.dumps(m.tensor_dtypes)
+    row["constraints_violated"] = ";".join(
+        k for k, v in trial.user_attrs.get("constraint_values", {}).items() if v > 0
+    )
+    row["seconds"] = round(record.seconds, 2)
+    row["stages"] = json.dumps({s.stage: s.facts for s in record.stages})
+    row["model_path"] = trial.user_attrs.get("model_path", "")
+    row["reused_from"] = trial.user_attrs.get("reused_from")
+    row["error"] = ""
+    return row
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """Every finished or running trial, one row each, ordered by trial number."""
+    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    return (
+        pd.DataFrame(rows).sort_values("trial").reset_index(drop=True) if rows else pd.DataFrame()
+    )
+
+
+FRONT_COLUMNS = [
+    "trial",
+    "student_width",
+    "sparsity",
+    "clusters",
+    "quantization",
+    "accuracy",
+    "size_bytes",
+    "gzip_bytes",
+]
+
+
+def front_frame(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """The completed, feasible, first-built trials not dominated on (accuracy, latency, gzip)."""
+    lat = latency_column(profile)
+    if trials.empty or lat not in trials.columns:
+        return pd.DataFrame(columns=[*FRONT_COLUMNS, lat, "model_path"])
+    ok = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()]
+    if "reused_from" in ok.columns:  # a re-proposed recipe: its original row stands for it
+        ok = ok[ok["reused_from"].isna()]
+    if "constraints_violated" in ok.columns:
+        ok = ok[ok["constraints_violated"].fillna("") == ""]
+    objectives = objective_columns(profile)
+    cols = [c for c, _ in objectives]
+    mask = pareto_mask(ok[cols].to_numpy(dtype=float), [m for _, m in objectives])
+    front = ok[mask]
+    extra = [c for c in front.columns if c.startswith("latency_ms_") and c != lat]
+    ordered = [*FRONT_COLUMNS, lat, *extra, "model_path"]
+    return front[ordered].sort_values("accuracy", ascending=False).reset_index(drop=True)
+
+
+def profiles_in(trials: pd.DataFrame) -> Sequence[str]:
+    return [c.removeprefix("latency_ms_") for c in trials.columns if c.startswith("latency_ms_")]

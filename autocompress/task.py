@@ -1,0 +1,193 @@
+"""Tasks: a trained Keras classifier plus its train / validation data, loaded and checked.
+
+A task comes from a YAML file naming a model file and an ``.npz`` data file, or from a Python entry
+point ``module:function`` returning a :class:`Task`. Everything a search needs about the task is
+checked here, before any trial runs, so that bad input fails in one line instead of in a worker.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autocompress._yaml import check_keys, load_mapping
+from autocompress.errors import InputError
+
+if TYPE_CHECKING:
+    import tf_keras
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+DATA_KEYS = ("x_train", "y_train", "x_val", "y_val")
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Train and validation arrays; labels are integer class ids."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A Keras model as plain data (architecture JSON + weights), safe to send between processes."""
+
+    config_json: str
+    weights: list[np.ndarray]
+
+    @classmethod
+    def from_model(cls, model: tf_keras.Model) -> TeacherSpec:
+        return cls(config_json=model.to_json(), weights=[w.copy() for w in model.get_weights()])
+
+    def build(self) -> tf_keras.Model:
+        """A fresh model object with copied weights; nothing is shared with any other copy."""
+        import tf_keras
+
+        model = tf_keras.models.model_from_json(self.config_json)
+        model.set_weights(self.weights)
+        return model
+
+
+@dataclass(frozen=True)
+class Task:
+    """A trained classifier (the teacher) and its data."""
+
+    name: str
+    teacher: TeacherSpec
+    data: TaskData
+    source: str = "<python>"
+
+
+def load_task(path: str | Path) -> Task:
+    """Load a task YAML (``model`` + ``data``, or ``entry_point``), checked against its data."""
+    source = str(path)
+    spec = load_mapping(path)
+    check_keys(source, spec, {"name", "model", "data", "entry_point"}, set())
+    base = Path(path).resolve().parent
+    if "entry_point" in spec:
+        if "model" in spec or "data" in spec:
+            raise InputError(source, "give either entry_point or model + data, not both")
+        task = _from_entry_point(source, spec["entry_point"], base)
+        check_task(task)
+        return task
+    for key in ("model", "data"):
+        if not isinstance(spec.get(key), str):
+            raise InputError(source, f"{key!r} must be a file path (or use entry_point)")
+    model = load_model(base / spec["model"])
+    data = load_data(base / spec["data"])
+    task = Task(
+        name=str(spec.get("name", Path(path).stem)),
+        teacher=TeacherSpec.from_model(model),
+        data=data,
+        source=source,
+    )
+    check_task(task)
+    return task
+
+
+def load_model(path: Path) -> tf_keras.Model:
+    """Load a ``.keras`` / ``.h5`` file or SavedModel directory in safe mode (no arbitrary code)."""
+    import tf_keras
+
+    if not path.exists():
+        raise InputError(str(path), "model file not found")
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise InputError(str(path), "directory is not a SavedModel (no saved_model.pb)")
+    elif path.suffix not in MODEL_SUFFIXES:
+        raise InputError(
+            str(path),
+            f"unsupported model file type {path.suffix!r} (use .keras, .h5 or a SavedModel)",
+        )
+    try:
+        kwargs: dict[str, Any] = {"compile": False}
+        if path.suffix == ".keras":
+            kwargs["safe_mode"] = True
+        model = tf_keras.models.load_model(str(path), **kwargs)
+    except Exception as exc:  # the loaders raise many unrelated types for a bad file
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(str(path), f"cannot be loaded as a Keras model: {reason}") from None
+    if not isinstance(model, tf_keras.Model):
+        raise InputError(str(path), "did not load as a Keras model")
+    return model
+
+
+def load_data(path: Path) -> TaskData:
+    """Load ``x_train, y_train, x_val, y_val`` from an ``.npz`` file (no pickled objects)."""
+    if not path.is_file():
+        raise InputError(str(path), "data file not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in DATA_KEYS if k not in npz.files]
+            if missing:
+                raise InputError(str(path), f"missing array {missing[0]!r} (needs {DATA_KEYS})")
+            arrays = {k: npz[k] for k in DATA_KEYS}
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(str(path), f"not a readable .npz file: {exc}") from None
+    return TaskData(**arrays)
+
+
+def check_task(task: Task) -> None:
+    """Check that the data fits the model: shapes, dtypes, label range, no empty or NaN arrays."""
+    src = task.source
+    d = task.data
+    for key in DATA_KEYS:
+        arr = getattr(d, key)
+        if not isinstance(arr, np.ndarray) or arr.size == 0:
+            raise InputError(src, f"data array {key} is empty")
+        if not np.issubdtype(arr.dtype, np.number):
+            raise InputError(src, f"data array {key} has non-numeric dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise InputError(src, f"data array {key} contains NaN or infinite values")
+    for xs, ys in (("x_train", "y_train"), ("x_val", "y_val")):
+        x, y = getattr(d, xs), getattr(d, ys)
+        if len(x) != len(y):
+            raise InputError(src, f"{xs} has {len(x)} samples but {ys} has {len(y)}")
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise InputError(src, f"{ys} must be a 1-D array of integer class ids")
+    model = task.teacher.build()
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InputError(src, "the model must have exactly one input and one output")
+    expected = tuple(model.inputs[0].shape[1:])
+    for xs in ("x_train", "x_val"):
+        got = getattr(d, xs).shape[1:]
+        if len(got) != len(expected) or any(
+            e is not None and e != g for e, g in zip(expected, got)
+        ):
+            raise InputError(src, f"{xs} has sample shape {got} but the model expects {expected}")
+    out_shape = tuple(model.outputs[0].shape[1:])
+    if len(out_shape) != 1 or out_shape[0] is None:
+        raise InputError(src, f"the model output {out_shape} is not a vector of class scores")
+    n_classes = int(out_shape[0])
+    top = int(max(d.y_train.max(), d.y_val.max()))
+    if d.y_train.min() < 0 or d.y_val.min() < 0 or top >= n_classes:
+        raise InputError(src, f"labels range up to {top} but the model outputs {n_classes} classes")
+
+
+def _from_entry_point(source: str, entry: Any, base: Path) -> Task:
+    if not isinstance(entry, str) or entry.count(":") != 1:
+        raise InputError(source, "entry_point must look like 'module:function'")
+    module_name, func_name = entry.split(":")
+    sys.path.insert(0, str(base))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InputError(source, f"cannot import {module_name!r}: {exc}") from None
+    finally:
+        sys.path.remove(str(base))
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise InputError(source, f"{module_name!r} has no function {func_name!r}")
+    task = func()
+    if not isinstance(task, Task):
+        raise InputError(source, f"{entry} returned {type(task).__name__}, not a Task")
+    return task

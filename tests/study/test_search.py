@@ -1,0 +1,150 @@
+"""End-to-end searches on a tiny task with a real Ray cluster and real candidates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from autocompress import search
+from autocompress.front import pareto_mask
+from autocompress.study.rundir import STUDY_NAME
+from autocompress.task import Task, TeacherSpec, load_task
+from tests.conftest import digest
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def test_search_writes_trials_front_and_models(first_run) -> None:
+    result, out, *_ = first_run
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 4 and set(trials["state"]) == {"COMPLETE"}
+    baseline = trials.iloc[0]
+    assert (baseline["student_width"], baseline["sparsity"], baseline["clusters"]) == (1, 0, 0)
+    assert baseline["quantization"] == "none"
+    front = pd.read_csv(out / "pareto.csv")
+    required = {
+        "trial",
+        "student_width",
+        "sparsity",
+        "clusters",
+        "quantization",
+        "accuracy",
+        "size_bytes",
+        "gzip_bytes",
+        "latency_ms_cpu-host",
+        "model_path",
+    }
+    assert required <= set(front.columns)
+    assert len(front) == len(result.front) >= 1
+    for path in front["model_path"]:
+        assert (out / path).read_bytes()[4:8] == b"TFL3"
+    assert result.study.trials[0].user_attrs["record"]["measurement"]["accuracy"] > 0.5
+
+
+def test_front_rows_are_mutually_non_dominated(first_run) -> None:
+    _, out, *_ = first_run
+    front = pd.read_csv(out / "pareto.csv")
+    values = front[["accuracy", "latency_ms_cpu-host", "gzip_bytes"]].to_numpy(float)
+    assert pareto_mask(values, [True, False, False]).all()
+    trials = pd.read_csv(out / "trials.csv")
+    trials = trials[trials["reused_from"].isna()]
+    everything = trials[["accuracy", "latency_ms_cpu-host", "gzip_bytes"]].to_numpy(float)
+    assert pareto_mask(everything, [True, False, False]).sum() == len(front)
+
+
+def test_teacher_unchanged_after_search(first_run, task_files: Path) -> None:
+    _, _, task, before, model_hash = first_run
+    assert digest(task_files / "model.keras") == model_hash
+    assert all(np.array_equal(a, b) for a, b in zip(before, task.teacher.weights))
+    reloaded = load_task(task_files / "task.yaml").teacher
+    assert all(np.array_equal(a, b) for a, b in zip(before, reloaded.weights))
+
+
+def test_resume_adds_trials_and_loses_none(first_run, smoke_space_file: Path) -> None:
+    _, out, task, *_ = first_run
+    earlier = pd.read_csv(out / "trials.csv")
+    result = search(task=task, space=smoke_space_file, trials=6, workers=2, out=out, seed=0)
+    later = pd.read_csv(out / "trials.csv")
+    assert len(later) == 6 and list(later["trial"]) == list(range(6))
+    pd.testing.assert_frame_equal(later.iloc[:4][earlier.columns], earlier, check_dtype=False)
+    assert len(result.trials) == 6
+    for path in later["model_path"]:
+        assert (out / path).is_file()
+
+
+def _layernorm_task(tiny_task: Task) -> Task:
+    """A real model that QAT cannot handle: tfmot has no quantize config for LayerNormalization."""
+    import tf_keras as keras
+
+    model = keras.Sequential(
+        [
+            keras.layers.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.LayerNormalization(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(tiny_task.data.x_train, tiny_task.data.y_train, epochs=2, verbose=0)
+    return Task("ln", TeacherSpec.from_model(model), tiny_task.data)
+
+
+def test_failing_trial_does_not_stop_the_study(tmp_path: Path, tiny_task: Task) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("quantization: [none, qat]\nsparsity: [0.0, 0.5]\nfinetune_epochs: 1\n")
+    result = search(
+        task=_layernorm_task(tiny_task),
+        space=space,
+        trials=6,
+        workers=2,
+        out=tmp_path / "run",
+        sampler="random",
+        seed=3,
+    )
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(trials) == 6
+    failed = trials[trials["state"] == "FAIL"]
+    completed = trials[trials["state"] == "COMPLETE"]
+    assert len(failed) >= 1 and len(completed) >= 1
+    assert set(failed["quantization"]) == {"qat"}
+    for reason in failed["error"]:
+        assert "\n" not in reason and "LayerNormalization" in reason
+    assert len(result.front) >= 1
+
+
+def test_orphaned_running_trial_is_marked_failed(
+    tmp_path: Path, tiny_task: Task, smoke_space_file: Path
+) -> None:
+    out = tmp_path / "run"
+    search(task=tiny_task, space=smoke_space_file, trials=1, workers=1, out=out)
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    study.ask()  # what a driver killed mid-trial leaves behind: a RUNNING trial
+    search(task=tiny_task, space=smoke_space_file, trials=3, workers=1, out=out)
+    trials = pd.read_csv(out / "trials.csv")
+    assert list(trials["trial"]) == [0, 1, 2]
+    assert trials.loc[1, "state"] == "FAIL" and "interrupted" in trials.loc[1, "error"]
+    assert list(trials["state"]).count("COMPLETE") == 2
+
+
+def test_repeated_recipe_is_answered_from_the_earlier_trial(tmp_path: Path, tiny_task: Task) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("quantization: [none, dynamic]\nsparsity: 0.0\nclusters: 0\n")
+    search(task=tiny_task, space=space, trials=5, workers=1, out=tmp_path / "run",
+           sampler="random", seed=0)
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(trials) == 5 and set(trials["state"]) == {"COMPLETE"}
+    built = trials[trials["reused_from"].isna()]
+    assert len(built) == 2  # only two distinct recipes exist
+    for _, row in trials[trials["reused_from"].notna()].iterrows():
+        original = trials.loc[trials["trial"] == row["reused_from"]].iloc[0]
+        assert row["quantization"] == original["quantization"]
+        assert row["accuracy"] == original["accuracy"]
+        assert row["model_path"] == original["model_path"]

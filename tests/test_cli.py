@@ -1,0 +1,125 @@
+"""The command line: exit code 2 with one clean line for bad input; show and pick on a real run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autocompress.cli import main, parse_duration
+from autocompress.errors import InputError
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "autocompress", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("autocompress: error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_missing_model_file(tmp_path: Path, task_files: Path) -> None:
+    task = tmp_path / "task.yaml"
+    task.write_text(f"model: missing.keras\ndata: {task_files / 'data.npz'}\n")
+    proc = run_cli("search", "--task", str(task), "--out", str(tmp_path / "run"))
+    assert_clean_error(proc, "missing.keras", "model file not found")
+
+
+def test_malformed_space_yaml(tmp_path: Path, task_files: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("clusters: [8, 16\n")
+    proc = run_cli(
+        "search",
+        "--task",
+        str(task_files / "task.yaml"),
+        "--space",
+        str(space),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert_clean_error(proc, str(space), "malformed YAML")
+
+
+def test_data_shape_does_not_match_model(tmp_path: Path, task_files: Path) -> None:
+    import numpy as np
+
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=np.zeros((4, 28, 28, 1), "float32"),
+        y_train=np.zeros(4, "int64"),
+        x_val=np.zeros((4, 28, 28, 1), "float32"),
+        y_val=np.zeros(4, "int64"),
+    )
+    task = tmp_path / "task.yaml"
+    task.write_text(f"model: {task_files / 'model.keras'}\ndata: d.npz\n")
+    proc = run_cli("search", "--task", str(task), "--out", str(tmp_path / "run"))
+    assert_clean_error(proc, "x_train has sample shape (28, 28, 1)", "(8, 8, 1)")
+    assert not (tmp_path / "run" / "study.journal").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("20m", 1200), ("1h30m", 5400), ("0.5h", 1800)]
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["20 min", "abc", "", "-5", "0"])
+def test_bad_duration(text: str) -> None:
+    with pytest.raises(InputError, match="--timeout"):
+        parse_duration(text)
+
+
+def test_bad_timeout_exits_2(capsys) -> None:
+    assert main(["search", "--timeout", "20 min"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--timeout" in err
+
+
+def test_show_prints_front(first_run, capsys) -> None:
+    _, out, *_ = first_run
+    assert main(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    front = pd.read_csv(out / "pareto.csv")
+    assert f"({len(front)} models" in text
+    for trial in front["trial"]:
+        assert str(trial) in text
+
+
+def test_pick_exports_most_accurate_meeting_limits(first_run, tmp_path: Path, capsys) -> None:
+    _, out, *_ = first_run
+    front = pd.read_csv(out / "pareto.csv")
+    limit = float(front["latency_ms_cpu-host"].median())
+    ok = front[front["latency_ms_cpu-host"] <= limit]
+    expected = ok.sort_values(["accuracy", "latency_ms_cpu-host"], ascending=[False, True]).iloc[0]
+    dest = tmp_path / "chosen.tflite"
+    code = main(["pick", str(out), "--max-latency-ms", str(limit), "--export", str(dest)])
+    assert code == 0
+    assert dest.read_bytes() == (out / expected["model_path"]).read_bytes()
+    assert f"exported trial {int(expected['trial'])}" in capsys.readouterr().out
+
+
+def test_pick_with_impossible_limits_says_so(first_run, capsys) -> None:
+    _, out, *_ = first_run
+    assert main(["pick", str(out), "--min-accuracy", "1.01"]) == 1
+    assert "no model on the front meets" in capsys.readouterr().err
+
+
+def test_show_unknown_profile(first_run, capsys) -> None:
+    _, out, *_ = first_run
+    assert main(["show", str(out), "--profile", "edgetpu-usb"]) == 2
+    assert "was not measured" in capsys.readouterr().err

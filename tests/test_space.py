@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from autocompress.errors import InputError
+from autocompress.records import Recipe
+from autocompress.space import SPACES_DIR, SearchSpace
+
+
+@pytest.mark.parametrize("name", ["default", "smoke"])
+def test_shipped_spaces_parse_and_sample(name: str) -> None:
+    space = SearchSpace.from_yaml(SPACES_DIR / f"{name}.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        recipe = space.sample(study.ask())
+        assert isinstance(recipe, Recipe)
+        assert 0 < recipe.student_width <= 1
+        assert 0 <= recipe.sparsity < 1
+        assert recipe.quantization in ("none", "dynamic", "float16", "int8", "qat")
+
+
+def test_stepped_range_samples_only_steps() -> None:
+    space = SearchSpace.from_dict({"sparsity": {"low": 0.0, "high": 0.8, "step": 0.2}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    values = {round(space.sample(study.ask()).sparsity, 6) for _ in range(60)}
+    assert values <= {0.0, 0.2, 0.4, 0.6, 0.8}
+    assert len(values) >= 4
+
+
+def test_fixed_value_is_not_searched() -> None:
+    space = SearchSpace.from_dict({"quantization": "int8", "clusters": [16]})
+    trial = optuna.create_study().ask()
+    recipe = space.sample(trial)
+    assert recipe.quantization == "int8" and recipe.clusters == 16
+    assert "quantization" not in trial.params and "clusters" not in trial.params
+
+
+@pytest.mark.parametrize(
+    ("doc", "fragment"),
+    [
+        ({"sparsity_range": [0.1]}, "unknown key 'sparsity_range'"),
+        ({"clusters": []}, "empty"),
+        ({"sparsity": 1.0}, "[0, 1)"),
+        ({"sparsity": {"low": 0.0, "high": 1.0}}, "[0, 1)"),
+        ({"clusters": [-4]}, "clusters"),
+        ({"clusters": ["16"]}, "expected int"),
+        ({"quantization": ["int4"]}, "must be one of"),
+        ({"student_width": [0.0]}, "(0, 1]"),
+        ({"sparsity": {"low": 0.5, "high": 0.2}}, "below high"),
+        ({"sparsity": {"low": 0.0, "high": 0.5, "step": 0.3}}, "multiple of step"),
+        ({"sparsity": {"low": 0.0}}, "missing required key 'high'"),
+        ({"finetune_epochs": 0}, "between 1"),
+        ({"clusters": [8, 8]}, "duplicates"),
+    ],
+)
+def test_bad_space_gives_clear_error(doc: dict, fragment: str) -> None:
+    with pytest.raises(InputError) as info:
+        SearchSpace.from_dict(doc, source="space.yaml")
+    assert str(info.value).startswith("space.yaml: ")
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("sparsity: [0.1, 0.2\nclusters: 4\n")
+    with pytest.raises(InputError) as info:
+        SearchSpace.from_yaml(path)
+    assert str(path) in str(info.value) and "line" in str(info.value)
+
+
+def test_top_level_must_be_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(InputError, match="mapping"):
+        SearchSpace.from_yaml(path)
+
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=True), st.text(max_size=5)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(["low", "high", "step", "x"]), inner, max_size=4),
+    ),
+    max_leaves=8,
+)
+keys = st.sampled_from(
+    ["student_width", "sparsity", "clusters", "quantization", "finetune_epochs", "typo"]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(keys, values, max_size=4))
+def test_random_documents_give_space_or_clean_error(tmp_path_factory, doc: dict) -> None:
+    path = tmp_path_factory.mktemp("h") / "space.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        space = SearchSpace.from_yaml(path)
+    except InputError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+        return
+    recipe = space.sample(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
+    space.validate_recipe(recipe, "sampled")

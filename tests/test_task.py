@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from autocompress.errors import InputError
+from autocompress.task import load_task
+
+
+def test_task_yaml_loads(task_files: Path) -> None:
+    task = load_task(task_files / "task.yaml")
+    assert task.name == "tiny"
+    assert task.data.x_train.shape[1:] == (8, 8, 1)
+
+
+def _write(root: Path, yaml_text: str, **arrays: np.ndarray) -> Path:
+    if arrays:
+        np.savez(root / "d.npz", **arrays)
+    (root / "t.yaml").write_text(yaml_text)
+    return root / "t.yaml"
+
+
+def test_missing_model_file(tmp_path: Path, task_files: Path) -> None:
+    path = _write(tmp_path, f"model: nowhere.keras\ndata: {task_files / 'data.npz'}\n")
+    with pytest.raises(InputError, match="nowhere.keras: model file not found"):
+        load_task(path)
+
+
+def test_not_a_model(tmp_path: Path, task_files: Path) -> None:
+    (tmp_path / "junk.keras").write_bytes(b"not a zip file at all")
+    path = _write(tmp_path, f"model: junk.keras\ndata: {task_files / 'data.npz'}\n")
+    with pytest.raises(InputError, match="cannot be loaded as a Keras model"):
+        load_task(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"x_train": np.zeros((5, 9, 9, 1), "float32")}, "sample shape"),
+        ({"x_val": np.full((5, 8, 8, 1), np.nan, "float32")}, "NaN"),
+        ({"y_train": np.full(600, 12)}, "labels range up to 12"),
+        ({"y_val": np.zeros((0,), "int64"), "x_val": np.zeros((0, 8, 8, 1), "float32")}, "empty"),
+        ({"y_train": np.zeros(600, "float32")}, "integer class ids"),
+    ],
+)
+def test_data_not_matching_model(tmp_path, task_files: Path, change: dict, fragment: str) -> None:
+    with np.load(task_files / "data.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays.update(change)
+    if "x_train" in change and "y_train" not in change:
+        arrays["y_train"] = arrays["y_train"][: len(change["x_train"])]
+    if "x_val" in change and "y_val" not in change:
+        arrays["y_val"] = arrays["y_val"][: len(change["x_val"])]
+    path = _write(tmp_path, f"model: {task_files / 'model.keras'}\ndata: d.npz\n", **arrays)
+    with pytest.raises(InputError) as info:
+        load_task(path)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
