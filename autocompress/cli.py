@@ -185,9 +185,11 @@ class _ProgressLine:
         )
         if self.tty:
             print(f"\r{line}", end="", file=self.stream, flush=True)  # type: ignore[arg-type]
-        elif line.split("  elapsed")[0] != self.last.split("  elapsed")[0]:
-            print(line, file=self.stream, flush=True)  # type: ignore[arg-type]
-        self.last = line
+        else:  # not a terminal: a line only when a trial finishes
+            key = line.split("  running")[0]
+            if key != self.last:
+                print(line, file=self.stream, flush=True)  # type: ignore[arg-type]
+            self.last = key
 
     def close(self) -> None:
         if self.tty:

@@ -134,11 +134,20 @@ def test_orphaned_running_trial_is_marked_failed(
     assert list(trials["state"]).count("COMPLETE") == 2
 
 
-def test_repeated_recipe_is_answered_from_the_earlier_trial(tmp_path: Path, tiny_task: Task) -> None:
+def test_repeated_recipe_is_answered_from_the_earlier_trial(
+    tmp_path: Path, tiny_task: Task
+) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("quantization: [none, dynamic]\nsparsity: 0.0\nclusters: 0\n")
-    search(task=tiny_task, space=space, trials=5, workers=1, out=tmp_path / "run",
-           sampler="random", seed=0)
+    search(
+        task=tiny_task,
+        space=space,
+        trials=5,
+        workers=1,
+        out=tmp_path / "run",
+        sampler="random",
+        seed=0,
+    )
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert len(trials) == 5 and set(trials["state"]) == {"COMPLETE"}
     built = trials[trials["reused_from"].isna()]
@@ -148,3 +157,16 @@ def test_repeated_recipe_is_answered_from_the_earlier_trial(tmp_path: Path, tiny
         assert row["quantization"] == original["quantization"]
         assert row["accuracy"] == original["accuracy"]
         assert row["model_path"] == original["model_path"]
+
+
+def test_timeout_stops_starting_trials(tmp_path: Path, tiny_task: Task, smoke_space_file: Path):
+    result = search(
+        task=tiny_task,
+        space=smoke_space_file,
+        trials=50,
+        timeout=0.5,
+        workers=1,
+        out=tmp_path / "run",
+    )
+    # The first trial starts before the deadline and finishes; nothing starts after it.
+    assert len(result.trials) == 1 and result.trials.loc[0, "state"] == "COMPLETE"
