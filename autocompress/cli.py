@@ -86,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--export", default=None, help="copy the chosen .tflite file here")
     p.set_defaults(func=_pick)
 
+    e = sub.add_parser("estimate", help="latency, deployability and peak RAM of a .tflite file")
+    e.add_argument("model", help="a .tflite file")
+    e.add_argument("--profile", default="cpu-host", help="hardware profile name or YAML file")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.set_defaults(func=_estimate)
+
     pr = sub.add_parser("profiles", help="list the shipped hardware profiles")
     pr.set_defaults(func=_profiles)
     return parser
@@ -148,6 +154,46 @@ def _pick(args: argparse.Namespace) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
         print(f"exported trial {int(choice['trial'])} to {dest}")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from autocompress.hardware import load_profile, read_tflite
+    from autocompress.hardware.isolated import latency_in_subprocess
+
+    path = Path(args.model)
+    if not path.is_file():
+        raise InputError(str(path), "file not found")
+    profile = load_profile(args.profile)
+    data = path.read_bytes()
+    graph = read_tflite(data, str(path))  # our own defensive reader, before anything else
+    result = latency_in_subprocess(data, profile, str(path))
+    out = {
+        "model": str(path),
+        "profile": profile.name,
+        "backend": profile.backend,
+        "latency_ms": None if result.median_ms != result.median_ms else result.median_ms,
+        "deployable": result.deployable,
+        "peak_ram_bytes": graph.peak_ram_bytes(),
+        "size_bytes": len(data),
+        "macs": graph.macs,
+        "ops": len(graph.ops),
+        **({"p90_ms": result.p90_ms, "runs": result.runs} if result.runs else {}),
+        **result.details,
+    }
+    fits = []
+    if profile.max_model_bytes is not None:
+        fits.append(("max_model_bytes", len(data) <= profile.max_model_bytes))
+    if profile.max_ram_bytes is not None:
+        fits.append(("max_ram_bytes", out["peak_ram_bytes"] <= profile.max_ram_bytes))
+    out["fits"] = dict(fits)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for key, value in out.items():
+        print(f"{key:22s} {value}")
     return 0
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from autocompress.hardware import HardwareProfile, latency
+from autocompress.hardware import HardwareProfile, latency, read_tflite
 from autocompress.records import Measurement
 
 
@@ -20,12 +20,15 @@ def evaluate(
     tflite: bytes, x_val: np.ndarray, y_val: np.ndarray, profiles: Sequence[HardwareProfile]
 ) -> Measurement:
     """Accuracy on the validation data, sizes, tensor dtypes and latency on every profile."""
+    graph = read_tflite(tflite, "candidate")
     return Measurement(
         accuracy=accuracy(tflite, x_val, y_val),
         size_bytes=len(tflite),
         gzip_bytes=gzip_size(tflite),
-        latency={p.name: latency(tflite, p) for p in profiles},
+        latency={p.name: latency(tflite, p, graph) for p in profiles},
         tensor_dtypes=tensor_dtypes(tflite),
+        peak_ram_bytes=graph.peak_ram_bytes(),
+        macs=graph.macs,
     )
 
 

@@ -51,13 +51,20 @@ class StageRecord:
 
 @dataclass(frozen=True)
 class LatencyResult:
-    """Latency of one ``.tflite`` file on one hardware profile."""
+    """Latency of one ``.tflite`` file on one hardware profile, measured or simulated.
+
+    Simulated results have ``runs == 0`` and ``p90_ms == median_ms``. ``deployable`` is False
+    when the target cannot run the file at all (e.g. a float model on the Edge TPU);
+    ``details["reason"]`` then says why and ``details["latency_is"]`` what the number is.
+    """
 
     profile: str
     median_ms: float
     p90_ms: float
     runs: int
     backend: str
+    deployable: bool = True
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def variation(self) -> float:
@@ -74,6 +81,8 @@ class Measurement:
     gzip_bytes: int
     latency: dict[str, LatencyResult]
     tensor_dtypes: dict[str, int]
+    peak_ram_bytes: int = 0
+    macs: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,8 @@ class TrialRecord:
             gzip_bytes=m["gzip_bytes"],
             latency={k: LatencyResult(**v) for k, v in m["latency"].items()},
             tensor_dtypes=dict(m["tensor_dtypes"]),
+            peak_ram_bytes=m.get("peak_ram_bytes", 0),
+            macs=m.get("macs", 0),
         )
         return cls(
             recipe=Recipe.from_dict(data["recipe"]),

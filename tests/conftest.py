@@ -107,5 +107,13 @@ def first_run(tmp_path_factory, ray_cluster, task_files: Path, smoke_space_file:
     model_hash = digest(task_files / "model.keras")
     task = load_task(task_files / "task.yaml")
     before = [w.copy() for w in task.teacher.weights]
-    result = search(task=task, space=smoke_space_file, trials=4, workers=2, out=out, seed=0)
+    result = search(
+        task=task,
+        space=smoke_space_file,
+        trials=4,
+        workers=2,
+        out=out,
+        seed=0,
+        profiles=("cpu-host", "edgetpu-usb"),
+    )
     return result, out, task, before, model_hash

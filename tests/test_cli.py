@@ -121,5 +121,38 @@ def test_pick_with_impossible_limits_says_so(first_run, capsys) -> None:
 
 def test_show_unknown_profile(first_run, capsys) -> None:
     _, out, *_ = first_run
-    assert main(["show", str(out), "--profile", "edgetpu-usb"]) == 2
+    assert main(["show", str(out), "--profile", "pixel2-cpu"]) == 2
     assert "was not measured" in capsys.readouterr().err
+
+
+def test_show_recomputes_front_for_another_profile(first_run, capsys) -> None:
+    _, out, *_ = first_run
+    assert main(["show", str(out), "--profile", "edgetpu-usb"]) == 0
+    assert "latency on edgetpu-usb" in capsys.readouterr().out
+    from autocompress.report import load_front
+
+    front, _ = load_front(out, "edgetpu-usb")
+    trials = pd.read_csv(out / "trials.csv").set_index("trial")
+    for trial in front["trial"]:  # only files the Edge TPU can run are on its front
+        assert bool(trials.loc[trial, "deployable_edgetpu-usb"]) is True
+        assert trials.loc[trial, "quantization"] == "int8"
+
+
+def test_estimate_json(first_run, capsys) -> None:
+    import json
+
+    _, out, *_ = first_run
+    model = next((out / "models").glob("*.tflite"))
+    assert main(["estimate", str(model), "--profile", "edgetpu-usb", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"latency_ms", "deployable", "peak_ram_bytes"} <= set(result)
+    assert result["peak_ram_bytes"] > 0
+
+
+def test_estimate_corrupt_file_exits_2(tmp_path: Path, first_run) -> None:
+    _, out, *_ = first_run
+    data = next((out / "models").glob("*.tflite")).read_bytes()
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(data[: len(data) // 3])
+    proc = run_cli("estimate", str(bad), "--profile", "pixel2-cpu")
+    assert_clean_error(proc, "bad.tflite")

@@ -12,11 +12,12 @@ import time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from autocompress.hardware.flatbuffer import Graph
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.records import LatencyResult
 
 
-def measure_latency(tflite: bytes, profile: HardwareProfile) -> LatencyResult:
+def measure_latency(tflite: bytes, graph: Graph | None, profile: HardwareProfile) -> LatencyResult:
     """Time one-sample inference of ``tflite`` on this machine with the profile's settings."""
     s = profile.measure
     interpreter = Interpreter(model_content=tflite, num_threads=s.threads)

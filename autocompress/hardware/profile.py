@@ -1,12 +1,21 @@
 """Hardware profiles: ``hardware_profiles/*.yaml`` -> :class:`HardwareProfile`.
 
-A profile names the latency backend that measures (or, later, simulates) a ``.tflite`` file for a
-target, and that backend's settings. Users add a target by copying a file and editing it.
+A profile names the latency backend for a target and that backend's constants:
+
+* ``measure``: run the file with LiteRT on this machine (section ``measure``);
+* ``roofline``: simulate a CPU or GPU from the file's ops (section ``roofline``);
+* ``edgetpu``: simulate the Edge TPU compiler's mapping and the chip (sections ``edgetpu`` and
+  ``host``, the CPU that runs what does not map).
+
+Optional limits ``max_model_bytes`` and ``max_ram_bytes`` make bigger candidates infeasible.
+Users add a target by copying a file and editing its constants.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +23,47 @@ from autocompress._yaml import check_keys, load_mapping
 from autocompress.errors import InputError
 
 PROFILES_DIR = Path(__file__).resolve().parents[2] / "hardware_profiles"
-BACKENDS = ("measure",)
+COMPUTE_KINDS = ("float32", "float16", "int8", "int16x8", "hybrid")
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    """How a measuring backend times a model, after TFLite's ``benchmark_model``."""
+    """How the measuring backend times a model, after TFLite's ``benchmark_model``."""
 
     threads: int = 1
     warmup_runs: int = 5
     min_runs: int = 50
     min_seconds: float = 0.5
     max_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class RooflineSettings:
+    """Per-op roofline: time = max(compute, memory traffic) + per-op overhead.
+
+    ``macs_per_s`` is the sustained multiply-accumulate rate for each compute kind the file's
+    ops use (float32, float16, int8, int16x8, hybrid = int8 weights with float activations);
+    ``op_efficiency`` scales it per op type (e.g. depthwise convolutions use the units poorly).
+    """
+
+    macs_per_s: dict[str, float]
+    elementwise_per_s: float
+    bandwidth_bytes_per_s: float
+    op_overhead_s: float = 0.0
+    invoke_overhead_s: float = 0.0
+    op_efficiency: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EdgeTPUSettings:
+    """The Edge TPU: int8 MAC array, on-chip parameter cache, a link to the host."""
+
+    macs_per_s: float
+    sram_bytes: int
+    link_bytes_per_s: float
+    op_overhead_s: float = 0.0
+    invoke_overhead_s: float = 0.0
+    utilisation: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -36,62 +74,118 @@ class HardwareProfile:
     backend: str
     description: str = ""
     measure: MeasureSettings = MeasureSettings()
+    roofline: RooflineSettings | None = None
+    edgetpu: EdgeTPUSettings | None = None
+    host: RooflineSettings | None = None
     max_model_bytes: int | None = None
+    max_ram_bytes: int | None = None
     source: str = "<dict>"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> HardwareProfile:
-        check_keys(
-            source,
-            data,
-            {"name", "backend", "description", "measure", "max_model_bytes"},
-            {"name", "backend"},
-        )
+        known = {
+            "name",
+            "backend",
+            "description",
+            "measure",
+            "roofline",
+            "edgetpu",
+            "host",
+            "max_model_bytes",
+            "max_ram_bytes",
+        }
+        check_keys(source, data, known, {"name", "backend"})
         name, backend = data["name"], data["backend"]
         if not isinstance(name, str) or not name:
             raise InputError(source, "name must be a non-empty string")
-        if backend not in BACKENDS:
-            raise InputError(source, f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        needs = {"measure": (), "roofline": ("roofline",), "edgetpu": ("edgetpu", "host")}
+        if backend not in needs:
+            raise InputError(source, f"backend {backend!r} is not one of {', '.join(needs)}")
+        for section in needs[backend]:
+            if section not in data:
+                raise InputError(source, f"backend {backend!r} needs a {section!r} section")
         description = data.get("description", "")
         if not isinstance(description, str):
             raise InputError(source, "description must be a string")
-        max_bytes = data.get("max_model_bytes")
-        if max_bytes is not None and (
-            isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0
-        ):
-            raise InputError(
-                source, f"max_model_bytes must be a positive integer, got {max_bytes!r}"
-            )
+        limits = {
+            k: _positive_int(source, k, data.get(k)) for k in ("max_model_bytes", "max_ram_bytes")
+        }
         return cls(
             name=name,
             backend=backend,
             description=description,
-            measure=_measure_settings(source, data.get("measure", {})),
-            max_model_bytes=max_bytes,
+            measure=_section(source, "measure", data.get("measure", {}), MeasureSettings),
+            roofline=_optional(source, "roofline", data, RooflineSettings),
+            edgetpu=_optional(source, "edgetpu", data, EdgeTPUSettings),
+            host=_optional(source, "host", data, RooflineSettings),
             source=source,
+            **limits,
         )
 
 
-def _measure_settings(source: str, data: Any) -> MeasureSettings:
+def _positive_int(source: str, key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(source, f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _optional(source: str, key: str, data: dict[str, Any], cls: type) -> Any:
+    return _section(source, key, data[key], cls) if key in data else None
+
+
+def _section(source: str, section: str, data: Any, cls: type) -> Any:
+    """Build settings dataclass ``cls`` from a mapping, checking every key and type."""
     if not isinstance(data, dict):
-        raise InputError(source, "measure must be a mapping")
-    defaults = MeasureSettings()
-    known = set(defaults.__dataclass_fields__)
-    check_keys(f"{source}: measure", data, known, set())
+        raise InputError(source, f"{section} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    required = {
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    check_keys(f"{source}: {section}", data, set(fields), required)
     values: dict[str, Any] = {}
-    for key in known:
-        value = data.get(key, getattr(defaults, key))
-        want = type(getattr(defaults, key))
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, want) or value <= 0:
-            raise InputError(
-                source, f"measure.{key} must be a positive {want.__name__}, got {value!r}"
-            )
+    for key, value in data.items():
+        where = f"{section}.{key}"
+        hint = hints[key]
+        if hint is int:
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InputError(source, f"{where} must be a positive integer, got {value!r}")
+        elif hint is float:
+            value = _number(source, where, value, allow_zero=key.endswith("overhead_s"))
+        elif typing.get_origin(hint) is dict:
+            if not isinstance(value, dict) or not value:
+                raise InputError(source, f"{where} must be a non-empty mapping of names to numbers")
+            value = {str(k): _number(source, f"{where}.{k}", v) for k, v in value.items()}
+            if key == "macs_per_s":
+                unknown = sorted(set(value) - set(COMPUTE_KINDS))
+                if unknown:
+                    raise InputError(
+                        source,
+                        f"{where}: unknown compute kind {unknown[0]!r} "
+                        f"(known: {', '.join(COMPUTE_KINDS)})",
+                    )
         values[key] = value
-    if values["min_seconds"] > values["max_seconds"]:
+    settings = cls(**values)
+    if isinstance(settings, MeasureSettings) and settings.min_seconds > settings.max_seconds:
         raise InputError(source, "measure.min_seconds must not exceed measure.max_seconds")
-    return MeasureSettings(**values)
+    return settings
+
+
+def _number(source: str, where: str, value: Any, allow_zero: bool = False) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads 4.7e9 (no sign in the exponent) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(source, f"{where} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(source, f"{where} must be a number, got {value!r}")
+    if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
+        raise InputError(source, f"{where} must be a positive finite number, got {value!r}")
+    return float(value)
 
 
 def list_profiles(directory: Path = PROFILES_DIR) -> list[str]:
@@ -107,5 +201,4 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILES_DIR) -> Ha
         if not path.is_file():
             known = ", ".join(list_profiles(directory)) or "none"
             raise InputError(str(name_or_path), f"unknown hardware profile (known: {known})")
-    profile = HardwareProfile.from_dict(load_mapping(path), source=str(path))
-    return profile
+    return HardwareProfile.from_dict(load_mapping(path), source=str(path))

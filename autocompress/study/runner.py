@@ -253,13 +253,15 @@ class _Driver:
         self._write_tables()
 
     def _constraints(self, record: TrialRecord) -> dict[str, float]:
-        """Constraint values (> 0 means violated) from the profiles' limits."""
+        """Constraint values (> 0 means violated) from the profiles' limits and deployability."""
+        m = record.measurement
         out: dict[str, float] = {}
         for p in self.ctx.profiles:
+            out[f"{p.name}.deployable"] = 0.0 if m.latency[p.name].deployable else 1.0
             if p.max_model_bytes is not None:
-                out[f"{p.name}.max_model_bytes"] = float(
-                    record.measurement.size_bytes - p.max_model_bytes
-                )
+                out[f"{p.name}.max_model_bytes"] = float(m.size_bytes - p.max_model_bytes)
+            if p.max_ram_bytes is not None:
+                out[f"{p.name}.max_ram_bytes"] = float(m.peak_ram_bytes - p.max_ram_bytes)
         return out
 
     def _tell_fail(self, number: int, reason: str) -> None:

@@ -47,10 +47,14 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     m = record.measurement
     row.update(record.recipe.to_dict())
     row.update(accuracy=m.accuracy, size_bytes=m.size_bytes, gzip_bytes=m.gzip_bytes)
+    row["peak_ram_bytes"] = m.peak_ram_bytes
+    row["macs"] = m.macs
     for name, lat in m.latency.items():
         row[latency_column(name)] = lat.median_ms
-        row[f"latency_p90_ms_{name}"] = lat.p90_ms
-        row[f"latency_variation_{name}"] = round(lat.variation, 3)
+        row[f"deployable_{name}"] = lat.deployable
+        if lat.runs:  # measured, not simulated
+            row[f"latency_p90_ms_{name}"] = lat.p90_ms
+            row[f"latency_variation_{name}"] = round(lat.variation, 3)
     facts = {s.stage: s.facts for s in record.stages}
     row["achieved_sparsity"] = facts.get("cluster", facts.get("prune", {})).get("sparsity", 0.0)
     uniques = facts.get("cluster", {}).get("unique_weights_per_layer")
@@ -96,7 +100,7 @@ def front_frame(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
     if "reused_from" in ok.columns:  # a re-proposed recipe: its original row stands for it
         ok = ok[ok["reused_from"].isna()]
     if "constraints_violated" in ok.columns:
-        ok = ok[ok["constraints_violated"].fillna("") == ""]
+        ok = ok[[_feasible_for(v, profile) for v in ok["constraints_violated"].fillna("")]]
     objectives = objective_columns(profile)
     cols = [c for c, _ in objectives]
     mask = pareto_mask(ok[cols].to_numpy(dtype=float), [m for _, m in objectives])
@@ -104,6 +108,12 @@ def front_frame(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
     extra = [c for c in front.columns if c.startswith("latency_ms_") and c != lat]
     ordered = [*FRONT_COLUMNS, lat, *extra, "model_path"]
     return front[ordered].sort_values("accuracy", ascending=False).reset_index(drop=True)
+
+
+def _feasible_for(violated: str, profile: str) -> bool:
+    """Constraints are named ``<profile>.<limit>`` or ``user.<limit>`` (for every profile)."""
+    names = [v for v in str(violated).split(";") if v]
+    return not any(n.startswith((f"{profile}.", "user.")) for n in names)
 
 
 def profiles_in(trials: pd.DataFrame) -> Sequence[str]:

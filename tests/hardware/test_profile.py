@@ -44,3 +44,61 @@ def test_profile_from_user_file(tmp_path: Path) -> None:
     path.write_text("name: mine\nbackend: measure\nmeasure: {threads: 2, min_runs: 10}\n")
     profile = load_profile(path)
     assert profile.name == "mine" and profile.measure.threads == 2
+
+
+@pytest.mark.parametrize("name", list_profiles())
+def test_every_shipped_profile_loads(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.name == name
+
+
+def test_shipped_set_covers_the_targets() -> None:
+    names = set(list_profiles())
+    assert {"cpu-host", "edgetpu-usb", "edgetpu-devboard", "pixel2-cpu"} <= names
+    assert len([n for n in names if n.startswith("gpu-")]) >= 2
+
+
+@pytest.mark.parametrize(
+    ("doc", "fragment"),
+    [
+        ({"name": "x", "backend": "roofline"}, "needs a 'roofline' section"),
+        ({"name": "x", "backend": "edgetpu", "edgetpu": {}}, "needs a 'host' section"),
+        (
+            {
+                "name": "x",
+                "backend": "roofline",
+                "roofline": {
+                    "macs_per_s": {"int4": 1e9},
+                    "elementwise_per_s": 1e9,
+                    "bandwidth_bytes_per_s": 1e9,
+                },
+            },
+            "unknown compute kind 'int4'",
+        ),
+        (
+            {
+                "name": "x",
+                "backend": "roofline",
+                "roofline": {
+                    "macs_per_s": {"int8": -5},
+                    "elementwise_per_s": 1e9,
+                    "bandwidth_bytes_per_s": 1e9,
+                },
+            },
+            "positive finite number",
+        ),
+        (
+            {
+                "name": "x",
+                "backend": "roofline",
+                "roofline": {"macs_per_s": {"int8": 1e9}, "elementwise_per_s": 1e9},
+            },
+            "missing required key 'bandwidth_bytes_per_s'",
+        ),
+        ({"name": "x", "backend": "measure", "max_ram_bytes": "lots"}, "max_ram_bytes"),
+    ],
+)
+def test_bad_simulated_profile(doc: dict, fragment: str) -> None:
+    with pytest.raises(InputError) as info:
+        HardwareProfile.from_dict(doc, source="p.yaml")
+    assert fragment in str(info.value)

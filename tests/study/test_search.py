@@ -69,7 +69,15 @@ def test_teacher_unchanged_after_search(first_run, task_files: Path) -> None:
 def test_resume_adds_trials_and_loses_none(first_run, smoke_space_file: Path) -> None:
     _, out, task, *_ = first_run
     earlier = pd.read_csv(out / "trials.csv")
-    result = search(task=task, space=smoke_space_file, trials=6, workers=2, out=out, seed=0)
+    result = search(
+        task=task,
+        space=smoke_space_file,
+        trials=6,
+        workers=2,
+        out=out,
+        seed=0,
+        profiles=("cpu-host", "edgetpu-usb"),
+    )
     later = pd.read_csv(out / "trials.csv")
     assert len(later) == 6 and list(later["trial"]) == list(range(6))
     pd.testing.assert_frame_equal(later.iloc[:4][earlier.columns], earlier, check_dtype=False)

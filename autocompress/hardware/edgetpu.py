@@ -1,0 +1,202 @@
+"""Edge TPU simulation: what the Edge TPU compiler would map, and how long the chip would take.
+
+Rules modelled (Coral documentation, "TensorFlow models on the Edge TPU", model requirements):
+
+* only fully 8-bit quantized models run on the TPU: any float, float16 or dynamic-range compute
+  makes the model "not deployable" on this profile;
+* ops map only if the compiler supports them (``SUPPORTED_OPS``), their activations are 8-bit and
+  no tensor has more than 3 dimensions larger than 1; at the first op that does not map, that op
+  and every op after it run on the host CPU (the compiler maps one contiguous prefix). A leading
+  QUANTIZE from float input and trailing DEQUANTIZE ops run on the host without breaking the
+  mapping (how the compiler treats float inputs and outputs);
+* about 8 MB of on-chip SRAM caches parameters; parameters that do not fit are streamed from the
+  host over the link on every inference;
+* 4 TOPS int8 peak = 2 TMAC/s, times a per-op utilisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autocompress.hardware.flatbuffer import Graph, OpInfo
+from autocompress.hardware.profile import HardwareProfile
+from autocompress.hardware.roofline import graph_seconds
+from autocompress.records import LatencyResult
+
+# Coral's list of ops supported by the Edge TPU compiler (docs: edgetpu/models-intro).
+SUPPORTED_OPS = frozenset(
+    {
+        "ADD",
+        "AVERAGE_POOL_2D",
+        "CONCATENATION",
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "EXPAND_DIMS",
+        "FULLY_CONNECTED",
+        "L2_NORMALIZATION",
+        "LOGISTIC",
+        "LSTM",
+        "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "MAXIMUM",
+        "MAX_POOL_2D",
+        "MEAN",
+        "MINIMUM",
+        "MUL",
+        "PACK",
+        "PAD",
+        "PRELU",
+        "QUANTIZE",
+        "REDUCE_MAX",
+        "REDUCE_MIN",
+        "RELU",
+        "RELU6",
+        "RELU_N1_TO_1",
+        "RESHAPE",
+        "RESIZE_BILINEAR",
+        "RESIZE_NEAREST_NEIGHBOR",
+        "RSQRT",
+        "SLICE",
+        "SOFTMAX",
+        "SPACE_TO_DEPTH",
+        "SPLIT",
+        "SQUEEZE",
+        "STRIDED_SLICE",
+        "SUB",
+        "SUM",
+        "SQUARED_DIFFERENCE",
+        "TANH",
+        "TRANSPOSE",
+        "TRANSPOSE_CONV",
+        "HARD_SWISH",
+        "DEPTH_TO_SPACE",
+        "GATHER",
+    }
+)
+_EIGHT_BIT = ("int8", "uint8")
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Where each op of a graph runs."""
+
+    head: list[OpInfo]  # host ops before the TPU segment (input QUANTIZE)
+    tpu: list[OpInfo]
+    host: list[OpInfo]  # everything from the first op that does not map
+    break_op: str | None
+    break_reason: str | None
+
+
+def deployability(graph: Graph) -> str | None:
+    """Why the model cannot run on the Edge TPU at all, or None if it can."""
+    for op in graph.ops:
+        if op.macs and op.compute != "int8":
+            return f"op {op.index} {op.name} computes in {op.compute}: the Edge TPU runs only int8"
+    if not any(op.compute == "int8" for op in graph.ops):
+        return "no int8 op: the model is not fully integer-quantized"
+    return None
+
+
+def shape_ops(graph: Graph) -> set[int]:
+    """Ops that only compute shapes (SHAPE -> STRIDED_SLICE -> PACK ...): with every tensor size
+    fixed at compile time the compiler folds them, so they neither run nor break the mapping."""
+    folded: set[int] = set()
+    shape_tensors: set[int] = set()
+    for op in graph.ops:
+        outs_int = all(graph.tensors[t].dtype in ("int32", "int64") for t in op.outputs)
+        ins = [t for t in op.inputs if t >= 0 and not graph.tensors[t].constant]
+        if outs_int and (op.name == "SHAPE" or (ins and all(t in shape_tensors for t in ins))):
+            folded.add(op.index)
+            shape_tensors.update(op.outputs)
+    return folded
+
+
+def map_ops(graph: Graph) -> Mapping:
+    folded = shape_ops(graph)
+    static = {t for op in graph.ops if op.index in folded for t in op.outputs}
+    ops = [op for op in graph.ops if op.index not in folded]
+    start = 0
+    while (
+        start < len(ops) and ops[start].name == "QUANTIZE" and not _eight_bit_in(graph, ops[start])
+    ):
+        start += 1
+    end = len(ops)
+    while end > start and ops[end - 1].name == "DEQUANTIZE":
+        end -= 1
+    for i in range(start, end):
+        reason = _why_not_mapped(graph, ops[i], static)
+        if reason is not None:
+            return Mapping(ops[:start], ops[start:i], ops[i:], ops[i].name, reason)
+    return Mapping(ops[:start], ops[start:end], ops[end:], None, None)
+
+
+def simulate_edgetpu(tflite: bytes, graph: Graph, profile: HardwareProfile) -> LatencyResult:
+    assert profile.edgetpu is not None and profile.host is not None
+    s = profile.edgetpu
+    reason = deployability(graph)
+    if reason is not None:
+        # Not deployable: report what the host CPU alone would take, so that the value stays
+        # finite for the sampler; the trial is infeasible through its constraint anyway.
+        ms = (graph_seconds(graph.ops, profile.host) + profile.host.invoke_overhead_s) * 1e3
+        details = {"reason": reason, "latency_is": "host CPU only"}
+        return LatencyResult(profile.name, ms, ms, 0, "edgetpu", deployable=False, details=details)
+    m = map_ops(graph)
+    tpu_seconds = 0.0
+    for op in m.tpu:
+        util = s.utilisation.get(op.name, s.utilisation.get("default", 1.0))
+        tpu_seconds += op.macs / (s.macs_per_s * util) + s.op_overhead_s
+    params = sum(op.weight_bytes for op in m.tpu)
+    cached = min(params, s.sram_bytes)
+    streamed = params - cached
+    io_bytes = _segment_io_bytes(graph, m.tpu)
+    link_seconds = (streamed + io_bytes) / s.link_bytes_per_s
+    host_seconds = graph_seconds(m.head + m.host, profile.host)
+    total = tpu_seconds + link_seconds + host_seconds + (s.invoke_overhead_s if m.tpu else 0.0)
+    ms = total * 1e3
+    details = {
+        "ops_mapped": len(m.tpu),
+        "ops_total": len(graph.ops),
+        "share_mapped": round(len(m.tpu) / max(1, len(graph.ops)), 4),
+        "break_op": m.break_op,
+        "break_reason": m.break_reason,
+        "cached_param_bytes": int(cached),
+        "streamed_param_bytes": int(streamed),
+        "tpu_ms": round(tpu_seconds * 1e3, 4),
+        "link_ms": round(link_seconds * 1e3, 4),
+        "host_ms": round(host_seconds * 1e3, 4),
+    }
+    return LatencyResult(profile.name, ms, ms, 0, "edgetpu", details=details)
+
+
+def _eight_bit_in(graph: Graph, op: OpInfo) -> bool:
+    return bool(op.inputs) and graph.tensors[op.inputs[0]].dtype in _EIGHT_BIT
+
+
+def _why_not_mapped(graph: Graph, op: OpInfo, static: set[int]) -> str | None:
+    if op.name not in SUPPORTED_OPS:
+        return f"{op.name} is not supported by the Edge TPU compiler"
+    for t in (*op.inputs, *op.outputs):
+        if t < 0 or t in static:
+            continue
+        tensor = graph.tensors[t]
+        if tensor.constant:
+            continue
+        if tensor.dtype not in _EIGHT_BIT:
+            return f"{op.name} has a {tensor.dtype} activation {tensor.name!r}"
+        big = [d for d in tensor.shape[:-3] if d > 1]
+        if big:
+            return f"{op.name} tensor {tensor.name!r} has more than 3 non-trivial dimensions"
+    return None
+
+
+def _segment_io_bytes(graph: Graph, segment: list[OpInfo]) -> int:
+    """Bytes that cross the link: activations entering and leaving the TPU segment."""
+    if not segment:
+        return 0
+    inside = {t for op in segment for t in op.outputs}
+    read = {t for op in segment for t in op.inputs if t >= 0}
+    entering = {t for t in read - inside if not graph.tensors[t].constant}
+    consumers_after = {t for op in graph.ops if op.index > segment[-1].index for t in op.inputs}
+    leaving = {t for t in inside if t in consumers_after or t in graph.outputs}
+    return int(np.sum([graph.tensors[t].nbytes for t in entering | leaving]))
