@@ -178,3 +178,17 @@ def test_timeout_stops_starting_trials(tmp_path: Path, tiny_task: Task, smoke_sp
     )
     # The first trial starts before the deadline and finishes; nothing starts after it.
     assert len(result.trials) == 1 and result.trials.loc[0, "state"] == "COMPLETE"
+
+
+def test_undeployable_candidates_are_complete_but_infeasible(tmp_path: Path, tiny_task: Task):
+    space = tmp_path / "space.yaml"
+    space.write_text("quantization: [none, int8]\nsparsity: 0.0\nclusters: 0\n")
+    result = search(task=tiny_task, space=space, trials=4, workers=2, out=tmp_path / "run",
+                    profiles=("edgetpu-usb",), sampler="random", seed=1)
+    trials = result.trials
+    floats = trials[trials["quantization"] == "none"]
+    assert len(floats) >= 1 and set(floats["state"]) == {"COMPLETE"}
+    assert all("edgetpu-usb.deployable" in v for v in floats["constraints_violated"])
+    for number in floats["trial"]:
+        assert result.study.trials[number].constraints["edgetpu-usb.deployable"] > 0
+    assert len(result.front) >= 1 and set(result.front["quantization"]) == {"int8"}
