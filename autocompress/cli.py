@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--sampler", default="tpe", help="tpe, nsga2 or random")
     s.add_argument("--ray-address", default=None, help="connect to an existing Ray cluster")
+    s.add_argument("--no-stage-cache", action="store_true", help="build every stage of every trial")
+    s.add_argument("--no-warm-start", action="store_true", help="skip the well-known recipes")
+    s.add_argument("--enqueue", default=None, help="YAML list of recipes to try first")
+    s.add_argument("--max-latency-ms", type=float, default=None, help="constraint (first profile)")
+    s.add_argument("--min-accuracy", type=float, default=None, help="constraint")
+    s.add_argument("--max-size-kb", type=float, default=None, help="constraint on the .tflite size")
     s.set_defaults(func=_search)
 
     sh = sub.add_parser("show", help="print the Pareto front of a run")
@@ -114,6 +120,12 @@ def _search(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         ray_address=args.ray_address,
         on_progress=progress,
+        stage_cache=not args.no_stage_cache,
+        warm_start=not args.no_warm_start,
+        enqueue=args.enqueue,
+        max_latency_ms=args.max_latency_ms,
+        min_accuracy=args.min_accuracy,
+        max_size_kb=args.max_size_kb,
     )
     progress.close()
     print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")

@@ -42,11 +42,16 @@ class Recipe:
 
 @dataclass(frozen=True)
 class StageRecord:
-    """What one build stage really did, measured on its output (not what it was asked to do)."""
+    """What one build stage really did, measured on its output (not what it was asked to do).
+
+    ``seconds`` is the time the build took when it ran; ``reused`` is True when this trial took
+    the output from the stage cache instead of building it.
+    """
 
     stage: str
     seconds: float
     facts: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,35 @@ class SearchSpace:
     def sample(self, trial: optuna.Trial) -> Recipe:
         return Recipe(**{p.name: p.suggest(trial) for p in self.params})
 
+    def contains(self, recipe: Recipe, ignore: tuple[str, ...] = ()) -> bool:
+        """Whether sampling could produce ``recipe`` (choices, ranges and their steps)."""
+        values = recipe.to_dict()
+        for p in self.params:
+            if p.name in ignore:
+                continue
+            v = values[p.name]
+            if p.choices is not None:
+                if v not in p.choices:
+                    return False
+                continue
+            assert p.low is not None and p.high is not None
+            if not p.low - 1e-9 <= v <= p.high + 1e-9:
+                return False
+            if p.step is not None:
+                n = (v - p.low) / p.step
+                if abs(n - round(n)) > 1e-6:
+                    return False
+        return True
+
+    def params_of(self, recipe: Recipe, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The searched parameters of ``recipe``, as Optuna's ``enqueue_trial`` wants them."""
+        values = recipe.to_dict()
+        return {
+            p.name: values[p.name]
+            for p in self.params
+            if p.name not in ignore and (p.choices is None or len(p.choices) > 1)
+        }
+
     def validate_recipe(self, recipe: Recipe, source: str) -> None:
         """Check a hand-written recipe (e.g. an enqueued one) against the per-parameter rules."""
         for name, value in recipe.to_dict().items():
@@ -109,6 +138,52 @@ class SearchSpace:
             value = data.get(name, getattr(defaults, name))
             params.append(_parse_param(source, name, value))
         return cls(params=tuple(params), source=source)
+
+
+def load_recipes(path: str | Path, space: SearchSpace) -> list[dict[str, Any]]:
+    """A YAML list of (partial) recipes to try first: ``- {sparsity: 0.5, quantization: int8}``.
+
+    Each value must be one the space can sample; parameters left out are sampled as usual.
+    """
+    import yaml
+
+    from autocompress._yaml import MAX_YAML_BYTES
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(str(p), "file not found")
+    if p.stat().st_size > MAX_YAML_BYTES:
+        raise InputError(str(p), f"file is larger than {MAX_YAML_BYTES} bytes")
+    try:
+        items = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise InputError(str(p), "malformed YAML") from None
+    if not isinstance(items, list) or not items:
+        raise InputError(str(p), "expected a non-empty list of recipes")
+    recipes = []
+    for i, item in enumerate(items):
+        where = f"{p} (recipe {i + 1})"
+        if not isinstance(item, dict):
+            raise InputError(where, "a recipe must be a mapping such as {quantization: int8}")
+        check_keys(where, item, set(_PARAMS), set())
+        values = {k: _check_value(where, k, v) for k, v in item.items()}
+        full = Recipe(**{p.name: values.get(p.name, _any_value(p)) for p in space.params})
+        if not space.contains(full):
+            bad = next(
+                k
+                for k in values
+                if not space.contains(
+                    Recipe(**{**{q.name: _any_value(q) for q in space.params}, k: values[k]})
+                )
+            )
+            raise InputError(where, f"{bad}={values[bad]!r} is outside the search space")
+        recipes.append(space.params_of(full, ignore=tuple(k for k in _PARAMS if k not in values)))
+    return recipes
+
+
+def _any_value(p: Param) -> Any:
+    """A value the parameter can take (its first choice or its lower bound)."""
+    return p.choices[0] if p.choices is not None else (int(p.low) if p.is_int else p.low)
 
 
 def resolve_space(name_or_path: str | Path) -> Path:

@@ -110,3 +110,22 @@ def test_random_documents_give_space_or_clean_error(tmp_path_factory, doc: dict)
         return
     recipe = space.sample(optuna.create_study(sampler=optuna.samplers.RandomSampler(0)).ask())
     space.validate_recipe(recipe, "sampled")
+
+
+def test_user_recipes_must_fit_the_space(tmp_path: Path) -> None:
+    from autocompress.space import load_recipes
+
+    space = SearchSpace.from_yaml(SPACES_DIR / "smoke.yaml")
+    path = tmp_path / "mine.yaml"
+    path.write_text("- {quantization: int8, sparsity: 0.3}\n")
+    assert load_recipes(path, space) == [{"quantization": "int8", "sparsity": 0.3}]
+    for text, fragment in [
+        ("- {sparsity: 0.5}\n", "sparsity=0.5 is outside the search space"),
+        ("- {clusterz: 4}\n", "unknown key 'clusterz'"),
+        ("quantization: int8\n", "non-empty list"),
+        ("- [int8]\n", "must be a mapping"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(InputError) as info:
+            load_recipes(path, space)
+        assert fragment in str(info.value) and str(path) in str(info.value)

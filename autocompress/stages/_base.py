@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import tf_keras
@@ -29,6 +29,8 @@ class Stage(abc.ABC):
 
     ``applies`` says whether a recipe asks for this stage at all; ``apply`` returns a *new* model
     (the input model is never modified) and a :class:`StageRecord` of facts measured on it.
+    ``cache_params`` names the recipe values the output depends on: trials that agree on them
+    (and on every earlier stage) share one cached output.
     """
 
     name: str
@@ -42,3 +44,7 @@ class Stage(abc.ABC):
         self, model: tf_keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[tf_keras.Model, StageRecord]:
         """Build this stage's output from ``model`` without changing ``model``."""
+
+    def cache_params(self, recipe: Recipe) -> dict[str, Any]:
+        """The recipe values this stage's output depends on (default: all of them)."""
+        return recipe.to_dict()

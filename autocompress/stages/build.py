@@ -6,9 +6,11 @@ so it can preserve both. Each stage works on a clone, so the teacher is never mo
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from autocompress.stages._base import BuildContext, Stage
+from autocompress.stages.cache import StageCache, child_key
 from autocompress.stages.cluster import Cluster
 from autocompress.stages.convert import convert
 from autocompress.stages.distill import Distill
@@ -21,6 +23,11 @@ if TYPE_CHECKING:
     from autocompress.records import Recipe, StageRecord
 
 
+# Stages whose outputs are plain Keras models. QAT models hold tfmot wrappers that do not
+# round-trip through a JSON config, and the conversion is cheap next to training.
+CACHED_STAGES = ("distill", "prune", "cluster")
+
+
 def default_stages() -> list[Stage]:
     return [Distill(), Prune(), Cluster(), QuantizeAware()]
 
@@ -30,14 +37,28 @@ def build_candidate(
     recipe: Recipe,
     ctx: BuildContext,
     stages: list[Stage] | None = None,
+    cache: StageCache | None = None,
+    key: str = "",
 ) -> tuple[bytes, list[StageRecord]]:
-    """Run the stages the recipe asks for and convert; returns the ``.tflite`` bytes and records."""
+    """Run the stages the recipe asks for and convert; returns the ``.tflite`` bytes and records.
+
+    With a ``cache``, each stage output is looked up under the chain of keys starting at ``key``
+    (see :func:`autocompress.stages.cache.root_key`) and built and stored only when missing.
+    """
     model = teacher
     records: list[StageRecord] = []
     for stage in stages if stages is not None else default_stages():
-        if stage.applies(recipe):
+        if not stage.applies(recipe):
+            continue
+        key = child_key(key, stage.name, stage.cache_params(recipe))
+        hit = cache.load(key) if cache is not None and stage.name in CACHED_STAGES else None
+        if hit is not None:
+            model, record = hit[0], dataclasses.replace(hit[1], reused=True)
+        else:
             model, record = stage.apply(model, recipe, ctx)
-            records.append(record)
+            if cache is not None and stage.name in CACHED_STAGES:
+                cache.store(key, model, record)
+        records.append(record)
     tflite, record = convert(model, recipe, ctx)
     records.append(record)
     return tflite, records

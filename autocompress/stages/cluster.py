@@ -32,6 +32,13 @@ class Cluster(Stage):
     def applies(self, recipe: Recipe) -> bool:
         return recipe.clusters > 0
 
+    def cache_params(self, recipe: Recipe) -> dict[str, object]:
+        return {
+            "clusters": recipe.clusters,
+            "epochs": recipe.finetune_epochs,
+            "preserve_sparsity": recipe.sparsity > 0.0,
+        }
+
     def apply(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, StageRecord]:

@@ -57,6 +57,9 @@ class Distill(Stage):
     def applies(self, recipe: Recipe) -> bool:
         return recipe.student_width < 1.0
 
+    def cache_params(self, recipe: Recipe) -> dict[str, object]:
+        return {"student_width": recipe.student_width, "epochs": recipe.distill_epochs}
+
     def apply(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, StageRecord]:

@@ -31,6 +31,9 @@ class Prune(Stage):
     def applies(self, recipe: Recipe) -> bool:
         return recipe.sparsity > 0.0
 
+    def cache_params(self, recipe: Recipe) -> dict[str, object]:
+        return {"sparsity": recipe.sparsity, "epochs": recipe.finetune_epochs}
+
     def apply(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, StageRecord]:

@@ -42,6 +42,9 @@ class QuantizeAware(Stage):
     def applies(self, recipe: Recipe) -> bool:
         return recipe.quantization == "qat"
 
+    def cache_params(self, recipe: Recipe) -> dict[str, object]:
+        return {"scheme": qat_scheme(recipe)[0], "epochs": recipe.finetune_epochs}
+
     def apply(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, StageRecord]:

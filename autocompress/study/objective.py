@@ -23,6 +23,8 @@ class TrialContext:
     profiles: tuple[HardwareProfile, ...]
     seed: int = 0
     threads: int = 1
+    cache_dir: str | None = None  # the stage cache, shared by all trials of the study
+    cache_key: str = ""  # root key: hash of teacher, data and seed
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ def _build_and_measure(ctx: TrialContext, recipe: Recipe) -> tuple[TrialRecord, 
 
     from autocompress.evaluate import evaluate
     from autocompress.stages import BuildContext, build_candidate
+    from autocompress.stages.cache import StageCache
 
     _cap_threads(ctx.threads)
     start = time.perf_counter()
@@ -59,7 +62,8 @@ def _build_and_measure(ctx: TrialContext, recipe: Recipe) -> tuple[TrialRecord, 
     tf_keras.utils.set_random_seed(ctx.seed)
     teacher = ctx.task.teacher.build()
     build_ctx = BuildContext(data=ctx.task.data, teacher=teacher, seed=ctx.seed)
-    tflite, stages = build_candidate(teacher, recipe, build_ctx)
+    cache = StageCache(ctx.cache_dir) if ctx.cache_dir else None
+    tflite, stages = build_candidate(teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key)
     measurement = evaluate(tflite, ctx.task.data.x_val, ctx.task.data.y_val, ctx.profiles)
     tf_keras.backend.clear_session()
     record = TrialRecord(

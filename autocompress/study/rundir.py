@@ -6,37 +6,23 @@ Layout::
     DIR/models/trial_N.tflite the deployed file of every completed trial
     DIR/trials.csv            every trial: recipe, state, objectives, per-stage facts, error
     DIR/pareto.csv            the non-dominated completed trials
+    DIR/cache/                stage outputs shared between trials (see stages/cache.py)
     DIR/teacher.keras         (demo only) the cached trained teacher
 
-Only the driver writes here. Every file is written to a temporary name and renamed, so a kill
-never leaves a half-written file that a later run would read as valid.
+Only the driver writes here, except ``cache/``, which workers fill. Every file is written to a
+temporary name and renamed, so a kill never leaves a half-written file that a later run would
+read as valid.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from autocompress._files import atomic_write_bytes, atomic_write_text
+
+__all__ = ["STUDY_NAME", "RunDir", "atomic_write_bytes", "atomic_write_text"]
+
 STUDY_NAME = "autocompress"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class RunDir:
@@ -60,6 +46,10 @@ class RunDir:
     @property
     def models(self) -> Path:
         return self.path / "models"
+
+    @property
+    def cache(self) -> Path:
+        return self.path / "cache"
 
     def model_path(self, number: int) -> Path:
         return self.models / f"trial_{number:04d}.tflite"

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.records import Recipe, TrialRecord
-from autocompress.space import SearchSpace, resolve_space
+from autocompress.space import SearchSpace, load_recipes, resolve_space
 from autocompress.study.objective import TrialContext, TrialOutcome
 from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_text
 from autocompress.study.tables import front_frame, objective_columns, trials_frame
@@ -38,6 +38,14 @@ log = logging.getLogger("autocompress")
 SAMPLERS = ("tpe", "nsga2", "random")
 _EPOCH_PARAMS = ("distill_epochs", "finetune_epochs")
 BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
+# Well-known recipes tried first (after the baseline), so the front is good from the first minutes.
+WELL_KNOWN = (
+    Recipe(quantization="int8"),
+    Recipe(sparsity=0.5, quantization="int8"),
+    Recipe(clusters=16, quantization="int8"),
+    Recipe(sparsity=0.3, quantization="float16"),
+    Recipe(student_width=0.5, quantization="int8"),
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,17 @@ class Progress:
     running: int
     front_size: int
     elapsed_s: float
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How the driver steers the study beyond the budget."""
+
+    warm_start: bool = True  # try the baseline and the well-known recipes first
+    enqueue: tuple[dict[str, object], ...] = ()  # the user's recipes to try first
+    max_latency_ms: float | None = None  # limits that make a candidate infeasible
+    min_accuracy: float | None = None
+    max_size_kb: float | None = None
 
 
 @dataclass
@@ -86,6 +105,12 @@ def search(
     sampler: str = "tpe",
     ray_address: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    stage_cache: bool = True,
+    warm_start: bool = True,
+    enqueue: str | Path | None = None,
+    max_latency_ms: float | None = None,
+    min_accuracy: float | None = None,
+    max_size_kb: float | None = None,
 ) -> SearchResult:
     """Run (or resume) a compression search and return its Pareto front.
 
@@ -101,6 +126,13 @@ def search(
         sampler: ``tpe``, ``nsga2`` or ``random``.
         ray_address: an existing Ray cluster to use instead of starting a local one.
         on_progress: called after every finished trial and about once a second.
+        stage_cache: reuse stage outputs (distilled, pruned, clustered models) across trials
+            through ``out/cache``; False builds every stage of every trial.
+        warm_start: try the well-known recipes (int8; 50 % sparsity + int8; 16 clusters + int8;
+            30 % sparsity + float16; width-0.5 student + int8) right after the baseline.
+        enqueue: a YAML list of the user's own (partial) recipes to try first.
+        max_latency_ms, min_accuracy, max_size_kb: constraints; a candidate that breaks one is a
+            completed but infeasible trial, kept in ``trials.csv`` and off the front.
     """
     if trials < 1:
         raise InputError("--trials", f"must be at least 1, got {trials}")
@@ -115,13 +147,30 @@ def search(
     )
     hw = tuple(p if isinstance(p, HardwareProfile) else load_profile(p) for p in profiles)
     chosen_sampler = make_sampler(sampler, seed)
+    options = SearchOptions(
+        warm_start=warm_start,
+        enqueue=tuple(load_recipes(enqueue, space_spec)) if enqueue is not None else (),
+        max_latency_ms=_limit("--max-latency-ms", max_latency_ms),
+        min_accuracy=_limit("--min-accuracy", min_accuracy),
+        max_size_kb=_limit("--max-size-kb", max_size_kb),
+    )
     rundir = RunDir(out)
     rundir.path.mkdir(parents=True, exist_ok=True)
     with _exclusive(rundir), _log_to(rundir.path / "search.log"):
         task_obj = _resolve_task(task, rundir, seed)
         study = _open_study(rundir, hw[0].name, chosen_sampler)
-        ctx = TrialContext(task=task_obj, profiles=hw, seed=seed)
-        driver = _Driver(study, space_spec, ctx, rundir, trials, timeout, workers, on_progress)
+        from autocompress.stages.cache import root_key
+
+        ctx = TrialContext(
+            task=task_obj,
+            profiles=hw,
+            seed=seed,
+            cache_dir=str(rundir.cache.resolve()) if stage_cache else None,
+            cache_key=root_key(task_obj, seed),
+        )
+        driver = _Driver(
+            study, space_spec, ctx, rundir, trials, timeout, workers, on_progress, options
+        )
         driver.run(ray_address)
         table = trials_frame(study)
         return SearchResult(
@@ -146,8 +195,10 @@ class _Driver:
         timeout: float | None,
         workers: int,
         on_progress: Callable[[Progress], None] | None,
+        options: SearchOptions,
     ) -> None:
         self.study, self.space, self.ctx, self.rundir = study, space, ctx, rundir
+        self.options = options
         self.budget, self.timeout, self.workers = budget, timeout, workers
         self.on_progress = on_progress
         self.running: dict[int, optuna.Trial] = {}
@@ -158,10 +209,8 @@ class _Driver:
         from autocompress.study.executor import RayExecutor
 
         self._fail_orphans()
-        if not self.study.trials and _space_contains(self.space, BASELINE):
-            self.study.enqueue_trial(
-                _params_of(self.space, BASELINE), user_attrs={"enqueued": "baseline"}
-            )
+        if not self.study.trials:
+            self._enqueue_first()
         self._write_tables()
         if self._finished() >= self.budget:
             log.info("budget of %d trials already reached", self.budget)
@@ -186,6 +235,23 @@ class _Driver:
                     self._tell_fail(number, "interrupted: the search stopped while it ran")
                 self._write_tables()
                 self._report()
+
+    def _enqueue_first(self) -> None:
+        """Baseline, then the well-known recipes, then the user's: those the space can express."""
+        first = [(BASELINE, "baseline")]
+        if self.options.warm_start:
+            first += [(r, "well-known") for r in WELL_KNOWN]
+        queue = [
+            (self.space.params_of(r, ignore=_EPOCH_PARAMS), origin)
+            for r, origin in first
+            if self.space.contains(r, ignore=_EPOCH_PARAMS)
+        ]
+        queue += [(params, "user") for params in self.options.enqueue]
+        seen: list[dict[str, object]] = []
+        for params, origin in queue:
+            if params not in seen:
+                seen.append(params)
+                self.study.enqueue_trial(params, user_attrs={"enqueued": origin})
 
     def _submit(self, executor: object) -> None:
         trial = self.study.ask()
@@ -253,9 +319,18 @@ class _Driver:
         self._write_tables()
 
     def _constraints(self, record: TrialRecord) -> dict[str, float]:
-        """Constraint values (> 0 means violated) from the profiles' limits and deployability."""
+        """Constraint values (> 0 means violated): the user's limits, then each profile's limits
+        and deployability. Named ``user.*`` or ``<profile>.*``."""
         m = record.measurement
+        o = self.options
         out: dict[str, float] = {}
+        primary = self.ctx.profiles[0].name
+        if o.max_latency_ms is not None:
+            out["user.max_latency_ms"] = m.latency[primary].median_ms - o.max_latency_ms
+        if o.min_accuracy is not None:
+            out["user.min_accuracy"] = o.min_accuracy - m.accuracy
+        if o.max_size_kb is not None:
+            out["user.max_size_kb"] = m.size_bytes / 1024 - o.max_size_kb
         for p in self.ctx.profiles:
             out[f"{p.name}.deployable"] = 0.0 if m.latency[p.name].deployable else 1.0
             if p.max_model_bytes is not None:
@@ -313,6 +388,12 @@ class _Driver:
         )
 
 
+def _limit(option: str, value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InputError(option, f"must be a positive number, got {value}")
+    return value
+
+
 def _resolve_task(task: Task | str | Path | None, rundir: RunDir, seed: int) -> Task:
     if isinstance(task, Task):
         return task
@@ -348,30 +429,6 @@ def _open_study(rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampl
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
     return study
-
-
-def _space_contains(space: SearchSpace, recipe: Recipe) -> bool:
-    """Whether the space can express ``recipe``'s techniques (epochs come from the space)."""
-    values = recipe.to_dict()
-    for p in space.params:
-        if p.name in _EPOCH_PARAMS:
-            continue
-        v = values[p.name]
-        if p.choices is not None:
-            if v not in p.choices:
-                return False
-        elif not (p.low <= v <= p.high):  # type: ignore[operator]
-            return False
-    return True
-
-
-def _params_of(space: SearchSpace, recipe: Recipe) -> dict[str, object]:
-    values = recipe.to_dict()
-    return {
-        p.name: values[p.name]
-        for p in space.params
-        if p.name not in _EPOCH_PARAMS and (p.choices is None or len(p.choices) > 1)
-    }
 
 
 @contextmanager

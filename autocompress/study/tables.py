@@ -64,6 +64,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         k for k, v in trial.user_attrs.get("constraint_values", {}).items() if v > 0
     )
     row["seconds"] = round(record.seconds, 2)
+    row["reused_stages"] = ";".join(s.stage for s in record.stages if s.reused)
     row["stages"] = json.dumps({s.stage: s.facts for s in record.stages})
     row["model_path"] = trial.user_attrs.get("model_path", "")
     row["reused_from"] = trial.user_attrs.get("reused_from")
@@ -73,7 +74,12 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """Every finished or running trial, one row each, ordered by trial number."""
-    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    states = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.RUNNING,
+    )  # not WAITING: enqueued recipes that have not started are not trials yet
+    rows = [trial_row(t) for t in study.get_trials(deepcopy=False, states=states)]
     return (
         pd.DataFrame(rows).sort_values("trial").reset_index(drop=True) if rows else pd.DataFrame()
     )

@@ -183,8 +183,16 @@ def test_timeout_stops_starting_trials(tmp_path: Path, tiny_task: Task, smoke_sp
 def test_undeployable_candidates_are_complete_but_infeasible(tmp_path: Path, tiny_task: Task):
     space = tmp_path / "space.yaml"
     space.write_text("quantization: [none, int8]\nsparsity: 0.0\nclusters: 0\n")
-    result = search(task=tiny_task, space=space, trials=4, workers=2, out=tmp_path / "run",
-                    profiles=("edgetpu-usb",), sampler="random", seed=1)
+    result = search(
+        task=tiny_task,
+        space=space,
+        trials=4,
+        workers=2,
+        out=tmp_path / "run",
+        profiles=("edgetpu-usb",),
+        sampler="random",
+        seed=1,
+    )
     trials = result.trials
     floats = trials[trials["quantization"] == "none"]
     assert len(floats) >= 1 and set(floats["state"]) == {"COMPLETE"}
@@ -192,3 +200,50 @@ def test_undeployable_candidates_are_complete_but_infeasible(tmp_path: Path, tin
     for number in floats["trial"]:
         assert result.study.trials[number].constraints["edgetpu-usb.deployable"] > 0
     assert len(result.front) >= 1 and set(result.front["quantization"]) == {"int8"}
+
+
+def test_stage_cache_reuses_shared_prefix_across_trials(tmp_path: Path, tiny_task: Task):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "student_width: 0.5\nquantization: [none, dynamic, int8]\n"
+        "distill_epochs: 1\nfinetune_epochs: 1\nsparsity: 0.0\nclusters: 0\n"
+    )
+    result = search(
+        task=tiny_task,
+        space=space,
+        trials=3,
+        workers=1,
+        out=tmp_path / "run",
+        sampler="random",
+        seed=0,
+    )
+    built = result.trials[result.trials["reused_from"].isna()]
+    assert len(built) >= 2
+    reused = list(built["reused_stages"].fillna(""))
+    assert reused[0] == "" and all(r == "distill" for r in reused[1:])
+    assert list((tmp_path / "run" / "cache").glob("*.npz"))
+
+
+def test_warm_start_and_user_recipes_come_first(tmp_path: Path, tiny_task: Task,
+                                                smoke_space_file: Path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("- {student_width: 0.5, quantization: dynamic}\n")
+    result = search(task=tiny_task, space=smoke_space_file, trials=5, workers=2,
+                    out=tmp_path / "run", enqueue=mine)
+    t = result.trials.set_index("trial")
+    origins = [result.study.trials[i].user_attrs.get("enqueued") for i in range(5)]
+    assert origins == ["baseline", "well-known", "well-known", "well-known", "user"]
+    assert (t.loc[1, "quantization"], t.loc[1, "sparsity"]) == ("int8", 0.0)
+    assert (t.loc[2, "quantization"], t.loc[2, "sparsity"]) == ("int8", 0.5)
+    assert (t.loc[3, "quantization"], t.loc[3, "student_width"]) == ("int8", 0.5)
+    assert (t.loc[4, "quantization"], t.loc[4, "student_width"]) == ("dynamic", 0.5)
+
+
+def test_user_constraints_make_trials_infeasible_not_failed(tmp_path: Path, tiny_task: Task,
+                                                            smoke_space_file: Path):
+    result = search(task=tiny_task, space=smoke_space_file, trials=2, workers=2,
+                    out=tmp_path / "run", min_accuracy=0.9999, max_size_kb=1000)
+    t = result.trials
+    assert set(t["state"]) == {"COMPLETE"}
+    assert all(v == "user.min_accuracy" for v in t["constraints_violated"])
+    assert result.front.empty

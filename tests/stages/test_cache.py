@@ -1,0 +1,94 @@
+"""The stage cache: shared prefixes are built once, entries are atomic, bad entries are rebuilt."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from autocompress.records import Recipe, StageRecord
+from autocompress.stages import BuildContext, build_candidate
+from autocompress.stages.cache import StageCache, child_key, root_key
+from autocompress.task import Task
+
+
+def test_shared_prefix_is_built_once(tmp_path: Path, tiny_task: Task) -> None:
+    teacher = tiny_task.teacher.build()
+    ctx = BuildContext(tiny_task.data, teacher)
+    cache = StageCache(tmp_path / "cache")
+    key = root_key(tiny_task, seed=0)
+    first = Recipe(student_width=0.5, sparsity=0.5, distill_epochs=1, finetune_epochs=1)
+    second = Recipe(
+        student_width=0.5,
+        sparsity=0.5,
+        clusters=4,
+        quantization="int8",
+        distill_epochs=1,
+        finetune_epochs=1,
+    )
+    _, records1 = build_candidate(teacher, first, ctx, cache=cache, key=key)
+    _, records2 = build_candidate(teacher, second, ctx, cache=cache, key=key)
+    assert [r.reused for r in records1] == [False, False, False]  # distill, prune, convert
+    reused = {r.stage: r.reused for r in records2}
+    assert reused == {"distill": True, "prune": True, "cluster": False, "convert": False}
+    assert records2[1].facts == records1[1].facts  # the very same pruned model's facts
+    other = Recipe(student_width=0.5, sparsity=0.5, distill_epochs=2, finetune_epochs=1)
+    _, records3 = build_candidate(teacher, other, ctx, cache=cache, key=key)
+    assert not records3[0].reused  # different distillation epochs: a different key
+
+
+def test_root_key_depends_on_teacher_data_and_seed(tiny_task: Task) -> None:
+    base = root_key(tiny_task, 0)
+    assert root_key(tiny_task, 1) != base
+    weights = [w.copy() for w in tiny_task.teacher.weights]
+    weights[0][0] += 1.0
+    changed = Task(
+        "t", type(tiny_task.teacher)(tiny_task.teacher.config_json, weights), tiny_task.data
+    )
+    assert root_key(changed, 0) != base
+
+
+def test_concurrent_writers_of_one_key_leave_a_valid_entry(tmp_path: Path, tiny_task: Task):
+    cache = StageCache(tmp_path)
+    model = tiny_task.teacher.build()
+    key = child_key("root", "prune", {"sparsity": 0.5})
+    record = StageRecord("prune", 1.0, {"sparsity": 0.5})
+    errors: list[BaseException] = []
+    seen: list[bool] = []
+
+    def write() -> None:
+        try:
+            for _ in range(3):
+                cache.store(key, model, record)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def read() -> None:
+        for _ in range(20):
+            hit = cache.load(key)
+            if hit is not None:
+                loaded, rec = hit
+                ok = all(
+                    np.array_equal(a, b) for a, b in zip(loaded.get_weights(), model.get_weights())
+                )
+                seen.append(ok and rec == record)
+
+    threads = [threading.Thread(target=write) for _ in range(4)] + [threading.Thread(target=read)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(seen)
+    assert cache.load(key) is not None
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_corrupt_entry_is_a_miss(tmp_path: Path, tiny_task: Task) -> None:
+    cache = StageCache(tmp_path)
+    key = child_key("root", "distill", {})
+    cache.store(key, tiny_task.teacher.build(), StageRecord("distill", 1.0))
+    npz = tmp_path / f"{key}.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    assert cache.load(key) is None
