@@ -12,8 +12,8 @@ from autocompress.errors import InputError
 MAX_YAML_BYTES = 1_000_000
 
 
-def load_mapping(path: str | Path) -> dict[str, Any]:
-    """Load a YAML file whose top level must be a mapping with string keys."""
+def load_yaml(path: str | Path) -> Any:
+    """Load a user YAML file with the safe loader, behind a size cap; errors name the file."""
     p = Path(path)
     if not p.is_file():
         raise InputError(str(p), "file not found")
@@ -28,6 +28,13 @@ def load_mapping(path: str | Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise InputError(str(p), f"malformed YAML{where}: {problem}") from None
+    return data
+
+
+def load_mapping(path: str | Path) -> dict[str, Any]:
+    """Load a YAML file whose top level must be a mapping with string keys."""
+    p = Path(path)
+    data = load_yaml(p)
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise InputError(str(p), "expected a mapping of names to values at the top level")
     return data

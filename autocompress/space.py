@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autocompress._yaml import check_keys, load_mapping
+from autocompress._yaml import check_keys, load_mapping, load_yaml
 from autocompress.errors import InputError
 from autocompress.records import Recipe
 
@@ -145,19 +145,8 @@ def load_recipes(path: str | Path, space: SearchSpace) -> list[dict[str, Any]]:
 
     Each value must be one the space can sample; parameters left out are sampled as usual.
     """
-    import yaml
-
-    from autocompress._yaml import MAX_YAML_BYTES
-
     p = Path(path)
-    if not p.is_file():
-        raise InputError(str(p), "file not found")
-    if p.stat().st_size > MAX_YAML_BYTES:
-        raise InputError(str(p), f"file is larger than {MAX_YAML_BYTES} bytes")
-    try:
-        items = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise InputError(str(p), "malformed YAML") from None
+    items = load_yaml(p)
     if not isinstance(items, list) or not items:
         raise InputError(str(p), "expected a non-empty list of recipes")
     recipes = []

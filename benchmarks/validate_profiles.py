@@ -32,6 +32,7 @@ from autocompress.hardware import latency, load_profile, read_tflite
 from autocompress.hardware.flatbuffer import Graph
 from autocompress.hardware.profile import RooflineSettings
 from autocompress.hardware.roofline import graph_seconds
+from autocompress.stages.convert import to_tflite
 
 # name -> (builder, input size, {profile: published ms}, used for fitting?)
 # Coral: coral.ai/docs/edgetpu/benchmarks (table 1). TFLite Pixel 2: the issue's numbers.
@@ -50,20 +51,10 @@ PIXEL2 = {("MobileNet v1", "none"): 124.0, ("MobileNet v1", "int8"): 64.0}
 
 
 def convert(model, mode: str) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode == "int8":
-        shape = tuple(model.inputs[0].shape[1:])
-        rng = np.random.default_rng(0)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [rng.random((1, *shape), dtype=np.float32)] for _ in range(2)
-        )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
+    """Exactly the candidates' conversion; int8 calibrated on random inputs (latency only)."""
+    shape = tuple(model.inputs[0].shape[1:])
+    calibration = np.random.default_rng(0).random((2, *shape), dtype=np.float32)
+    return to_tflite(model, mode, calibration)
 
 
 def reference_file(cache: Path, name: str, mode: str) -> bytes:
@@ -220,14 +211,7 @@ def cpu_host(run: Path | None) -> None:
     for build in micro_models():
         for mode, kind in (("none", "float32"), ("int8", "int8"), ("dynamic", "hybrid")):
             model = build()
-            if mode == "dynamic":
-                import tensorflow as tf
-
-                c = tf.lite.TFLiteConverter.from_keras_model(model)
-                c.optimizations = [tf.lite.Optimize.DEFAULT]
-                data = c.convert()
-            else:
-                data = convert(model, mode)
+            data = convert(model, mode)
             samples[kind].append((read_tflite(data), measure_latency(data, None, host).median_ms))
     # Unknowns: invoke overhead, per-op overhead, seconds per MAC for each compute kind and
     # seconds per element operation. Relative errors (rows divided by the measurement) so that

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -14,32 +13,35 @@ from autocompress.stages._base import BuildContext
 
 
 def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[bytes, StageRecord]:
-    """Convert with the recipe's quantization mode.
+    """Convert with the recipe's quantization mode (see :func:`to_tflite`)."""
+    start = time.perf_counter()
+    rng = np.random.default_rng(ctx.seed)
+    x = ctx.data.x_train
+    calibration = x[rng.choice(len(x), size=min(ctx.calibration_samples, len(x)), replace=False)]
+    tflite = to_tflite(model, recipe.quantization, calibration)
+    facts = {"quantization": recipe.quantization, "size_bytes": len(tflite)}
+    return tflite, StageRecord("convert", time.perf_counter() - start, facts)
+
+
+def to_tflite(model: keras.Model, mode: str, calibration: np.ndarray | None = None) -> bytes:
+    """The ``.tflite`` bytes of ``model`` in quantization ``mode``.
 
     ``int8`` is full-integer post-training quantization (int8 inputs and outputs too, which the
-    Edge TPU needs) calibrated on training samples; ``qat`` converts a QAT model, whose
-    quantization ranges were learned during fine-tuning.
+    Edge TPU needs) calibrated on ``calibration`` samples; ``qat`` converts a QAT model, whose
+    quantization ranges were learned during fine-tuning; ``dynamic`` stores int8 weights;
+    ``float16`` stores float16 weights.
     """
-    start = time.perf_counter()
-    mode = recipe.quantization
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "int8":
-        converter.representative_dataset = lambda: _calibration(ctx)
+        if calibration is None or not len(calibration):
+            raise ValueError("int8 conversion needs calibration samples")
+        samples = calibration.astype(np.float32)
+        converter.representative_dataset = lambda: ([s[None]] for s in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
-    tflite = converter.convert()
-    facts = {"quantization": mode, "size_bytes": len(tflite)}
-    return tflite, StageRecord("convert", time.perf_counter() - start, facts)
-
-
-def _calibration(ctx: BuildContext) -> Iterator[list[np.ndarray]]:
-    x = ctx.data.x_train
-    rng = np.random.default_rng(ctx.seed)
-    idx = rng.choice(len(x), size=min(ctx.calibration_samples, len(x)), replace=False)
-    for i in idx:
-        yield [x[i : i + 1].astype(np.float32)]
+    return converter.convert()

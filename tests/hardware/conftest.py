@@ -4,23 +4,12 @@ import numpy as np
 
 
 def to_tflite(model, mode: str = "none") -> bytes:
-    """Convert like the convert stage does (int8: full integer with int8 I/O)."""
-    import tensorflow as tf
+    """Convert like the convert stage does, calibrating int8 on random inputs."""
+    from autocompress.stages.convert import to_tflite as convert
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if mode == "int8":
-        shape = tuple(model.inputs[0].shape[1:])
-        rng = np.random.default_rng(0)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [rng.random((1, *shape), dtype=np.float32)] for _ in range(4)
-        )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    elif mode == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    shape = tuple(model.inputs[0].shape[1:])
+    calibration = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+    return convert(model, mode, calibration)
 
 
 def small_cnn(extra=None):

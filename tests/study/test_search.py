@@ -224,12 +224,19 @@ def test_stage_cache_reuses_shared_prefix_across_trials(tmp_path: Path, tiny_tas
     assert list((tmp_path / "run" / "cache").glob("*.npz"))
 
 
-def test_warm_start_and_user_recipes_come_first(tmp_path: Path, tiny_task: Task,
-                                                smoke_space_file: Path):
+def test_warm_start_and_user_recipes_come_first(
+    tmp_path: Path, tiny_task: Task, smoke_space_file: Path
+):
     mine = tmp_path / "mine.yaml"
     mine.write_text("- {student_width: 0.5, quantization: dynamic}\n")
-    result = search(task=tiny_task, space=smoke_space_file, trials=5, workers=2,
-                    out=tmp_path / "run", enqueue=mine)
+    result = search(
+        task=tiny_task,
+        space=smoke_space_file,
+        trials=5,
+        workers=2,
+        out=tmp_path / "run",
+        enqueue=mine,
+    )
     t = result.trials.set_index("trial")
     origins = [result.study.trials[i].user_attrs.get("enqueued") for i in range(5)]
     assert origins == ["baseline", "well-known", "well-known", "well-known", "user"]
@@ -239,10 +246,18 @@ def test_warm_start_and_user_recipes_come_first(tmp_path: Path, tiny_task: Task,
     assert (t.loc[4, "quantization"], t.loc[4, "student_width"]) == ("dynamic", 0.5)
 
 
-def test_user_constraints_make_trials_infeasible_not_failed(tmp_path: Path, tiny_task: Task,
-                                                            smoke_space_file: Path):
-    result = search(task=tiny_task, space=smoke_space_file, trials=2, workers=2,
-                    out=tmp_path / "run", min_accuracy=0.9999, max_size_kb=1000)
+def test_user_constraints_make_trials_infeasible_not_failed(
+    tmp_path: Path, tiny_task: Task, smoke_space_file: Path
+):
+    result = search(
+        task=tiny_task,
+        space=smoke_space_file,
+        trials=2,
+        workers=2,
+        out=tmp_path / "run",
+        min_accuracy=0.9999,
+        max_size_kb=1000,
+    )
     t = result.trials
     assert set(t["state"]) == {"COMPLETE"}
     assert all(v == "user.min_accuracy" for v in t["constraints_violated"])
