@@ -26,3 +26,38 @@ def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
         if np.any(no_worse & better):
             mask[i] = False
     return mask
+
+
+def hypervolume(values: np.ndarray, maximize: Sequence[bool], reference: Sequence[float]) -> float:
+    """Volume dominated by ``values`` (n x 3) and bounded by ``reference``, exact.
+
+    Objectives are flipped so that smaller is better; points that do not improve on the
+    reference in every objective add nothing. The 3-D volume is summed over slabs of the third
+    objective, each slab's area being the 2-D hypervolume of the points below it.
+    """
+    v = np.asarray(values, dtype=float).reshape(-1, len(maximize))
+    sign = np.where(np.asarray(maximize, dtype=bool), -1.0, 1.0)
+    v = v * sign
+    ref = np.asarray(reference, dtype=float) * sign
+    v = v[np.all(v < ref, axis=1)]
+    if len(v) == 0:
+        return 0.0
+    if v.shape[1] != 3:
+        raise ValueError("hypervolume is implemented for 3 objectives")
+    v = v[np.argsort(v[:, 2])]
+    total = 0.0
+    for i in range(len(v)):
+        top = v[i + 1, 2] if i + 1 < len(v) else ref[2]
+        if top > v[i, 2]:
+            total += _area(v[: i + 1, :2], ref[:2]) * (top - v[i, 2])
+    return float(total)
+
+
+def _area(points: np.ndarray, ref: np.ndarray) -> float:
+    """2-D hypervolume (minimisation) of ``points`` against ``ref``: a staircase sweep in x."""
+    area, best_y = 0.0, ref[1]
+    for x, y in points[np.argsort(points[:, 0])]:
+        if y < best_y:  # each improvement in y adds the strip from x to the reference
+            area += (ref[0] - x) * (best_y - y)
+            best_y = y
+    return float(area)

@@ -39,3 +39,32 @@ def test_front_is_mutually_non_dominated_and_complete(values: np.ndarray) -> Non
         assert not any(dominates(b, a) for b in values)
     for i in np.flatnonzero(~mask):
         assert any(dominates(b, values[i]) for b in front)
+
+
+def test_hypervolume_by_hand() -> None:
+    from autocompress.front import hypervolume
+
+    ref = [0.0, 1.0, 1.0]  # accuracy 0, latency 1, size 1
+    assert hypervolume(np.array([[0.5, 0.5, 0.5]]), MAXIMIZE, ref) == 0.5 * 0.5 * 0.5
+    two = np.array([[0.5, 0.5, 0.5], [1.0, 0.8, 0.8]])  # the second adds a 1 x .2 x .2 box
+    assert np.isclose(hypervolume(two, MAXIMIZE, ref), 0.125 + 0.2 * 0.2 * 1.0 - 0.2 * 0.2 * 0.5)
+    assert hypervolume(np.array([[0.9, 1.5, 0.1]]), MAXIMIZE, ref) == 0.0  # worse than reference
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 8), st.just(3)), elements=st.integers(1, 9)))
+def test_hypervolume_matches_grid_count(values: np.ndarray) -> None:
+    from autocompress.front import hypervolume
+
+    pts = values / 10.0
+    ref = [0.0, 1.0, 1.0]
+    # Count unit cells (0.1 grid) dominated by some point: exact for points on the grid.
+    cells = 0
+    for a in np.arange(0.05, 1.0, 0.1):
+        for b in np.arange(0.05, 1.0, 0.1):
+            for c in np.arange(0.05, 1.0, 0.1):
+                cells += any(p[0] >= a and p[1] <= b and p[2] <= c for p in pts)
+    assert np.isclose(hypervolume(pts, MAXIMIZE, ref), cells * 1e-3)
+    # A dominated point changes nothing.
+    mask = pareto_mask(pts, MAXIMIZE)
+    assert np.isclose(hypervolume(pts[mask], MAXIMIZE, ref), hypervolume(pts, MAXIMIZE, ref))

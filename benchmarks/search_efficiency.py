@@ -1,0 +1,211 @@
+"""Search efficiency: the front found for the compute spent, default configuration vs naive.
+
+Run: ``.venv/bin/python benchmarks/search_efficiency.py [--trials 40] [--seeds 0 1 2]``
+
+For two tasks (the digits CNN demo, and an MLP on scikit-learn's bundled breast-cancer data),
+and each seed, it runs:
+
+* ``default``: TPE with the stage cache and the warm start (what ``autocompress search`` does);
+* ``nsga2``: the same with NSGA-II;
+* ``random``: random sampling, no stage cache, no warm start (the naive baseline);
+* ``default-nocache`` (first seed only): the default without the stage cache, for wall time.
+
+It prints the hypervolume (accuracy up, cpu-host latency down, gzip size down; reference point:
+accuracy 0, 1.1x the fp32 teacher's latency and gzip size, measured in the run) after 10, 20, 40
+trials, the wall time of each study, the share of stage executions the cache saved, and whether
+each well-known recipe is on or dominated by the default front.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import autocompress
+from autocompress.demo import demo_task
+from autocompress.front import hypervolume
+from autocompress.study.runner import WELL_KNOWN
+from autocompress.task import Task, TaskData, TeacherSpec
+
+LAT = "latency_ms_cpu-host"
+MAXIMIZE = [True, False, False]
+
+
+def tabular_task(seed: int = 0) -> Task:
+    """A small MLP on scikit-learn's breast-cancer data (ships with the package)."""
+    import tf_keras as keras
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
+    scaler = StandardScaler().fit(x_tr)
+    data = TaskData(
+        scaler.transform(x_tr).astype("float32"),
+        y_tr.astype("int64"),
+        scaler.transform(x_va).astype("float32"),
+        y_va.astype("int64"),
+    )
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.layers.Input((30,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(data.x_train, data.y_train, epochs=30, batch_size=32, verbose=0)
+    return Task("breast-cancer-mlp", TeacherSpec.from_model(model), data)
+
+
+CONFIGS = {
+    "default": {"sampler": "tpe", "stage_cache": True, "warm_start": True},
+    "nsga2": {"sampler": "nsga2", "stage_cache": True, "warm_start": True},
+    "random": {"sampler": "random", "stage_cache": False, "warm_start": False},
+    "default-nocache": {"sampler": "tpe", "stage_cache": False, "warm_start": True},
+}
+
+
+def hv_after(trials: pd.DataFrame, n: int, ref: list[float]) -> float:
+    first = trials[(trials["trial"] < n) & (trials["state"] == "COMPLETE")]
+    return hypervolume(first[["accuracy", LAT, "gzip_bytes"]].to_numpy(float), MAXIMIZE, ref)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--tasks", nargs="+", default=["tabular", "digits"])
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    checkpoints = [n for n in (10, 20, 40) if n <= args.trials] or [args.trials]
+    root = Path(tempfile.mkdtemp(prefix="autocompress-eff-"))
+    wall = time.perf_counter()
+    rows, saved, notes = [], [], []
+    try:
+        for task_name in args.tasks:
+            task = (
+                demo_task(cache_dir=root / "teacher") if task_name == "digits" else tabular_task()
+            )
+            ref = None
+            for seed in args.seeds:
+                for config, options in CONFIGS.items():
+                    if config == "default-nocache" and seed != args.seeds[0]:
+                        continue
+                    out = root / f"{task_name}-{config}-{seed}"
+                    start = time.perf_counter()
+                    result = autocompress.search(
+                        task=task,
+                        space="default",
+                        trials=args.trials,
+                        workers=args.workers,
+                        out=out,
+                        seed=seed,
+                        **options,
+                    )
+                    seconds = time.perf_counter() - start
+                    t = result.trials
+                    if ref is None:  # the fp32 teacher: trial 0 of the first default run
+                        base = t.iloc[0]
+                        ref = [0.0, 1.1 * base[LAT], 1.1 * base["gzip_bytes"]]
+                        print(
+                            f"\n{task_name}: teacher accuracy {base['accuracy']:.4f}, "
+                            f"{base[LAT]:.4f} ms, gzip {int(base['gzip_bytes'])} B; "
+                            f"reference point {ref}"
+                        )
+                    row = {
+                        "task": task_name,
+                        "config": config,
+                        "seed": seed,
+                        "wall_s": round(seconds),
+                        "failed": int((t["state"] == "FAIL").sum()),
+                    }
+                    for n in checkpoints:
+                        row[f"hv@{n}"] = hv_after(t, n, ref)
+                    rows.append(row)
+                    if options["stage_cache"]:
+                        stages = [s for v in t["stages"].dropna() for s in eval_stages(v)]
+                        reused = t["reused_stages"].fillna("").str.count(";") + (
+                            t["reused_stages"].fillna("") != ""
+                        )
+                        saved.append((task_name, config, seed, int(reused.sum()), len(stages)))
+                    if config == "default":
+                        notes += well_known_status(task_name, seed, t, result.front)
+                    print(pd.DataFrame([row]).to_string(index=False, header=len(rows) == 1))
+        table = pd.DataFrame(rows)
+        hv_cols = [c for c in table.columns if c.startswith("hv@")]
+        print("\n== hypervolume (mean over seeds; higher is better) and wall time ==")
+        summary = table.groupby(["task", "config"])[[*hv_cols, "wall_s"]].mean()
+        print(summary.to_string(float_format=lambda v: f"{v:.4g}"))
+        for task_name in args.tasks:
+            s = summary.loc[task_name]
+            last = hv_cols[-1]
+            reach = next((c for c in hv_cols if s.loc["default", c] >= s.loc["random", last]), None)
+            print(
+                f"{task_name}: default reaches random's {last} hypervolume "
+                f"{'at ' + reach if reach else 'not within the budget'}"
+            )
+            if "default-nocache" in s.index:
+                ratio = s.loc["default-nocache", "wall_s"] / s.loc["default", "wall_s"]
+                print(f"{task_name}: wall time without / with the stage cache: {ratio:.2f}x")
+        print("\n== stage executions answered from the cache ==")
+        for task_name, config, seed, reused, total in saved:
+            print(
+                f"{task_name} {config} seed {seed}: {reused}/{total} ({reused / max(1, total):.0%})"
+            )
+        print("\n== well-known recipes against the default front ==")
+        for line in notes:
+            print(line)
+        print(f"\nwall time {time.perf_counter() - wall:.0f} s")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def eval_stages(text: str) -> list[str]:
+    import json
+
+    return [s for s in json.loads(text) if s != "convert"]
+
+
+def well_known_status(task: str, seed: int, trials: pd.DataFrame, front: pd.DataFrame):
+    out = []
+    done = trials[trials["state"] == "COMPLETE"]
+    for recipe in WELL_KNOWN:
+        match = done[
+            (done["student_width"] == recipe.student_width)
+            & np.isclose(done["sparsity"], recipe.sparsity)
+            & (done["clusters"] == recipe.clusters)
+            & (done["quantization"] == recipe.quantization)
+        ]
+        label = (
+            f"w={recipe.student_width} s={recipe.sparsity} c={recipe.clusters} "
+            f"{recipe.quantization}"
+        )
+        if match.empty:
+            out.append(f"{task} seed {seed}: {label}: not run")
+            continue
+        r = match.iloc[0]
+        if int(r["trial"]) in set(front["trial"]):
+            out.append(f"{task} seed {seed}: {label}: on the front (trial {int(r['trial'])})")
+            continue
+        v = np.array([r["accuracy"], r[LAT], r["gzip_bytes"]])
+        dom = front[
+            (front["accuracy"] >= v[0]) & (front[LAT] <= v[1]) & (front["gzip_bytes"] <= v[2])
+        ]
+        who = f"trial {int(dom.iloc[0]['trial'])}" if len(dom) else "nothing (check!)"
+        out.append(f"{task} seed {seed}: {label}: dominated by {who}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
