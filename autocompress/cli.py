@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", default="tpe", help="tpe, nsga2 or random")
     s.add_argument("--ray-address", default=None, help="connect to an existing Ray cluster")
     s.add_argument("--no-stage-cache", action="store_true", help="build every stage of every trial")
+    s.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="allow a model file that needs code to load (Lambda / custom layers)",
+    )
     s.add_argument("--no-warm-start", action="store_true", help="skip the well-known recipes")
     s.add_argument("--enqueue", default=None, help="YAML list of recipes to try first")
     s.add_argument("--max-latency-ms", type=float, default=None, help="constraint (first profile)")
@@ -126,6 +131,7 @@ def _search(args: argparse.Namespace) -> int:
         max_latency_ms=args.max_latency_ms,
         min_accuracy=args.min_accuracy,
         max_size_kb=args.max_size_kb,
+        trust_model=args.trust_model,
     )
     progress.close()
     print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
@@ -155,6 +161,7 @@ def _pick(args: argparse.Namespace) -> int:
         max_latency_ms=args.max_latency_ms,
         min_accuracy=args.min_accuracy,
         max_size_kb=args.max_size_kb,
+        trust_model=args.trust_model,
     )
     if choice is None:
         print("no model on the front meets these constraints", file=sys.stderr)

@@ -41,16 +41,20 @@ class TeacherSpec:
 
     config_json: str
     weights: list[np.ndarray]
+    trusted: bool = False  # the user allowed code in it (Lambda layers): deserialise unsafely
 
     @classmethod
-    def from_model(cls, model: tf_keras.Model) -> TeacherSpec:
-        return cls(config_json=model.to_json(), weights=[w.copy() for w in model.get_weights()])
+    def from_model(cls, model: tf_keras.Model, trusted: bool = False) -> TeacherSpec:
+        weights = [w.copy() for w in model.get_weights()]
+        return cls(config_json=model.to_json(), weights=weights, trusted=trusted)
 
     def build(self) -> tf_keras.Model:
         """A fresh model object with copied weights; nothing is shared with any other copy."""
         import tf_keras
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
 
-        model = tf_keras.models.model_from_json(self.config_json)
+        with SafeModeScope(safe_mode=not self.trusted):
+            model = tf_keras.models.model_from_json(self.config_json)
         model.set_weights(self.weights)
         return model
 
@@ -65,8 +69,11 @@ class Task:
     source: str = "<python>"
 
 
-def load_task(path: str | Path) -> Task:
-    """Load a task YAML (``model`` + ``data``, or ``entry_point``), checked against its data."""
+def load_task(path: str | Path, trust_model: bool = False) -> Task:
+    """Load a task YAML (``model`` + ``data``, or ``entry_point``), checked against its data.
+
+    ``trust_model`` allows model files that need code to load (see :func:`load_model`).
+    """
     source = str(path)
     spec = load_mapping(path)
     check_keys(source, spec, {"name", "model", "data", "entry_point"}, set())
@@ -80,11 +87,11 @@ def load_task(path: str | Path) -> Task:
     for key in ("model", "data"):
         if not isinstance(spec.get(key), str):
             raise InputError(source, f"{key!r} must be a file path (or use entry_point)")
-    model = load_model(base / spec["model"])
+    model = load_model(base / spec["model"], trust=trust_model)
     data = load_data(base / spec["data"])
     task = Task(
         name=str(spec.get("name", Path(path).stem)),
-        teacher=TeacherSpec.from_model(model),
+        teacher=TeacherSpec.from_model(model, trusted=trust_model),
         data=data,
         source=source,
     )
@@ -92,8 +99,14 @@ def load_task(path: str | Path) -> Task:
     return task
 
 
-def load_model(path: Path) -> tf_keras.Model:
-    """Load a ``.keras`` / ``.h5`` file or SavedModel directory in safe mode (no arbitrary code)."""
+def load_model(path: Path, trust: bool = False) -> tf_keras.Model:
+    """Load a ``.keras`` / ``.h5`` file or SavedModel directory.
+
+    Loading can run code: a Lambda layer stores Python bytecode, a custom layer names a class to
+    import, and HDF5 files ignore Keras's safe mode. Unless ``trust`` is set, the stored
+    architecture is read first, without deserialising anything, and a model that needs code to
+    load is refused with a message naming ``--trust-model``.
+    """
     import tf_keras
 
     if not path.exists():
@@ -106,10 +119,18 @@ def load_model(path: Path) -> tf_keras.Model:
             str(path),
             f"unsupported model file type {path.suffix!r} (use .keras, .h5 or a SavedModel)",
         )
+    if not trust:
+        needs_code = _layers_needing_code(_stored_config(path))
+        if needs_code:
+            raise InputError(
+                str(path),
+                f"loading it would run code (layer {needs_code[0]}); "
+                "pass --trust-model if you trust this file",
+            )
     try:
         kwargs: dict[str, Any] = {"compile": False}
         if path.suffix == ".keras":
-            kwargs["safe_mode"] = True
+            kwargs["safe_mode"] = not trust
         model = tf_keras.models.load_model(str(path), **kwargs)
     except Exception as exc:  # the loaders raise many unrelated types for a bad file
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -117,6 +138,58 @@ def load_model(path: Path) -> tf_keras.Model:
     if not isinstance(model, tf_keras.Model):
         raise InputError(str(path), "did not load as a Keras model")
     return model
+
+
+def _stored_config(path: Path) -> Any:
+    """The architecture as stored in the file, read as plain JSON (nothing is deserialised)."""
+    import json
+    import zipfile
+
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        if path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+                if raw is None:
+                    return None
+                return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except Exception as exc:  # not a zip / not HDF5 / no JSON: the loader will say so below
+        raise InputError(str(path), f"cannot be loaded as a Keras model: {exc}") from None
+    return None  # SavedModel: graphs of TensorFlow ops, no Python code
+
+
+def _layers_needing_code(config: Any) -> list[str]:
+    """Lambda layers and classes that are not built into Keras, anywhere in the config."""
+    import tf_keras
+
+    builtin = set(dir(tf_keras.layers)) | {
+        "Functional",
+        "Sequential",
+        "Model",
+        "TFOpLambda",
+        "SlicingOpLambda",
+    }
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            name = node.get("class_name")
+            if isinstance(name, str) and "config" in node and isinstance(node["config"], dict):
+                is_layer = "name" in node["config"] or "layers" in node["config"]
+                if name == "Lambda" or (is_layer and name not in builtin):
+                    found.append(f"{node['config'].get('name', '?')!r} of type {name}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return found
 
 
 def load_data(path: Path) -> TaskData:

@@ -57,3 +57,25 @@ def test_data_not_matching_model(tmp_path, task_files: Path, change: dict, fragm
     with pytest.raises(InputError) as info:
         load_task(path)
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_model_that_needs_code_is_refused_unless_trusted(
+    tmp_path: Path, task_files: Path, suffix: str
+) -> None:
+    import tf_keras as keras
+
+    model = keras.Sequential(
+        [
+            keras.layers.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Lambda(lambda x: x * 2.0, name="doubler"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.save(tmp_path / f"m{suffix}")
+    path = _write(tmp_path, f"model: m{suffix}\ndata: {task_files / 'data.npz'}\n")
+    with pytest.raises(InputError) as info:
+        load_task(path)
+    assert "'doubler' of type Lambda" in str(info.value) and "--trust-model" in str(info.value)
+    assert load_task(path, trust_model=True).name == "t"

@@ -111,6 +111,7 @@ def search(
     max_latency_ms: float | None = None,
     min_accuracy: float | None = None,
     max_size_kb: float | None = None,
+    trust_model: bool = False,
 ) -> SearchResult:
     """Run (or resume) a compression search and return its Pareto front.
 
@@ -133,6 +134,7 @@ def search(
         enqueue: a YAML list of the user's own (partial) recipes to try first.
         max_latency_ms, min_accuracy, max_size_kb: constraints; a candidate that breaks one is a
             completed but infeasible trial, kept in ``trials.csv`` and off the front.
+        trust_model: allow a task model file that needs code to load (Lambda, custom layers).
     """
     if trials < 1:
         raise InputError("--trials", f"must be at least 1, got {trials}")
@@ -157,7 +159,7 @@ def search(
     rundir = RunDir(out)
     rundir.path.mkdir(parents=True, exist_ok=True)
     with _exclusive(rundir), _log_to(rundir.path / "search.log"):
-        task_obj = _resolve_task(task, rundir, seed)
+        task_obj = _resolve_task(task, rundir, seed, trust_model)
         study = _open_study(rundir, hw[0].name, chosen_sampler)
         from autocompress.stages.cache import root_key
 
@@ -394,14 +396,16 @@ def _limit(option: str, value: float | None) -> float | None:
     return value
 
 
-def _resolve_task(task: Task | str | Path | None, rundir: RunDir, seed: int) -> Task:
+def _resolve_task(
+    task: Task | str | Path | None, rundir: RunDir, seed: int, trust_model: bool
+) -> Task:
     if isinstance(task, Task):
         return task
     if task is None:
         from autocompress.demo import demo_task
 
         return demo_task(cache_dir=rundir.path, seed=seed)
-    return load_task(task)
+    return load_task(task, trust_model=trust_model)
 
 
 def _open_study(rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:

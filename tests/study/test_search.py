@@ -262,3 +262,17 @@ def test_user_constraints_make_trials_infeasible_not_failed(
     assert set(t["state"]) == {"COMPLETE"}
     assert all(v == "user.min_accuracy" for v in t["constraints_violated"])
     assert result.front.empty
+
+
+def test_second_search_on_a_busy_directory_refuses(tmp_path: Path, tiny_task: Task) -> None:
+    import fcntl
+
+    from autocompress.errors import InputError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:  # what a running search holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(InputError, match="another search is already running"):
+            search(task=tiny_task, trials=1, out=out)
+    assert not (out / "study.journal").exists()
