@@ -8,6 +8,7 @@ dies (crash, out of memory) is retried at most once and then reported as a faile
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from types import TracebackType
 
 import ray
@@ -27,8 +28,10 @@ class RayExecutor:
         ctx: TrialContext,
         address: str | None = None,
         cpus_per_trial: float = 1.0,
+        trial_fn: Callable[[TrialContext, int, Recipe], TrialOutcome] = run_trial,
     ) -> None:
         self._ctx = ctx
+        self._trial_fn = trial_fn
         self._address = address
         self._cpus = cpus_per_trial
         self._started = False
@@ -47,7 +50,7 @@ class RayExecutor:
             )
             self._started = True
         self._ctx_ref = ray.put(self._ctx)
-        self._remote = ray.remote(run_trial).options(
+        self._remote = ray.remote(self._trial_fn).options(
             num_cpus=self._cpus, max_retries=MAX_RETRIES, retry_exceptions=False
         )
         return self

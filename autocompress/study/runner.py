@@ -408,19 +408,53 @@ def _resolve_task(
     return load_task(task, trust_model=trust_model)
 
 
+_RECOVER = (
+    "The run directory is damaged: restore the file, or move the directory away and start a "
+    "new search (trials.csv keeps a readable copy of every result)"
+)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) == b"\n"
+
+
 def _open_study(rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """Create the study, or load it to resume; refuse a study made for another objective."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     exists = rundir.journal.exists()
-    storage = JournalStorage(JournalFileBackend(str(rundir.journal)))
-    directions = ["maximize", "minimize", "minimize"]
-    study = optuna.create_study(
-        storage=storage,
-        study_name=STUDY_NAME,
-        directions=directions,
-        sampler=sampler,
-        load_if_exists=True,
-    )
+    if exists and rundir.journal.stat().st_size == 0:
+        raise InputError(str(rundir.journal), f"is empty. {_RECOVER}")
+    if exists and not _ends_with_newline(rundir.journal):
+        # Optuna would skip the cut-off record, then glue the next record onto it and make
+        # the whole journal unreadable: stop before writing anything.
+        raise InputError(
+            str(rundir.journal),
+            "ends in an incomplete record (its last write was cut off). Delete everything after "
+            "its last newline to resume; the completed trials before it are intact",
+        )
+    try:
+        storage = JournalStorage(JournalFileBackend(str(rundir.journal)))
+        study = optuna.create_study(
+            storage=storage,
+            study_name=STUDY_NAME,
+            directions=["maximize", "minimize", "minimize"],
+            sampler=sampler,
+            load_if_exists=True,
+        )
+        trials = study.get_trials(deepcopy=False)
+    except Exception as exc:  # the journal's replay raises many types on a damaged file
+        raise InputError(
+            str(rundir.journal), f"cannot be read ({type(exc).__name__}: {exc}). {_RECOVER}"
+        ) from None
+    for t in trials:
+        path = t.user_attrs.get("model_path")
+        if t.state == TrialState.COMPLETE and path and not (rundir.path / path).is_file():
+            raise InputError(
+                str(rundir.path / path),
+                f"the model of completed trial {t.number} is missing. {_RECOVER}",
+            )
     names = [c for c, _ in objective_columns(primary)]
     if exists and study.metric_names not in (None, names):
         raise InputError(

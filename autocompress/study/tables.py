@@ -80,9 +80,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         optuna.trial.TrialState.RUNNING,
     )  # not WAITING: enqueued recipes that have not started are not trials yet
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False, states=states)]
-    return (
-        pd.DataFrame(rows).sort_values("trial").reset_index(drop=True) if rows else pd.DataFrame()
-    )
+    if not rows:  # keep a header so that the file is a readable, empty table
+        return pd.DataFrame(columns=["trial", "state", *RECIPE_COLUMNS, "error"])
+    return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
 
 
 FRONT_COLUMNS = [

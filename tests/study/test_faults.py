@@ -1,0 +1,122 @@
+"""Faults with real processes: a worker that dies, a driver killed with SIGKILL mid-study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autocompress.records import Recipe
+from autocompress.study.executor import MAX_RETRIES, RayExecutor
+from autocompress.study.objective import TrialContext, TrialOutcome
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def die_on_int8(ctx: TrialContext, number: int, recipe: Recipe) -> TrialOutcome:
+    """A trial that kills its own worker process for int8 recipes (like the OOM killer would)."""
+    if recipe.quantization == "int8":
+        os._exit(1)
+    return TrialOutcome(number, error="ok: not built in this test")
+
+
+def test_dead_worker_is_a_bounded_failure_and_others_go_on(tiny_task) -> None:
+    ctx = TrialContext(task=tiny_task, profiles=())
+    with RayExecutor(ctx, trial_fn=die_on_int8) as executor:
+        executor.submit(0, Recipe(quantization="int8"))
+        executor.submit(1, Recipe(quantization="none"))
+        outcomes: dict[int, TrialOutcome] = {}
+        deadline = time.monotonic() + 120
+        while executor.in_flight and time.monotonic() < deadline:
+            for outcome in executor.wait(timeout=1.0):
+                outcomes[outcome.number] = outcome
+    assert MAX_RETRIES == 1
+    assert set(outcomes) == {0, 1}  # the crash did not hang or retry forever
+    assert "Worker" in outcomes[0].error or "died" in outcomes[0].error.lower()
+    assert outcomes[1].error == "ok: not built in this test"
+
+
+def test_driver_killed_with_sigkill_resumes_without_loss(
+    tmp_path: Path, task_files: Path, smoke_space_file: Path
+) -> None:
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "autocompress",
+        "search",
+        "--task",
+        str(task_files / "task.yaml"),
+        "--space",
+        str(smoke_space_file),
+        "--trials",
+        "6",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    done_before: pd.DataFrame | None = None
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        csv = out / "trials.csv"
+        if csv.exists() and csv.stat().st_size:
+            t = pd.read_csv(csv)
+            if "state" in t and (t["state"] == "COMPLETE").sum() >= 2:
+                done_before = t[t["state"] == "COMPLETE"]
+                break
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+    proc.wait(30)
+    assert done_before is not None, "the search did not complete two trials in time"
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = pd.read_csv(out / "trials.csv")
+    assert list(after["trial"]) == list(range(len(after)))  # no number duplicated or skipped
+    assert (after["state"].isin(["COMPLETE", "FAIL"])).all()  # nothing left RUNNING
+    assert len(after) == 6  # the budget counts what was done before the kill
+    kept = after.set_index("trial")
+    for _, row in done_before.iterrows():
+        assert kept.loc[row["trial"], "state"] == "COMPLETE"
+        assert kept.loc[row["trial"], "accuracy"] == row["accuracy"]
+        assert (out / row["model_path"]).is_file()
+    for reason in after.loc[after["state"] == "FAIL", "error"]:
+        assert reason.startswith("interrupted")
+
+
+def test_damaged_run_directory_gives_a_clear_message(first_run, tmp_path: Path) -> None:
+    import shutil
+
+    from autocompress import search
+    from autocompress.errors import InputError
+
+    _, out, task, *_ = first_run
+    for damage in ("truncate", "garbled", "model"):
+        copy = tmp_path / damage
+        shutil.copytree(out, copy)
+        journal = copy / "study.journal"
+        data = journal.read_bytes()
+        if damage == "truncate":  # a write cut off mid-record
+            journal.write_bytes(data[: len(data) // 2])
+        elif damage == "garbled":  # a record in the middle overwritten
+            middle = data.index(b"\n", len(data) // 2) + 1
+            journal.write_bytes(data[:middle] + b"#garbage#\n" + data[middle:])
+        else:
+            victim = pd.read_csv(copy / "trials.csv")["model_path"].dropna().iloc[0]
+            (copy / victim).unlink()
+        before = sorted(p.name for p in copy.iterdir())
+        with pytest.raises(InputError) as info:
+            search(task=task, trials=10, out=copy, profiles=("cpu-host", "edgetpu-usb"))
+        message = str(info.value)
+        assert ("damaged" in message or "incomplete record" in message) and "\n" not in message
+        assert sorted(p.name for p in copy.iterdir()) == before  # nothing written over
