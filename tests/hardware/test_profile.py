@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autocompress.errors import InputError
 from autocompress.hardware import list_profiles, load_profile
@@ -102,3 +104,50 @@ def test_bad_simulated_profile(doc: dict, fragment: str) -> None:
     with pytest.raises(InputError) as info:
         HardwareProfile.from_dict(doc, source="p.yaml")
     assert fragment in str(info.value)
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 10**9),
+    st.floats(allow_nan=True),
+    st.text(max_size=6),
+    st.sampled_from(["measure", "roofline", "edgetpu"]),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "threads",
+                    "macs_per_s",
+                    "int8",
+                    "float32",
+                    "elementwise_per_s",
+                    "bandwidth_bytes_per_s",
+                    "sram_bytes",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=10,
+)
+_keys = st.sampled_from(
+    ["name", "backend", "measure", "roofline", "edgetpu", "host", "max_ram_bytes", "typo"]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_keys, _values, max_size=5))
+def test_random_profile_documents_give_profile_or_clean_error(doc: dict) -> None:
+    try:
+        profile = HardwareProfile.from_dict(doc, source="p.yaml")
+    except InputError as exc:
+        assert str(exc).startswith("p.yaml") and "\n" not in str(exc)
+        return
+    assert profile.backend in ("measure", "roofline", "edgetpu")
