@@ -134,41 +134,44 @@ def main() -> None:
                         row[f"hv@{n}"] = hv_after(t, n, ref)
                     rows.append(row)
                     if options["stage_cache"]:
-                        stages = [s for v in t["stages"].dropna() for s in eval_stages(v)]
-                        reused = t["reused_stages"].fillna("").str.count(";") + (
-                            t["reused_stages"].fillna("") != ""
+                        built = t[t["reused_from"].isna()]  # not whole-trial repeats
+                        stages = [s for v in built["stages"].dropna() for s in eval_stages(v)]
+                        reused = built["reused_stages"].fillna("").str.count(";") + (
+                            built["reused_stages"].fillna("") != ""
                         )
                         saved.append((task_name, config, seed, int(reused.sum()), len(stages)))
                     if config == "default":
                         notes += well_known_status(task_name, seed, t, result.front)
-                    print(pd.DataFrame([row]).to_string(index=False, header=len(rows) == 1))
-        table = pd.DataFrame(rows)
-        hv_cols = [c for c in table.columns if c.startswith("hv@")]
-        print("\n== hypervolume (mean over seeds; higher is better) and wall time ==")
-        summary = table.groupby(["task", "config"])[[*hv_cols, "wall_s"]].mean()
-        print(summary.to_string(float_format=lambda v: f"{v:.4g}"))
-        for task_name in args.tasks:
-            s = summary.loc[task_name]
-            last = hv_cols[-1]
-            reach = next((c for c in hv_cols if s.loc["default", c] >= s.loc["random", last]), None)
-            print(
-                f"{task_name}: default reaches random's {last} hypervolume "
-                f"{'at ' + reach if reach else 'not within the budget'}"
-            )
-            if "default-nocache" in s.index:
-                ratio = s.loc["default-nocache", "wall_s"] / s.loc["default", "wall_s"]
-                print(f"{task_name}: wall time without / with the stage cache: {ratio:.2f}x")
-        print("\n== stage executions answered from the cache ==")
-        for task_name, config, seed, reused, total in saved:
-            print(
-                f"{task_name} {config} seed {seed}: {reused}/{total} ({reused / max(1, total):.0%})"
-            )
-        print("\n== well-known recipes against the default front ==")
-        for line in notes:
-            print(line)
+                    print(pd.DataFrame([row]).to_string(index=False))
+            summarise(rows, saved, notes, task_name)
         print(f"\nwall time {time.perf_counter() - wall:.0f} s")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def summarise(rows: list[dict], saved: list[tuple], notes: list[str], task_name: str) -> None:
+    table = pd.DataFrame([r for r in rows if r["task"] == task_name])
+    hv_cols = [c for c in table.columns if c.startswith("hv@")]
+    print(f"\n== {task_name}: hypervolume (mean over seeds; higher is better), wall time ==")
+    s = table.groupby("config")[[*hv_cols, "wall_s"]].mean()
+    print(s.to_string(float_format=lambda v: f"{v:.6g}"))
+    last = hv_cols[-1]
+    reach = next((c for c in hv_cols if s.loc["default", c] >= s.loc["random", last]), None)
+    print(
+        f"default reaches random's {last} hypervolume "
+        f"{'by ' + reach if reach else 'not within the budget'}"
+    )
+    if "default-nocache" in s.index:
+        ratio = s.loc["default-nocache", "wall_s"] / s.loc["default", "wall_s"]
+        print(f"wall time without / with the stage cache (first seed): {ratio:.2f}x")
+    print("stage executions answered from the cache:")
+    for name, config, seed, reused, total in saved:
+        if name == task_name:
+            print(f"  {config} seed {seed}: {reused}/{total} ({reused / max(1, total):.0%})")
+    print("well-known recipes against the default front:")
+    for line in notes:
+        if line.startswith(task_name):
+            print("  " + line)
 
 
 def eval_stages(text: str) -> list[str]:
