@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import pandas as pd
@@ -29,9 +30,12 @@ from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.records import Recipe, TrialRecord
 from autocompress.space import SearchSpace, load_recipes, resolve_space
 from autocompress.study.objective import TrialContext, TrialOutcome
-from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_text
+from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.tables import front_frame, objective_columns, trials_frame
 from autocompress.task import Task, load_task
+
+if TYPE_CHECKING:
+    from autocompress.study.executor import RayExecutor
 
 log = logging.getLogger("autocompress")
 
@@ -255,7 +259,7 @@ class _Driver:
                 seen.append(params)
                 self.study.enqueue_trial(params, user_attrs={"enqueued": origin})
 
-    def _submit(self, executor: object) -> None:
+    def _submit(self, executor: RayExecutor) -> None:
         trial = self.study.ask()
         try:
             recipe = self.space.sample(trial)
@@ -266,7 +270,7 @@ class _Driver:
         self.running[trial.number] = trial
         trial.set_user_attr("recipe", recipe.to_dict())
         if not self._reuse(trial, recipe):
-            executor.submit(trial.number, recipe)  # type: ignore[attr-defined]
+            executor.submit(trial.number, recipe)
 
     def _reuse(self, trial: optuna.Trial, recipe: Recipe) -> bool:
         """Answer a recipe that an earlier trial already built from that trial's result.
@@ -305,8 +309,6 @@ class _Driver:
         trial = self.running.pop(outcome.number)
         record: TrialRecord = outcome.record
         path = self.rundir.model_path(outcome.number)
-        from autocompress.study.rundir import atomic_write_bytes
-
         atomic_write_bytes(path, outcome.tflite)  # the model first: a told trial has its file
         trial.set_user_attr("record", record.to_dict())
         trial.set_user_attr("model_path", str(path.relative_to(self.rundir.path)))
