@@ -11,8 +11,12 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from autocompress.errors import InputError
+
+if TYPE_CHECKING:
+    from autocompress.study.runner import Progress
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -238,24 +242,24 @@ def _format(frame: object) -> str:
 class _ProgressLine:
     """One live line on a terminal; one line per update otherwise (logs, CI)."""
 
-    def __init__(self, stream: object) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.last = ""
 
-    def __call__(self, p: object) -> None:
+    def __call__(self, p: Progress) -> None:
         line = (
-            f"trials {p.done}/{p.budget}  failed {p.failed}  running {p.running}  "  # type: ignore[attr-defined]
-            f"front {p.front_size}  elapsed {p.elapsed_s:.0f}s"  # type: ignore[attr-defined]
+            f"trials {p.done}/{p.budget}  failed {p.failed}  running {p.running}  "
+            f"front {p.front_size}  elapsed {p.elapsed_s:.0f}s"
         )
         if self.tty:
-            print(f"\r{line}", end="", file=self.stream, flush=True)  # type: ignore[arg-type]
+            print(f"\r{line}", end="", file=self.stream, flush=True)
         else:  # not a terminal: a line only when a trial finishes
             key = line.split("  running")[0]
             if key != self.last:
-                print(line, file=self.stream, flush=True)  # type: ignore[arg-type]
+                print(line, file=self.stream, flush=True)
             self.last = key
 
     def close(self) -> None:
         if self.tty:
-            print(file=self.stream)  # type: ignore[arg-type]
+            print(file=self.stream)

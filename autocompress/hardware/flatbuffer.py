@@ -243,36 +243,36 @@ def _zero_fraction(data: bytes, dtype: str, zero_point: int) -> float | None:
 def _op_info(
     index: int, name: str, ins: tuple[int, ...], outs: tuple[int, ...], tensors: list[TensorInfo]
 ) -> OpInfo:
-    def t(i: int) -> TensorInfo | None:
+    def get(i: int) -> TensorInfo | None:
         return tensors[i] if 0 <= i < len(tensors) else None
 
-    out = t(outs[0]) if outs else None
+    inputs = [get(i) for i in ins]
+    outputs = [get(i) for i in outs]
+    out = outputs[0] if outputs else None
     out_elems = out.elements if out else 0
+    weight = inputs[1] if len(inputs) > 1 else None
+    w_shape = weight.shape if weight is not None else ()
     macs = 0
     elementwise = 0
-    weight = t(ins[1]) if len(ins) > 1 else None
-    if name == "CONV_2D" and weight is not None and len(weight.shape) == 4:
-        _, kh, kw, cin = weight.shape
-        macs = out_elems * kh * kw * cin
-    elif name == "DEPTHWISE_CONV_2D" and weight is not None and len(weight.shape) == 4:
-        macs = out_elems * weight.shape[1] * weight.shape[2]
-    elif name == "FULLY_CONNECTED" and weight is not None and len(weight.shape) == 2:
-        macs = out_elems * weight.shape[1]
-    elif name == "TRANSPOSE_CONV" and len(ins) > 2 and t(ins[1]) and t(ins[2]):
-        w, x = t(ins[1]), t(ins[2])
-        assert w is not None and x is not None
-        macs = x.elements * w.shape[0] * w.shape[1] * w.shape[2] if len(w.shape) == 4 else 0
-    elif name == "BATCH_MATMUL" and ins and t(ins[0]) and t(ins[0]).shape:  # type: ignore[union-attr]
-        macs = out_elems * t(ins[0]).shape[-1]  # type: ignore[union-attr]
-    elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D") and ins and t(ins[0]) and out:
-        x = t(ins[0])
-        assert x is not None
-        elementwise = max(out_elems, x.elements)
+    if name == "CONV_2D" and len(w_shape) == 4:
+        macs = out_elems * w_shape[1] * w_shape[2] * w_shape[3]  # [out ch, kh, kw, in ch]
+    elif name == "DEPTHWISE_CONV_2D" and len(w_shape) == 4:
+        macs = out_elems * w_shape[1] * w_shape[2]  # [1, kh, kw, ch]
+    elif name == "FULLY_CONNECTED" and len(w_shape) == 2:
+        macs = out_elems * w_shape[1]  # [units, in]
+    elif (
+        name == "TRANSPOSE_CONV" and len(inputs) > 2 and inputs[2] is not None and len(w_shape) == 4
+    ):
+        macs = inputs[2].elements * w_shape[0] * w_shape[1] * w_shape[2]
+    elif name == "BATCH_MATMUL" and inputs and inputs[0] is not None and inputs[0].shape:
+        macs = out_elems * inputs[0].shape[-1]
+    elif name in ("AVERAGE_POOL_2D", "MAX_POOL_2D") and inputs and inputs[0] is not None:
+        elementwise = max(out_elems, inputs[0].elements)  # every input element is read once
     else:
         elementwise = out_elems
-    activations = [t(i) for i in (*ins, *outs) if t(i) is not None and not t(i).constant]  # type: ignore[union-attr]
-    weights = [t(i) for i in ins if t(i) is not None and t(i).constant]  # type: ignore[union-attr]
-    act_in = next((x for x in (t(i) for i in ins) if x is not None and not x.constant), None)
+    present = [t for t in (*inputs, *outputs) if t is not None]
+    weights = [t for t in inputs if t is not None and t.constant]
+    act_in = next((t for t in inputs if t is not None and not t.constant), None)
     act_dtype = act_in.dtype if act_in else (out.dtype if out else "float32")
     w_dtype = weights[0].dtype if weights and macs else None
     if act_dtype in ("int8", "uint8"):
@@ -293,6 +293,6 @@ def _op_info(
         macs=int(macs),
         elementwise=int(elementwise),
         compute=compute,
-        weight_bytes=sum(w.nbytes for w in weights if w is not None),
-        activation_bytes=sum(a.nbytes for a in activations if a is not None),
+        weight_bytes=sum(w.nbytes for w in weights),
+        activation_bytes=sum(t.nbytes for t in present if not t.constant),
     )
