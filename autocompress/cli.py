@@ -165,7 +165,6 @@ def _pick(args: argparse.Namespace) -> int:
         max_latency_ms=args.max_latency_ms,
         min_accuracy=args.min_accuracy,
         max_size_kb=args.max_size_kb,
-        trust_model=args.trust_model,
     )
     if choice is None:
         print("no model on the front meets these constraints", file=sys.stderr)
