@@ -88,14 +88,15 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
         if not isinstance(spec.get(key), str):
             raise InputError(source, f"{key!r} must be a file path (or use entry_point)")
     model = load_model(base / spec["model"], trust=trust_model)
-    data = load_data(base / spec["data"])
+    data_path = base / spec["data"]
+    data = load_data(data_path)
     task = Task(
         name=str(spec.get("name", Path(path).stem)),
         teacher=TeacherSpec.from_model(model, trusted=trust_model),
         data=data,
         source=source,
     )
-    check_task(task)
+    check_task(task, data_source=str(data_path))
     return task
 
 
@@ -209,9 +210,12 @@ def load_data(path: Path) -> TaskData:
     return TaskData(**arrays)
 
 
-def check_task(task: Task) -> None:
-    """Check that the data fits the model: shapes, dtypes, label range, no empty or NaN arrays."""
-    src = task.source
+def check_task(task: Task, data_source: str | None = None) -> None:
+    """Check that the data fits the model: shapes, dtypes, label range, no empty or NaN arrays.
+
+    Errors name ``data_source`` (the data file) when given, else the task's source.
+    """
+    src = data_source or task.source
     d = task.data
     for key in DATA_KEYS:
         arr = getattr(d, key)

@@ -42,6 +42,62 @@ def test_dead_worker_is_a_bounded_failure_and_others_go_on(tiny_task) -> None:
     assert outcomes[1].error == "ok: not built in this test"
 
 
+OOM_SCRIPT = r"""
+import os, sys, time
+from pathlib import Path
+
+# Make Ray's memory monitor fire about 1.5 GiB above what the machine uses now.
+info = dict(line.split(":") for line in open("/proc/meminfo"))
+total, available = (int(info[k].split()[0]) * 1024 for k in ("MemTotal", "MemAvailable"))
+os.environ["RAY_memory_usage_threshold"] = f"{(total - available + 1.5 * 2**30) / total:.4f}"
+os.environ["RAY_memory_monitor_refresh_ms"] = "100"
+import autocompress
+from autocompress.records import Recipe
+from autocompress.study.executor import RayExecutor
+from autocompress.study.objective import TrialContext, TrialOutcome
+
+ATTEMPTS = Path(sys.argv[1])
+
+def hog(ctx, number, recipe):
+    with open(ATTEMPTS, "a") as f:
+        f.write("attempt\n")
+    chunks = []
+    for _ in range(48):  # up to 12 GiB, touched page by page
+        chunk = bytearray(256 * 2**20)
+        chunk[::4096] = b"x" * len(chunk[::4096])
+        chunks.append(chunk)
+        time.sleep(0.05)
+    return TrialOutcome(number, error="survived: the memory monitor never fired")
+
+ctx = TrialContext(task=None, profiles=())
+with RayExecutor(ctx, trial_fn=hog) as executor:
+    executor.submit(0, Recipe())
+    deadline = time.monotonic() + 150
+    outcomes = []
+    while executor.in_flight and time.monotonic() < deadline:
+        outcomes += executor.wait(timeout=1.0)
+print("OUTCOME", outcomes[0].error if outcomes else "none: still retrying")
+"""
+
+
+def test_candidate_killed_for_memory_ends_after_bounded_attempts(tmp_path: Path) -> None:
+    """Ray's memory monitor kills the worker of a candidate that always exhausts memory: the
+    trial must end as a failure after 1 + MAX_RETRIES attempts, not be retried forever."""
+    attempts = tmp_path / "attempts.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", OOM_SCRIPT, str(attempts)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcome = next(line for line in proc.stdout.splitlines() if line.startswith("OUTCOME"))
+    assert "OutOfMemoryError" in outcome, outcome
+    assert attempts.read_text().count("attempt") == 1 + MAX_RETRIES
+
+
 def test_driver_killed_with_sigkill_resumes_without_loss(
     tmp_path: Path, task_files: Path, smoke_space_file: Path
 ) -> None:
