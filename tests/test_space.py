@@ -129,3 +129,31 @@ def test_user_recipes_must_fit_the_space(tmp_path: Path) -> None:
         with pytest.raises(InputError) as info:
             load_recipes(path, space)
         assert fragment in str(info.value) and str(path) in str(info.value)
+
+
+recipe_docs = st.one_of(
+    values,
+    st.lists(st.dictionaries(keys, values, max_size=3), max_size=3),
+    st.lists(values, max_size=2),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recipe_docs)
+def test_random_recipe_files_give_recipes_in_space_or_clean_error(tmp_path_factory, doc) -> None:
+    from autocompress.space import load_recipes
+
+    space = SearchSpace.from_yaml(SPACES_DIR / "default.yaml")
+    path = tmp_path_factory.mktemp("r") / "mine.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        recipes = load_recipes(path, space)
+    except InputError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+        return
+    for params in recipes:  # every accepted recipe can be enqueued and sampled as given
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+        study.enqueue_trial(params)
+        recipe = space.sample(study.ask())
+        for key, value in params.items():
+            assert getattr(recipe, key) == value

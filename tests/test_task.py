@@ -4,6 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autocompress.errors import InputError
 from autocompress.task import load_task
@@ -79,3 +82,28 @@ def test_model_that_needs_code_is_refused_unless_trusted(
         load_task(path)
     assert "'doubler' of type Lambda" in str(info.value) and "--trust-model" in str(info.value)
     assert load_task(path, trust_model=True).name == "t"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(
+        st.sampled_from(["name", "model", "data", "entry_point", "modle"]),
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.text(max_size=12),
+            st.sampled_from(["model.keras", "data.npz", "os:getcwd", "x:y", "../task0"]),
+            st.lists(st.text(max_size=3), max_size=2),
+        ),
+        max_size=4,
+    )
+)
+def test_random_task_documents_give_task_or_clean_error(task_files: Path, doc: dict) -> None:
+    path = task_files / "random.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    try:
+        task = load_task(path)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(exc).split(": ")[0]
+        return
+    assert task.data.x_train.shape[1:] == (8, 8, 1)
