@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from autocompress._files import atomic_write_bytes
 from autocompress.errors import InputError
 
 if TYPE_CHECKING:
@@ -173,8 +173,7 @@ def _pick(args: argparse.Namespace) -> int:
     if args.export:
         src = Path(args.run) / str(choice["model_path"])
         dest = Path(args.export)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
+        atomic_write_bytes(dest, src.read_bytes())
         print(f"exported trial {int(choice['trial'])} to {dest}")
     return 0
 
