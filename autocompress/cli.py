@@ -84,6 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-latency-ms", type=float, default=None, help="constraint (first profile)")
     s.add_argument("--min-accuracy", type=float, default=None, help="constraint")
     s.add_argument("--max-size-kb", type=float, default=None, help="constraint on the .tflite size")
+    s.add_argument(
+        "--stop-margin",
+        type=float,
+        default=0.1,
+        help="stop a candidate after 1 fine-tuning epoch when its accuracy is this far below a "
+        "front model that is at least as compressed in every dimension (default 0.1)",
+    )
+    s.add_argument("--no-early-stop", action="store_true", help="finish every candidate")
     s.set_defaults(func=_search)
 
     sh = sub.add_parser("show", help="print the Pareto front of a run")
@@ -136,6 +144,7 @@ def _search(args: argparse.Namespace) -> int:
         min_accuracy=args.min_accuracy,
         max_size_kb=args.max_size_kb,
         trust_model=args.trust_model,
+        stop_margin=None if args.no_early_stop else args.stop_margin,
     )
     progress.close()
     print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
@@ -247,7 +256,8 @@ class _ProgressLine:
 
     def __call__(self, p: Progress) -> None:
         line = (
-            f"trials {p.done}/{p.budget}  failed {p.failed}  running {p.running}  "
+            f"trials {p.done}/{p.budget}  failed {p.failed}  stopped {p.stopped}  "
+            f"running {p.running}  "
             f"front {p.front_size}  elapsed {p.elapsed_s:.0f}s"
         )
         if self.tty:

@@ -5,9 +5,10 @@ Run: ``.venv/bin/python benchmarks/search_efficiency.py [--trials 40] [--seeds 0
 For two tasks (the digits CNN demo, and an MLP on scikit-learn's bundled breast-cancer data),
 and each seed, it runs:
 
-* ``default``: TPE with the stage cache and the warm start (what ``autocompress search`` does);
-* ``nsga2``: the same with NSGA-II;
-* ``random``: random sampling, no stage cache, no warm start (the naive baseline);
+* ``default``: TPE with the stage cache, the warm start and early stopping of hopeless
+  candidates (what ``autocompress search`` does);
+* ``nsga2`` and ``random+``: the same with NSGA-II / random sampling (the sampler comparison);
+* ``random``: random sampling, no stage cache, no warm start, no early stop (the naive baseline);
 * ``default-nocache`` (first seed only): the default without the stage cache, for wall time.
 
 It prints the hypervolume (accuracy up, cpu-host latency down, gzip size down; reference point:
@@ -68,11 +69,13 @@ def tabular_task(seed: int = 0) -> Task:
     return Task("breast-cancer-mlp", TeacherSpec.from_model(model), data)
 
 
+STEERED = {"stage_cache": True, "warm_start": True, "stop_margin": 0.1}
 CONFIGS = {
-    "default": {"sampler": "tpe", "stage_cache": True, "warm_start": True},
-    "nsga2": {"sampler": "nsga2", "stage_cache": True, "warm_start": True},
-    "random": {"sampler": "random", "stage_cache": False, "warm_start": False},
-    "default-nocache": {"sampler": "tpe", "stage_cache": False, "warm_start": True},
+    "default": {"sampler": "tpe", **STEERED},
+    "nsga2": {"sampler": "nsga2", **STEERED},
+    "random+": {"sampler": "random", **STEERED},
+    "random": {"sampler": "random", "stage_cache": False, "warm_start": False, "stop_margin": None},
+    "default-nocache": {"sampler": "tpe", **STEERED, "stage_cache": False},
 }
 
 
@@ -87,6 +90,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tasks", nargs="+", default=["tabular", "digits"])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     args = parser.parse_args()
     checkpoints = [n for n in (10, 20, 40) if n <= args.trials] or [args.trials]
     root = Path(tempfile.mkdtemp(prefix="autocompress-eff-"))
@@ -100,6 +104,8 @@ def main() -> None:
             ref = None
             for seed in args.seeds:
                 for config, options in CONFIGS.items():
+                    if config not in args.configs:
+                        continue
                     if config == "default-nocache" and seed != args.seeds[0]:
                         continue
                     out = root / f"{task_name}-{config}-{seed}"
@@ -129,6 +135,7 @@ def main() -> None:
                         "seed": seed,
                         "wall_s": round(seconds),
                         "failed": int((t["state"] == "FAIL").sum()),
+                        "stopped": int((t["state"] == "PRUNED").sum()),
                     }
                     for n in checkpoints:
                         row[f"hv@{n}"] = hv_after(t, n, ref)
@@ -153,7 +160,7 @@ def summarise(rows: list[dict], saved: list[tuple], notes: list[str], task_name:
     table = pd.DataFrame([r for r in rows if r["task"] == task_name])
     hv_cols = [c for c in table.columns if c.startswith("hv@")]
     print(f"\n== {task_name}: hypervolume (mean over seeds; higher is better), wall time ==")
-    s = table.groupby("config")[[*hv_cols, "wall_s"]].mean()
+    s = table.groupby("config")[[*hv_cols, "wall_s", "stopped"]].mean()
     print(s.to_string(float_format=lambda v: f"{v:.6g}"))
     last = hv_cols[-1]
     reach = next((c for c in hv_cols if s.loc["default", c] >= s.loc["random", last]), None)

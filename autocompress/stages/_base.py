@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,13 @@ class BuildContext:
     seed: int = 0
     batch_size: int = 32
     calibration_samples: int = 100
+    # Called with (validation accuracy, stage name) after the first epoch of every fine-tuning
+    # stage; a returned reason stops the candidate (see autocompress.study.early_stop).
+    gate: Callable[[float, str], str | None] | None = None
+
+
+class CandidateStopped(Exception):
+    """Raised inside a stage when ``BuildContext.gate`` judges the candidate hopeless."""
 
 
 class Stage(abc.ABC):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
-from autocompress.stages._base import BuildContext
+from autocompress.stages._base import BuildContext, CandidateStopped
 
 # Layer types whose kernels the stages compress and whose width distillation scales.
 WEIGHTED_LAYERS: tuple[type, ...] = (
@@ -68,13 +68,19 @@ def fine_tune(
     epochs: int,
     learning_rate: float,
     callbacks: list[Any] | None = None,
+    stage: str = "fine-tune",
 ) -> None:
-    """Compile and fit on the task's training data (labels as integer class ids)."""
+    """Compile and fit on the task's training data (labels as integer class ids).
+
+    With ``ctx.gate``, the validation accuracy after the first epoch is handed to the gate, and
+    :class:`CandidateStopped` ends the candidate there when the gate gives a reason.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss_for(ctx),
         metrics=["accuracy"],
     )
+    extra = [_Gate(model, ctx, stage)] if ctx.gate is not None else []
     model.fit(
         ctx.data.x_train,
         ctx.data.y_train,
@@ -82,8 +88,23 @@ def fine_tune(
         batch_size=ctx.batch_size,
         shuffle=True,
         verbose=0,
-        callbacks=callbacks or [],
+        callbacks=[*(callbacks or []), *extra],
     )
+
+
+class _Gate(keras.callbacks.Callback):
+    """Asks ``ctx.gate`` after the first epoch whether the candidate is worth finishing."""
+
+    def __init__(self, target: keras.Model, ctx: BuildContext, stage: str) -> None:
+        super().__init__()
+        self._target, self._ctx, self._stage = target, ctx, stage
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if epoch != 0 or self._ctx.gate is None:
+            return
+        reason = self._ctx.gate(val_accuracy(self._target, self._ctx), self._stage)
+        if reason is not None:
+            raise CandidateStopped(reason)
 
 
 def steps_per_epoch(ctx: BuildContext) -> int:

@@ -63,7 +63,7 @@ class Cluster(Stage):
             )
 
         wrapped = clone_wrapping(model, wrap)
-        fine_tune(wrapped, ctx, recipe.finetune_epochs, self.lr)
+        fine_tune(wrapped, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
         clustered = clustering_api.strip_clustering(wrapped)
         for layer in clustered.layers:
             if layer.name in skipped:

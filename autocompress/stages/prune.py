@@ -59,6 +59,7 @@ class Prune(Stage):
             recipe.finetune_epochs,
             self.lr,
             callbacks=[sparsity_api.UpdatePruningStep()],
+            stage=self.name,
         )
         pruned = sparsity_api.strip_pruning(wrapped)
         facts = {

@@ -52,7 +52,7 @@ class QuantizeAware(Stage):
         scheme_name, scheme = qat_scheme(recipe)
         annotated = quant_api.quantize_annotate_model(clone_with_weights(model))
         qat_model = quant_api.quantize_apply(annotated, scheme)
-        fine_tune(qat_model, ctx, recipe.finetune_epochs, self.lr)
+        fine_tune(qat_model, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
         facts = {
             "scheme": scheme_name,
             "keras_val_accuracy": round(val_accuracy(qat_model, ctx), 4),

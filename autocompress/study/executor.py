@@ -14,6 +14,7 @@ from types import TracebackType
 import ray
 
 from autocompress.records import Recipe
+from autocompress.study.early_stop import EarlyStop
 from autocompress.study.objective import TrialContext, TrialOutcome, run_trial
 
 # A worker that dies is retried once, then its trial is FAIL. Ray counts kills by its memory
@@ -32,7 +33,7 @@ class RayExecutor:
         ctx: TrialContext,
         address: str | None = None,
         cpus_per_trial: float = 1.0,
-        trial_fn: Callable[[TrialContext, int, Recipe], TrialOutcome] = run_trial,
+        trial_fn: Callable[[TrialContext, int, Recipe, EarlyStop | None], TrialOutcome] = run_trial,
     ) -> None:
         self._ctx = ctx
         self._trial_fn = trial_fn
@@ -80,9 +81,9 @@ class RayExecutor:
     def pending_numbers(self) -> list[int]:
         return sorted(self._pending.values())
 
-    def submit(self, number: int, recipe: Recipe) -> None:
+    def submit(self, number: int, recipe: Recipe, stop: EarlyStop | None = None) -> None:
         assert self._remote is not None, "use RayExecutor as a context manager"
-        ref = self._remote.remote(self._ctx_ref, number, recipe)
+        ref = self._remote.remote(self._ctx_ref, number, recipe, stop)
         self._pending[ref] = number
 
     def wait(self, timeout: float | None = None) -> list[TrialOutcome]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from autocompress.hardware import HardwareProfile
 from autocompress.records import Recipe, TrialRecord
+from autocompress.study.early_stop import EarlyStop
 from autocompress.task import Task
 
 
@@ -36,12 +37,23 @@ class TrialOutcome:
     tflite: bytes | None = None
     error: str | None = None
     detail: str | None = None  # the traceback, for the log; never shown as the error line
+    stopped: str | None = None  # why the candidate was stopped early as hopeless
 
 
-def run_trial(ctx: TrialContext, number: int, recipe: Recipe) -> TrialOutcome:
-    """Build the candidate, convert it and measure the ``.tflite`` file on every profile."""
+def run_trial(
+    ctx: TrialContext, number: int, recipe: Recipe, stop: EarlyStop | None = None
+) -> TrialOutcome:
+    """Build the candidate, convert it and measure the ``.tflite`` file on every profile.
+
+    With ``stop``, fine-tuning stages end the candidate after their first epoch when the rule
+    finds it hopeless (see :mod:`autocompress.study.early_stop`).
+    """
+    from autocompress.stages import CandidateStopped
+
     try:
-        record, tflite = _build_and_measure(ctx, recipe)
+        record, tflite = _build_and_measure(ctx, recipe, stop)
+    except CandidateStopped as exc:
+        return TrialOutcome(number, stopped=str(exc))
     except Exception as exc:  # any failure of a candidate is that trial's FAIL, not the study's
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         error = f"{type(exc).__name__}: {reason}"[:300]
@@ -49,7 +61,9 @@ def run_trial(ctx: TrialContext, number: int, recipe: Recipe) -> TrialOutcome:
     return TrialOutcome(number, record=record, tflite=tflite)
 
 
-def _build_and_measure(ctx: TrialContext, recipe: Recipe) -> tuple[TrialRecord, bytes]:
+def _build_and_measure(
+    ctx: TrialContext, recipe: Recipe, stop: EarlyStop | None
+) -> tuple[TrialRecord, bytes]:
     import tf_keras
 
     from autocompress.evaluate import evaluate
@@ -61,7 +75,13 @@ def _build_and_measure(ctx: TrialContext, recipe: Recipe) -> tuple[TrialRecord, 
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(ctx.seed)
     teacher = ctx.task.teacher.build()
-    build_ctx = BuildContext(data=ctx.task.data, teacher=teacher, seed=ctx.seed)
+    gate = None
+    if stop is not None:
+
+        def gate(accuracy: float, stage: str) -> str | None:
+            return stop.reason(recipe, accuracy, stage)
+
+    build_ctx = BuildContext(data=ctx.task.data, teacher=teacher, seed=ctx.seed, gate=gate)
     cache = StageCache(ctx.cache_dir) if ctx.cache_dir else None
     tflite, stages = build_candidate(teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key)
     measurement = evaluate(tflite, ctx.task.data.x_val, ctx.task.data.y_val, ctx.profiles)

@@ -29,6 +29,7 @@ from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.records import Recipe, TrialRecord
 from autocompress.space import SearchSpace, load_recipes, resolve_space
+from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
 from autocompress.study.objective import TrialContext, TrialOutcome
 from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.tables import front_frame, objective_columns, trials_frame
@@ -59,6 +60,7 @@ class Progress:
     done: int
     budget: int
     failed: int
+    stopped: int
     running: int
     front_size: int
     elapsed_s: float
@@ -73,6 +75,7 @@ class SearchOptions:
     max_latency_ms: float | None = None  # limits that make a candidate infeasible
     min_accuracy: float | None = None
     max_size_kb: float | None = None
+    stop_margin: float | None = DEFAULT_MARGIN  # early stop of hopeless candidates; None: off
 
 
 @dataclass
@@ -116,6 +119,7 @@ def search(
     min_accuracy: float | None = None,
     max_size_kb: float | None = None,
     trust_model: bool = False,
+    stop_margin: float | None = DEFAULT_MARGIN,
 ) -> SearchResult:
     """Run (or resume) a compression search and return its Pareto front.
 
@@ -139,6 +143,9 @@ def search(
         max_latency_ms, min_accuracy, max_size_kb: constraints; a candidate that breaks one is a
             completed but infeasible trial, kept in ``trials.csv`` and off the front.
         trust_model: allow a task model file that needs code to load (Lambda, custom layers).
+        stop_margin: stop a candidate after its first fine-tuning epoch when its accuracy is
+            more than this below a front member that is at least as compressed in every
+            dimension (see :mod:`autocompress.study.early_stop`); None never stops early.
     """
     if trials < 1:
         raise InputError("--trials", f"must be at least 1, got {trials}")
@@ -159,6 +166,7 @@ def search(
         max_latency_ms=_limit("--max-latency-ms", max_latency_ms),
         min_accuracy=_limit("--min-accuracy", min_accuracy),
         max_size_kb=_limit("--max-size-kb", max_size_kb),
+        stop_margin=_margin(stop_margin),
     )
     rundir = RunDir(out)
     rundir.path.mkdir(parents=True, exist_ok=True)
@@ -209,7 +217,7 @@ class _Driver:
         self.on_progress = on_progress
         self.running: dict[int, optuna.Trial] = {}
         self.start = time.monotonic()
-        self.front_size = 0
+        self.front: tuple[FrontMember, ...] = ()
 
     def run(self, ray_address: str | None) -> None:
         from autocompress.study.executor import RayExecutor
@@ -270,7 +278,9 @@ class _Driver:
         self.running[trial.number] = trial
         trial.set_user_attr("recipe", recipe.to_dict())
         if not self._reuse(trial, recipe):
-            executor.submit(trial.number, recipe)
+            margin = self.options.stop_margin
+            stop = EarlyStop(self.front, margin) if margin is not None and self.front else None
+            executor.submit(trial.number, recipe, stop)
 
     def _reuse(self, trial: optuna.Trial, recipe: Recipe) -> bool:
         """Answer a recipe that an earlier trial already built from that trial's result.
@@ -290,6 +300,11 @@ class _Driver:
                 self.study.tell(trial, list(earlier.values))
                 self._write_tables()
                 return True
+        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+            if earlier.user_attrs.get("recipe") == wanted:
+                trial.set_user_attr("reused_from", earlier.number)
+                self._tell_stopped(trial.number, f"same recipe as stopped trial {earlier.number}")
+                return True
         for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             error = str(earlier.user_attrs.get("error", ""))
             if earlier.user_attrs.get("recipe") == wanted and not error.startswith("interrupted"):
@@ -301,6 +316,9 @@ class _Driver:
         return False
 
     def _record(self, outcome: TrialOutcome) -> None:
+        if outcome.stopped is not None:
+            self._tell_stopped(outcome.number, outcome.stopped)
+            return
         if outcome.record is None or outcome.tflite is None:
             if outcome.detail:
                 log.error("trial %d failed:\n%s", outcome.number, outcome.detail)
@@ -352,6 +370,16 @@ class _Driver:
         log.warning("trial %d failed: %s", number, reason)
         self._write_tables()
 
+    def _tell_stopped(self, number: int, reason: str) -> None:
+        """A hopeless candidate: PRUNED (not FAIL: it did not crash), with the rule's reason."""
+        trial = self.running.pop(number, None)
+        if trial is None:
+            return
+        trial.set_user_attr("stopped", reason)
+        self.study.tell(trial, state=TrialState.PRUNED)
+        log.info("trial %d stopped early: %s", number, reason)
+        self._write_tables()
+
     def _fail_orphans(self) -> None:
         """Trials left RUNNING by a driver that was killed are marked FAIL, with the reason."""
         storage = self.study._storage
@@ -363,7 +391,7 @@ class _Driver:
             log.warning("trial %d was left running by an earlier run: marked FAIL", t.number)
 
     def _finished(self) -> int:
-        states = (TrialState.COMPLETE, TrialState.FAIL)
+        states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
         return len(self.study.get_trials(deepcopy=False, states=states))
 
     def _timed_out(self) -> bool:
@@ -372,7 +400,19 @@ class _Driver:
     def _write_tables(self) -> None:
         table = trials_frame(self.study)
         front = front_frame(table, self.ctx.profiles[0].name)
-        self.front_size = len(front)
+        self.front = tuple(
+            FrontMember(
+                trial=int(row.trial),
+                recipe=Recipe(
+                    student_width=float(row.student_width),
+                    sparsity=float(row.sparsity),
+                    clusters=int(row.clusters),
+                    quantization=str(row.quantization),
+                ),
+                accuracy=float(row.accuracy),
+            )
+            for row in front.itertuples()
+        )
         atomic_write_text(self.rundir.trials_csv, table.to_csv(index=False))
         atomic_write_text(self.rundir.pareto_csv, front.to_csv(index=False))
 
@@ -380,13 +420,15 @@ class _Driver:
         if self.on_progress is None:
             return
         failed = len(self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        stopped = len(self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
         self.on_progress(
             Progress(
                 done=self._finished(),
                 budget=self.budget,
                 failed=failed,
+                stopped=stopped,
                 running=len(self.running),
-                front_size=self.front_size,
+                front_size=len(self.front),
                 elapsed_s=time.monotonic() - self.start,
             )
         )
@@ -395,6 +437,12 @@ class _Driver:
 def _limit(option: str, value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise InputError(option, f"must be a positive number, got {value}")
+    return value
+
+
+def _margin(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
+        raise InputError("--stop-margin", f"must be between 0 and 1, got {value}")
     return value
 
 

@@ -42,6 +42,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         row.update({k: trial.params.get(k) for k in RECIPE_COLUMNS})
         row["reused_from"] = trial.user_attrs.get("reused_from")
         row["error"] = trial.user_attrs.get("error", "")
+        row["stopped"] = trial.user_attrs.get("stopped", "")
         return row
     record = TrialRecord.from_dict(data)
     m = record.measurement
@@ -69,6 +70,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row["model_path"] = trial.user_attrs.get("model_path", "")
     row["reused_from"] = trial.user_attrs.get("reused_from")
     row["error"] = ""
+    row["stopped"] = ""
     return row
 
 
@@ -77,6 +79,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     states = (
         optuna.trial.TrialState.COMPLETE,
         optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.PRUNED,
         optuna.trial.TrialState.RUNNING,
     )  # not WAITING: enqueued recipes that have not started are not trials yet
     rows = [trial_row(t) for t in study.get_trials(deepcopy=False, states=states)]

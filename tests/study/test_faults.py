@@ -19,7 +19,7 @@ from autocompress.study.objective import TrialContext, TrialOutcome
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
-def die_on_int8(ctx: TrialContext, number: int, recipe: Recipe) -> TrialOutcome:
+def die_on_int8(ctx: TrialContext, number: int, recipe: Recipe, stop: object) -> TrialOutcome:
     """A trial that kills its own worker process for int8 recipes (like the OOM killer would)."""
     if recipe.quantization == "int8":
         os._exit(1)
@@ -58,7 +58,7 @@ from autocompress.study.objective import TrialContext, TrialOutcome
 
 ATTEMPTS = Path(sys.argv[1])
 
-def hog(ctx, number, recipe):
+def hog(ctx, number, recipe, stop):
     with open(ATTEMPTS, "a") as f:
         f.write("attempt\n")
     chunks = []

@@ -1,0 +1,66 @@
+"""Stop hopeless candidates early, on top of a multi-objective study (Optuna's pruners are
+single-objective only).
+
+The rule, in one sentence: a candidate stops after the first epoch of any fine-tuning stage when
+its validation accuracy is more than ``margin`` below that of a front member that is at least as
+compressed in every dimension (same quantization mode, student no wider, sparsity no lower,
+clusters no more) -- such a member is as small and as fast, so the candidate could only join the
+front by gaining more than ``margin`` in the remaining epochs.
+
+The driver builds an :class:`EarlyStop` from the current front when it submits a trial; the
+trial's fine-tuning stages call :meth:`EarlyStop.reason` through ``BuildContext.gate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autocompress.records import Recipe
+
+DEFAULT_MARGIN = 0.10
+
+
+@dataclass(frozen=True)
+class FrontMember:
+    """What the rule needs to know of one front member."""
+
+    trial: int
+    recipe: Recipe
+    accuracy: float
+
+
+def at_least_as_compressed(a: Recipe, b: Recipe) -> bool:
+    """Whether recipe ``a`` compresses at least as much as ``b`` in every dimension.
+
+    Same quantization (latency is not monotone across modes), width and sparsity no less
+    aggressive, and clustering no coarser (0 = not clustered = the least aggressive).
+    """
+    if a.quantization != b.quantization:
+        return False
+    if a.student_width > b.student_width or a.sparsity < b.sparsity:
+        return False
+    if b.clusters == 0:
+        return True
+    return a.clusters != 0 and a.clusters <= b.clusters
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """The front as the driver saw it when the trial started, and the margin."""
+
+    front: tuple[FrontMember, ...]
+    margin: float = DEFAULT_MARGIN
+
+    def reason(self, recipe: Recipe, accuracy: float, stage: str) -> str | None:
+        """Why a candidate with ``accuracy`` after its first ``stage`` epoch should stop, if it
+        should; None to go on."""
+        for member in sorted(self.front, key=lambda m: -m.accuracy):
+            if member.accuracy - accuracy > self.margin and at_least_as_compressed(
+                member.recipe, recipe
+            ):
+                return (
+                    f"hopeless: accuracy {accuracy:.4f} after 1 {stage} epoch is more than "
+                    f"{self.margin:g} below front trial {member.trial} ({member.accuracy:.4f}), "
+                    "which is at least as compressed"
+                )
+        return None
