@@ -10,9 +10,8 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from autocompress._files import atomic_write_bytes
 from autocompress.errors import InputError
 
 if TYPE_CHECKING:
@@ -106,8 +105,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency-ms", type=float, default=None)
     p.add_argument("--min-accuracy", type=float, default=None)
     p.add_argument("--max-size-kb", type=float, default=None, help="limit on the .tflite size")
-    p.add_argument("--export", default=None, help="copy the chosen .tflite file here")
+    p.add_argument(
+        "--max-class-drop",
+        type=float,
+        default=None,
+        help="refuse models whose accuracy on any class is more than this below the teacher's",
+    )
+    p.add_argument("--export", default=None, help="export the chosen model to this path")
+    p.add_argument("--format", default="tflite", help="export format (see `export --help`)")
     p.set_defaults(func=_pick)
+
+    x = sub.add_parser("export", help="export one trial of a run for its target")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--trial", type=int, required=True, help="trial number (see `show`)")
+    x.add_argument(
+        "--format",
+        default="tflite",
+        help="tflite (the measured file), edgetpu, onnx, saved_model or keras",
+    )
+    x.add_argument("--out", required=True, help="output path")
+    x.set_defaults(func=_export)
+
+    r = sub.add_parser("report", help="write DIR/report.html (front plots, audit, importance)")
+    r.add_argument("run", help="run directory")
+    r.set_defaults(func=_report)
 
     e = sub.add_parser("estimate", help="latency, deployability and peak RAM of a .tflite file")
     e.add_argument("model", help="a .tflite file")
@@ -123,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 def _search(args: argparse.Namespace) -> int:
     from autocompress.study.runner import search
 
+    _quiet_tensorflow_startup()
     timeout = parse_duration(args.timeout) if args.timeout else None
     progress = _ProgressLine(sys.stderr)
     result = search(
@@ -149,12 +171,15 @@ def _search(args: argparse.Namespace) -> int:
     progress.close()
     print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
     print(_format(result.front))
-    print(f"\nresults in {result.out_dir}/ (trials.csv, pareto.csv, models/)")
+    from autocompress.report import write_report
+
+    page = write_report(result.out_dir)
+    print(f"\nresults in {result.out_dir}/ (trials.csv, pareto.csv, models/); report: {page}")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    from autocompress.report import load_front, load_trials
+    from autocompress.results import load_front, load_trials
 
     if args.all:
         print(_format(load_trials(Path(args.run))))
@@ -166,7 +191,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _pick(args: argparse.Namespace) -> int:
-    from autocompress.report import pick
+    from autocompress.results import pick
 
     choice = pick(
         Path(args.run),
@@ -174,17 +199,58 @@ def _pick(args: argparse.Namespace) -> int:
         max_latency_ms=args.max_latency_ms,
         min_accuracy=args.min_accuracy,
         max_size_kb=args.max_size_kb,
+        max_class_drop=args.max_class_drop,
     )
     if choice is None:
         print("no model on the front meets these constraints", file=sys.stderr)
         return 1
     print(_format(choice.to_frame().T))
     if args.export:
-        src = Path(args.run) / str(choice["model_path"])
-        dest = Path(args.export)
-        atomic_write_bytes(dest, src.read_bytes())
-        print(f"exported trial {int(choice['trial'])} to {dest}")
+        _print_export(Path(args.run), int(choice["trial"]), args.format, Path(args.export))
     return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    _print_export(Path(args.run), args.trial, args.format, Path(args.out))
+    return 0
+
+
+def _print_export(run: Path, trial: int, fmt: str, out: Path) -> None:
+    from autocompress.export import export
+
+    if fmt in ("onnx", "saved_model", "keras"):
+        _quiet_tensorflow_startup()
+    done = export(run, trial, fmt, out)
+    print(f"exported trial {trial} as {fmt} to {done.path} (audit: {done.audit_path})")
+    for key, value in done.checks.items():
+        print(f"  {key}: {value}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from autocompress.report import write_report
+
+    print(f"report written to {write_report(args.run)}")
+    return 0
+
+
+def _quiet_tensorflow_startup() -> None:
+    """Import TensorFlow with the process's native stderr pointed away from the terminal: its
+    C++ start-up lines (oneDNN, CUDA probing) are noise to a user; Python errors still show."""
+    import os
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _estimate(args: argparse.Namespace) -> int:
@@ -247,27 +313,30 @@ def _format(frame: object) -> str:
 
 
 class _ProgressLine:
-    """One live line on a terminal; one line per update otherwise (logs, CI)."""
+    """A tqdm bar on a terminal (trials done / budget, failures, early stops, front size, time
+    left under the timeout); silent when stderr is not a terminal (details go to search.log)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.last = ""
+        self.bar: Any = None
 
     def __call__(self, p: Progress) -> None:
-        line = (
-            f"trials {p.done}/{p.budget}  failed {p.failed}  stopped {p.stopped}  "
-            f"running {p.running}  "
-            f"front {p.front_size}  elapsed {p.elapsed_s:.0f}s"
+        if not self.tty:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=p.budget, file=self.stream, unit="trial", dynamic_ncols=True)
+        self.bar.n = p.done
+        left = f"  {p.time_left_s:.0f}s left" if p.time_left_s is not None else ""
+        self.bar.set_postfix_str(
+            f"failed {p.failed}  stopped {p.stopped}  running {p.running}  "
+            f"front {p.front_size}{left}",
+            refresh=False,
         )
-        if self.tty:
-            print(f"\r{line}", end="", file=self.stream, flush=True)
-        else:  # not a terminal: a line only when a trial finishes
-            key = line.split("  running")[0]
-            if key != self.last:
-                print(line, file=self.stream, flush=True)
-            self.last = key
+        self.bar.refresh()
 
     def close(self) -> None:
-        if self.tty:
-            print(file=self.stream)
+        if self.bar is not None:
+            self.bar.close()

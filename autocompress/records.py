@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from autocompress.audit import Audit
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -98,6 +100,7 @@ class TrialRecord:
     stages: list[StageRecord]
     measurement: Measurement
     seconds: float
+    audit: Audit | None = None  # per-class, agreement, noise and lineage against the teacher
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,4 +122,5 @@ class TrialRecord:
             stages=[StageRecord(**s) for s in data["stages"]],
             measurement=measurement,
             seconds=data["seconds"],
+            audit=Audit.from_dict(data["audit"]) if data.get("audit") else None,
         )

@@ -1,62 +1,301 @@
-"""Reading a finished (or running) run directory: the front for any profile, and picking.
+"""``DIR/report.html``: one self-contained page (plotly.js inlined, opens offline) showing the
+front for every profile, the size / speed of the front against the baseline (also written as a
+PNG for slides), how the front grew over the trials, which parameters mattered for each
+objective, and the table of front members with their audit.
 
-Reads only the files in the run directory (``trials.csv``), so it works on a copied directory
-without the study storage, Ray or TensorFlow.
+Plots come from the ecosystem: plotly for the interactive ones, Optuna's visualization module for
+hypervolume history and parameter importances, matplotlib for the PNG.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import io
+import json
+import warnings
 from pathlib import Path
 
+import numpy as np
+import optuna
 import pandas as pd
 
+from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.errors import InputError
-from autocompress.study.rundir import RunDir
-from autocompress.study.tables import front_frame, latency_column, profiles_in
+from autocompress.results import load_trials
+from autocompress.study.rundir import STUDY_NAME, RunDir
+from autocompress.study.tables import front_frame, latency_column, objective_columns, profiles_in
+
+QUANT_COLOURS = {
+    "none": "#1f77b4",
+    "dynamic": "#ff7f0e",
+    "float16": "#2ca02c",
+    "int8": "#d62728",
+    "qat": "#9467bd",
+}
+RECIPE_KEYS = ["student_width", "sparsity", "clusters", "quantization"]
 
 
-def load_trials(run: Path) -> pd.DataFrame:
-    path = RunDir(run).trials_csv
-    if not path.is_file():
-        raise InputError(str(run), "not a run directory (no trials.csv)")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"unreadable table: {exc}") from None
-
-
-def load_front(run: Path, profile: str | None = None) -> tuple[pd.DataFrame, str]:
-    """The front recomputed from ``trials.csv`` for ``profile`` (default: the search's first)."""
-    trials = load_trials(run)
-    known = list(profiles_in(trials))
-    if not known:
-        return front_frame(trials, profile or "cpu-host"), profile or "cpu-host"
-    chosen = profile or known[0]
-    if chosen not in known:
-        raise InputError(
-            "--profile", f"{chosen!r} was not measured in {run} (measured: {', '.join(known)})"
+def write_report(run: str | Path) -> Path:
+    """Write ``report.html`` and ``report_front.png`` into the run directory; return the page."""
+    rundir = RunDir(run)
+    trials = load_trials(rundir.path)
+    profiles = list(profiles_in(trials))
+    if not profiles or not (trials["state"] == "COMPLETE").any():
+        raise InputError(str(rundir.path), "has no completed trial to report on yet")
+    study = _load_study(rundir)
+    primary = profiles[0]
+    png = _size_speed_png(trials, primary)
+    atomic_write_bytes(rundir.path / "report_front.png", png)
+    sections = [
+        _section(
+            f"Pareto front on {p}" + (" (the search's objective)" if p == primary else ""),
+            _front_figure(trials, p).to_html(full_html=False, include_plotlyjs=False),
         )
-    return front_frame(trials, chosen), chosen
+        for p in profiles
+    ]
+    sections.append(
+        _section(
+            f"Size and speed-up of the front against the baseline ({primary})",
+            f'<img alt="size and speed-up" src="data:image/png;base64,'
+            f'{base64.b64encode(png).decode()}" style="max-width:100%">',
+        )
+    )
+    sections.append(_section("Hypervolume over the trials", _hypervolume_html(study, trials)))
+    sections.append(
+        _section("What mattered (fANOVA importance per objective)", _importance_html(study))
+    )
+    sections.append(_section(f"Front members ({primary})", _front_table(trials, primary)))
+    page = _page(rundir.path.name, sections, trials, primary)
+    atomic_write_text(rundir.report, page)
+    return rundir.report
 
 
-def pick(
-    run: Path,
-    profile: str | None = None,
-    max_latency_ms: float | None = None,
-    min_accuracy: float | None = None,
-    max_size_kb: float | None = None,
-) -> pd.Series | None:
-    """The most accurate front model meeting every given limit (ties: faster, then smaller)."""
-    front, chosen = load_front(run, profile)
-    lat = latency_column(chosen)
-    ok = front
-    if max_latency_ms is not None:
-        ok = ok[ok[lat] <= max_latency_ms]
-    if min_accuracy is not None:
-        ok = ok[ok["accuracy"] >= min_accuracy]
-    if max_size_kb is not None:
-        ok = ok[ok["size_bytes"] <= max_size_kb * 1024]
-    if ok.empty:
-        return None
-    best = ok.sort_values(["accuracy", lat, "size_bytes"], ascending=[False, True, True])
-    return best.iloc[0]
+def _load_study(rundir: RunDir) -> optuna.Study:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not rundir.journal.is_file():
+        raise InputError(str(rundir.journal), "missing: the report needs the study storage")
+    try:
+        storage = JournalStorage(JournalFileBackend(str(rundir.journal)))
+        return optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    except Exception as exc:
+        raise InputError(str(rundir.journal), f"cannot be read: {exc}") from None
+
+
+def _hover(row: pd.Series, lat: str) -> str:
+    recipe = ", ".join(f"{k}={row[k]}" for k in RECIPE_KEYS)
+    return (
+        f"trial {int(row['trial'])}<br>{recipe}<br>accuracy {row['accuracy']:.4f}<br>"
+        f"latency {row[lat]:.4f} ms<br>gzip {row['gzip_bytes'] / 1024:.1f} KiB"
+    )
+
+
+def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    lat = latency_column(profile)
+    done = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()].copy()
+    done["gzip_kib"] = done["gzip_bytes"] / 1024
+    front_ids = set(front_frame(trials, profile)["trial"])
+    on_front = done["trial"].isin(front_ids)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=("accuracy vs latency", "accuracy vs gzip size"),
+        horizontal_spacing=0.08,
+    )
+    for col, x in ((1, lat), (2, "gzip_kib")):
+        rest = done[~on_front]
+        fig.add_trace(
+            go.Scatter(
+                x=rest[x],
+                y=rest["accuracy"],
+                mode="markers",
+                marker={"color": "lightgrey", "size": 7},
+                name="dominated or infeasible",
+                legendgroup="rest",
+                showlegend=col == 1,
+                hovertext=[_hover(r, lat) for _, r in rest.iterrows()],
+                hoverinfo="text",
+            ),
+            row=1,
+            col=col,
+        )
+        for mode, colour in QUANT_COLOURS.items():
+            part = done[on_front & (done["quantization"] == mode)]
+            if part.empty:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=part[x],
+                    y=part["accuracy"],
+                    mode="markers",
+                    marker={"color": colour, "size": 10},
+                    name=f"front: {mode}",
+                    legendgroup=mode,
+                    showlegend=col == 1,
+                    hovertext=[_hover(r, lat) for _, r in part.iterrows()],
+                    hoverinfo="text",
+                ),
+                row=1,
+                col=col,
+            )
+        base = _baseline(done)
+        if base is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=[base[x]],
+                    y=[base["accuracy"]],
+                    mode="markers",
+                    marker={"symbol": "star", "size": 16, "color": "black"},
+                    name="baseline (fp32 teacher)",
+                    legendgroup="baseline",
+                    showlegend=col == 1,
+                    hovertext=[_hover(base, lat)],
+                    hoverinfo="text",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text=f"latency on {profile} (ms)", type="log", row=1, col=1)
+    fig.update_xaxes(title_text="gzip size (KiB)", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    fig.update_layout(height=460, margin={"t": 40, "b": 40})
+    return fig
+
+
+def _baseline(done: pd.DataFrame) -> pd.Series | None:
+    """The fp32 teacher converted unchanged (the first trial of every search)."""
+    plain = done[
+        (done["student_width"] == 1.0)
+        & (done["sparsity"] == 0.0)
+        & (done["clusters"] == 0)
+        & (done["quantization"] == "none")
+    ]
+    return plain.sort_values("trial").iloc[0] if len(plain) else None
+
+
+def _size_speed_png(trials: pd.DataFrame, profile: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat = latency_column(profile)
+    done = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()]
+    base = _baseline(done)
+    front = front_frame(trials, profile).sort_values("gzip_bytes", ascending=False)
+    rows = ([base] if base is not None else []) + [r for _, r in front.iterrows()]
+    labels = [
+        "baseline" if base is not None and i == 0 else f"trial {int(r['trial'])}"
+        for i, r in enumerate(rows)
+    ]
+    sizes = [r["gzip_bytes"] / 1024 for r in rows]
+    ref = base[lat] if base is not None else rows[0][lat]
+    speedups = [ref / r[lat] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4), dpi=120)
+    ax.bar(labels, sizes, color="#4c72b0")
+    ax.set_ylabel("gzip size (KiB)")
+    ax.tick_params(axis="x", rotation=60)
+    ax2 = ax.twinx()
+    ax2.plot(labels, speedups, color="#dd8452", marker="o")
+    ax2.set_ylabel(f"speed-up on {profile} (x)")
+    ax.set_title("Front members against the baseline")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _hypervolume_html(study: optuna.Study, trials: pd.DataFrame) -> str:
+    done = _complete_trials(study)
+    if len(done) < 2:
+        return "<p>Fewer than two completed trials: no history yet.</p>"
+    values = np.array([t.values for t in done], dtype=float)
+    # Reference point: accuracy 0, 1.1x the worst latency and size seen.
+    reference = [0.0, 1.1 * values[:, 1].max(), 1.1 * values[:, 2].max()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig = optuna.visualization.plot_hypervolume_history(study, reference_point=reference)
+    fig.update_layout(height=380)
+    note = (
+        f"<p>Reference point (accuracy, latency ms, gzip bytes): "
+        f"{', '.join(f'{v:.4g}' for v in reference)}. Infeasible trials do not count.</p>"
+    )
+    return note + fig.to_html(full_html=False, include_plotlyjs=False)
+
+
+def _importance_html(study: optuna.Study) -> str:
+    names = study.metric_names or ["objective 0", "objective 1", "objective 2"]
+    parts = []
+    for i, name in enumerate(names):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fig = optuna.visualization.plot_param_importances(
+                    study, target=lambda t, i=i: t.values[i], target_name=name
+                )
+        except (ValueError, RuntimeError) as exc:  # too few trials or a fixed space
+            parts.append(f"<p>{html.escape(name)}: not computed ({html.escape(str(exc))})</p>")
+            continue
+        fig.update_layout(height=300, title=f"importance for {name}")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
+    return "".join(parts)
+
+
+def _front_table(trials: pd.DataFrame, profile: str) -> str:
+    front = front_frame(trials, profile)
+    facts = trials.set_index("trial")["stages"] if "stages" in trials else pd.Series(dtype=str)
+    rows = []
+    for _, r in front.iterrows():
+        stages = json.loads(facts.get(r["trial"], "{}") or "{}")
+        summary = "; ".join(
+            f"{stage}: " + ", ".join(f"{k}={v}" for k, v in _short(f).items())
+            for stage, f in stages.items()
+        )
+        rows.append({**r.to_dict(), "stage facts": summary})
+    table = pd.DataFrame(rows)
+    return table.to_html(index=False, border=0, classes="front", float_format=lambda v: f"{v:.4g}")
+
+
+def _short(facts: dict) -> dict:
+    """The scalar facts of a stage (per-layer dictionaries stay in trials.csv / audit JSON)."""
+    return {k: v for k, v in facts.items() if not isinstance(v, (dict, list))}
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
+
+
+def _page(name: str, sections: list[str], trials: pd.DataFrame, primary: str) -> str:
+    from plotly.offline import get_plotlyjs
+
+    counts = trials["state"].value_counts().to_dict()
+    summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+    objectives = ", ".join(c for c, _ in objective_columns(primary))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>autocompress report: {html.escape(name)}</title>
+<script type="text/javascript">{get_plotlyjs()}</script>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1300px; }}
+table.front {{ border-collapse: collapse; font-size: 0.85em; }}
+table.front td, table.front th {{ border-bottom: 1px solid #ddd; padding: 4px 8px; }}
+</style></head>
+<body>
+<h1>autocompress report: {html.escape(name)}</h1>
+<p>{len(trials)} trials ({html.escape(summary)}); objectives: {html.escape(objectives)}.
+Every number was measured on the deployed <code>.tflite</code> file (latency simulated where the
+profile says so).</p>
+{"".join(sections)}
+</body></html>
+"""

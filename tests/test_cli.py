@@ -129,7 +129,7 @@ def test_show_recomputes_front_for_another_profile(first_run, capsys) -> None:
     _, out, *_ = first_run
     assert main(["show", str(out), "--profile", "edgetpu-usb"]) == 0
     assert "latency on edgetpu-usb" in capsys.readouterr().out
-    from autocompress.report import load_front
+    from autocompress.results import load_front
 
     front, _ = load_front(out, "edgetpu-usb")
     trials = pd.read_csv(out / "trials.csv").set_index("trial")

@@ -7,7 +7,7 @@ so it can preserve both. Each stage works on a clone, so the teacher is never mo
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages.cache import StageCache, child_key
@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 CACHED_STAGES = ("distill", "prune", "cluster")
 
 
+class Candidate(NamedTuple):
+    """A built candidate: the deployable file, what each stage did, and the final Keras model."""
+
+    tflite: bytes
+    stages: list[StageRecord]
+    model: tf_keras.Model
+
+
 def default_stages() -> list[Stage]:
     return [Distill(), Prune(), Cluster(), QuantizeAware()]
 
@@ -39,8 +47,9 @@ def build_candidate(
     stages: list[Stage] | None = None,
     cache: StageCache | None = None,
     key: str = "",
-) -> tuple[bytes, list[StageRecord]]:
-    """Run the stages the recipe asks for and convert; returns the ``.tflite`` bytes and records.
+) -> Candidate:
+    """Run the stages the recipe asks for and convert; returns the ``.tflite`` bytes, the
+    stage records and the final Keras model (before conversion).
 
     With a ``cache``, each stage output is looked up under the chain of keys starting at ``key``
     (see :func:`autocompress.stages.cache.root_key`) and built and stored only when missing.
@@ -61,4 +70,4 @@ def build_candidate(
         records.append(record)
     tflite, record = convert(model, recipe, ctx)
     records.append(record)
-    return tflite, records
+    return Candidate(tflite, records, model)

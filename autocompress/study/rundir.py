@@ -54,5 +54,21 @@ class RunDir:
     def model_path(self, number: int) -> Path:
         return self.models / f"trial_{number:04d}.tflite"
 
+    def keras_path(self, number: int) -> Path:
+        """The candidate's final Keras model before conversion (for further training)."""
+        return self.models / f"trial_{number:04d}.keras"
+
+    def audit_path(self, number: int) -> Path:
+        return self.models / f"trial_{number:04d}.audit.json"
+
+    @property
+    def validation(self) -> Path:
+        """The validation split, kept so that audits and export checks need only the directory."""
+        return self.path / "validation.npz"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
     def storage_url(self) -> str:
         return f"journal:{self.journal}"

@@ -9,6 +9,8 @@ kept and the ``trials`` budget counts them.
 from __future__ import annotations
 
 import fcntl
+import io
+import json
 import logging
 import math
 import time
@@ -19,12 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from autocompress.audit import audit_document
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.records import Recipe, TrialRecord
@@ -64,6 +68,7 @@ class Progress:
     running: int
     front_size: int
     elapsed_s: float
+    time_left_s: float | None = None  # until no new trial starts (with a timeout)
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,7 @@ def search(
     with _exclusive(rundir), _log_to(rundir.path / "search.log"):
         task_obj = _resolve_task(task, rundir, seed, trust_model)
         study = _open_study(rundir, hw[0].name, chosen_sampler)
+        _keep_validation(rundir, task_obj)
         from autocompress.stages.cache import root_key
 
         ctx = TrialContext(
@@ -328,8 +334,15 @@ class _Driver:
         record: TrialRecord = outcome.record
         path = self.rundir.model_path(outcome.number)
         atomic_write_bytes(path, outcome.tflite)  # the model first: a told trial has its file
+        if outcome.keras is not None:
+            atomic_write_bytes(self.rundir.keras_path(outcome.number), outcome.keras)
+        rel = str(path.relative_to(self.rundir.path))
+        atomic_write_text(
+            self.rundir.audit_path(outcome.number),
+            json.dumps(audit_document(outcome.number, record, rel), indent=1),
+        )
         trial.set_user_attr("record", record.to_dict())
-        trial.set_user_attr("model_path", str(path.relative_to(self.rundir.path)))
+        trial.set_user_attr("model_path", rel)
         constraints = self._constraints(record)
         trial.set_user_attr("constraint_values", constraints)
         for key, value in constraints.items():
@@ -421,6 +434,7 @@ class _Driver:
             return
         failed = len(self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
         stopped = len(self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+        elapsed = time.monotonic() - self.start
         self.on_progress(
             Progress(
                 done=self._finished(),
@@ -429,7 +443,8 @@ class _Driver:
                 stopped=stopped,
                 running=len(self.running),
                 front_size=len(self.front),
-                elapsed_s=time.monotonic() - self.start,
+                elapsed_s=elapsed,
+                time_left_s=None if self.timeout is None else max(0.0, self.timeout - elapsed),
             )
         )
 
@@ -438,6 +453,14 @@ def _limit(option: str, value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise InputError(option, f"must be a positive number, got {value}")
     return value
+
+
+def _keep_validation(rundir: RunDir, task: Task) -> None:
+    if rundir.validation.is_file():
+        return
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x_val=task.data.x_val, y_val=task.data.y_val)
+    atomic_write_bytes(rundir.validation, buffer.getvalue())
 
 
 def _margin(value: float | None) -> float | None:

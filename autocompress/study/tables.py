@@ -64,6 +64,11 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row["constraints_violated"] = ";".join(
         k for k, v in trial.user_attrs.get("constraint_values", {}).items() if v > 0
     )
+    if record.audit is not None:
+        row["max_class_drop"] = round(record.audit.max_class_drop, 4)
+        row["worst_class"] = record.audit.worst_class
+        row["teacher_agreement"] = round(record.audit.agreement, 4)
+        row["noise_accuracy"] = round(record.audit.noise_accuracy, 4)
     row["seconds"] = round(record.seconds, 2)
     row["reused_stages"] = ";".join(s.stage for s in record.stages if s.reused)
     row["stages"] = json.dumps({s.stage: s.facts for s in record.stages})
@@ -100,6 +105,9 @@ FRONT_COLUMNS = [
 ]
 
 
+AUDIT_COLUMNS = ["max_class_drop", "teacher_agreement", "noise_accuracy"]
+
+
 def front_frame(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
     """The completed, feasible, first-built trials not dominated on (accuracy, latency, gzip)."""
     lat = latency_column(profile)
@@ -115,7 +123,8 @@ def front_frame(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
     mask = pareto_mask(ok[cols].to_numpy(dtype=float), [m for _, m in objectives])
     front = ok[mask]
     extra = [c for c in front.columns if c.startswith("latency_ms_") and c != lat]
-    ordered = [*FRONT_COLUMNS, lat, *extra, "model_path"]
+    audit = [c for c in AUDIT_COLUMNS if c in front.columns]
+    ordered = [*FRONT_COLUMNS, lat, *extra, *audit, "model_path"]
     return front[ordered].sort_values("accuracy", ascending=False).reset_index(drop=True)
 
 

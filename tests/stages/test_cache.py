@@ -27,14 +27,14 @@ def test_shared_prefix_is_built_once(tmp_path: Path, tiny_task: Task) -> None:
         distill_epochs=1,
         finetune_epochs=1,
     )
-    _, records1 = build_candidate(teacher, first, ctx, cache=cache, key=key)
-    _, records2 = build_candidate(teacher, second, ctx, cache=cache, key=key)
+    _, records1, _ = build_candidate(teacher, first, ctx, cache=cache, key=key)
+    _, records2, _ = build_candidate(teacher, second, ctx, cache=cache, key=key)
     assert [r.reused for r in records1] == [False, False, False]  # distill, prune, convert
     reused = {r.stage: r.reused for r in records2}
     assert reused == {"distill": True, "prune": True, "cluster": False, "convert": False}
     assert records2[1].facts == records1[1].facts  # the very same pruned model's facts
     other = Recipe(student_width=0.5, sparsity=0.5, distill_epochs=2, finetune_epochs=1)
-    _, records3 = build_candidate(teacher, other, ctx, cache=cache, key=key)
+    _, records3, _ = build_candidate(teacher, other, ctx, cache=cache, key=key)
     assert not records3[0].reused  # different distillation epochs: a different key
 
 

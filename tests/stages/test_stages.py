@@ -81,7 +81,7 @@ def test_cluster_after_prune_keeps_sparsity(teacher_and_ctx) -> None:
 )
 def test_quantized_files_hold_quantized_tensors(teacher_and_ctx, tiny_task, mode, dtype) -> None:
     teacher, ctx = teacher_and_ctx
-    tflite, records = build_candidate(teacher, Recipe(quantization=mode, finetune_epochs=1), ctx)
+    tflite, records, _ = build_candidate(teacher, Recipe(quantization=mode, finetune_epochs=1), ctx)
     dtypes = tensor_dtypes(tflite)
     assert dtypes.get(dtype, 0) > 0
     assert records[-1].stage == "convert"
@@ -108,7 +108,7 @@ def test_full_pipeline_leaves_teacher_unchanged(teacher_and_ctx) -> None:
         distill_epochs=1,
         finetune_epochs=1,
     )
-    tflite, records = build_candidate(teacher, recipe, ctx)
+    tflite, records, _ = build_candidate(teacher, recipe, ctx)
     assert [r.stage for r in records] == ["distill", "prune", "cluster", "qat", "convert"]
     assert tflite[4:8] == b"TFL3"
     assert unchanged(teacher, before)

@@ -1,0 +1,71 @@
+"""Reading a finished (or running) run directory: the front for any profile, and picking.
+
+Reads only the files in the run directory (``trials.csv``), so it works on a copied directory
+without the study storage, Ray or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from autocompress.errors import InputError
+from autocompress.study.rundir import RunDir
+from autocompress.study.tables import front_frame, latency_column, profiles_in
+
+
+def load_trials(run: Path) -> pd.DataFrame:
+    path = RunDir(run).trials_csv
+    if not path.is_file():
+        raise InputError(str(run), "not a run directory (no trials.csv)")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"unreadable table: {exc}") from None
+
+
+def load_front(run: Path, profile: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The front recomputed from ``trials.csv`` for ``profile`` (default: the search's first)."""
+    trials = load_trials(run)
+    known = list(profiles_in(trials))
+    if not known:
+        return front_frame(trials, profile or "cpu-host"), profile or "cpu-host"
+    chosen = profile or known[0]
+    if chosen not in known:
+        raise InputError(
+            "--profile", f"{chosen!r} was not measured in {run} (measured: {', '.join(known)})"
+        )
+    return front_frame(trials, chosen), chosen
+
+
+def pick(
+    run: Path,
+    profile: str | None = None,
+    max_latency_ms: float | None = None,
+    min_accuracy: float | None = None,
+    max_size_kb: float | None = None,
+    max_class_drop: float | None = None,
+) -> pd.Series | None:
+    """The most accurate front model meeting every given limit (ties: faster, then smaller).
+
+    ``max_class_drop`` refuses models whose accuracy on some class is more than this below the
+    teacher's on that class (from the compression audit).
+    """
+    front, chosen = load_front(run, profile)
+    lat = latency_column(chosen)
+    ok = front
+    if max_latency_ms is not None:
+        ok = ok[ok[lat] <= max_latency_ms]
+    if min_accuracy is not None:
+        ok = ok[ok["accuracy"] >= min_accuracy]
+    if max_size_kb is not None:
+        ok = ok[ok["size_bytes"] <= max_size_kb * 1024]
+    if max_class_drop is not None:
+        if "max_class_drop" not in ok.columns:
+            raise InputError(str(run), "its trials have no compression audit (max_class_drop)")
+        ok = ok[ok["max_class_drop"] <= max_class_drop]
+    if ok.empty:
+        return None
+    best = ok.sort_values(["accuracy", lat, "size_bytes"], ascending=[False, True, True])
+    return best.iloc[0]
