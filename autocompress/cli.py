@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--sampler", default="tpe", help="tpe, nsga2 or random")
     s.add_argument("--ray-address", default=None, help="connect to an existing Ray cluster")
+    s.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="CPUs Ray reserves per trial (TF threads)"
+    )
+    s.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs Ray reserves per trial")
     s.add_argument("--no-stage-cache", action="store_true", help="build every stage of every trial")
     s.add_argument(
         "--trust-model",
@@ -167,6 +171,8 @@ def _search(args: argparse.Namespace) -> int:
         max_size_kb=args.max_size_kb,
         trust_model=args.trust_model,
         stop_margin=None if args.no_early_stop else args.stop_margin,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
     )
     progress.close()
     print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")

@@ -40,6 +40,23 @@ def default_stages() -> list[Stage]:
     return [Distill(), Prune(), Cluster(), QuantizeAware()]
 
 
+def cache_plan(
+    recipe: Recipe, key: str, stages: list[Stage] | None = None
+) -> list[tuple[Stage, str | None]]:
+    """The stages ``recipe`` runs, each with its cache key (None for stages never cached).
+
+    Keys chain from ``key`` (see :func:`autocompress.stages.cache.root_key`), so the driver can
+    tell which cached entries a trial can use before the trial starts.
+    """
+    plan: list[tuple[Stage, str | None]] = []
+    for stage in stages if stages is not None else default_stages():
+        if not stage.applies(recipe):
+            continue
+        key = child_key(key, stage.name, stage.cache_params(recipe))
+        plan.append((stage, key if stage.name in CACHED_STAGES else None))
+    return plan
+
+
 def build_candidate(
     teacher: tf_keras.Model,
     recipe: Recipe,
@@ -51,23 +68,36 @@ def build_candidate(
     """Run the stages the recipe asks for and convert; returns the ``.tflite`` bytes, the
     stage records and the final Keras model (before conversion).
 
-    With a ``cache``, each stage output is looked up under the chain of keys starting at ``key``
-    (see :func:`autocompress.stages.cache.root_key`) and built and stored only when missing.
+    With a ``cache``, the build starts from the deepest cached stage output of the recipe's
+    chain (earlier stages contribute their records only), and stores what it builds.
     """
-    model = teacher
+    plan = cache_plan(recipe, key, stages)
+    start, model = 0, teacher
     records: list[StageRecord] = []
-    for stage in stages if stages is not None else default_stages():
-        if not stage.applies(recipe):
-            continue
-        key = child_key(key, stage.name, stage.cache_params(recipe))
-        hit = cache.load(key) if cache is not None and stage.name in CACHED_STAGES else None
-        if hit is not None:
-            model, record = hit[0], dataclasses.replace(hit[1], reused=True)
-        else:
-            model, record = stage.apply(model, recipe, ctx)
-            if cache is not None and stage.name in CACHED_STAGES:
-                cache.store(key, model, record)
+    if cache is not None:
+        start, model, records = _resume(plan, cache, teacher)
+    for stage, stage_key in plan[start:]:
+        model, record = stage.apply(model, recipe, ctx)
+        if cache is not None and stage_key is not None:
+            cache.store(stage_key, model, record)
         records.append(record)
     tflite, record = convert(model, recipe, ctx)
     records.append(record)
     return Candidate(tflite, records, model)
+
+
+def _resume(
+    plan: list[tuple[Stage, str | None]], cache: StageCache, teacher: tf_keras.Model
+) -> tuple[int, tf_keras.Model, list[StageRecord]]:
+    """Where to start: after the deepest cached stage whose whole prefix has readable records."""
+    for depth in range(len(plan), 0, -1):
+        keys = [k for _, k in plan[:depth]]
+        if any(k is None for k in keys):
+            continue
+        records = [cache.record(k) for k in keys if k is not None]
+        last = plan[depth - 1][1]
+        hit = cache.load(last) if last is not None and all(records) else None
+        if hit is not None:
+            reused = [dataclasses.replace(r, reused=True) for r in records if r is not None]
+            return depth, hit[0], reused
+    return 0, teacher, []

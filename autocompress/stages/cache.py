@@ -2,15 +2,19 @@
 
 Candidates share prefixes: every trial with student width 0.5 needs the same distilled student,
 every (0.5, sparsity 0.6) trial the same pruned model. An entry's key hashes the parent's key and
-the stage's own parameters; the root key hashes the teacher, the data and the seed. Entries are
-plain data (architecture JSON + weights in an ``.npz``, the stage record in JSON), written under a
-temporary name and renamed: two workers that build the same key at once both write complete
-entries and the last rename wins; a reader never sees half a file. The JSON record is written
-last and marks an entry complete.
+the stage's own parameters; the root key hashes the teacher, the data and the seed.
+
+An entry is one self-describing blob (``.npz``: architecture JSON, stage record JSON, weights).
+Only the search driver keeps entries on disk (:class:`DirCache`, in the run directory, written
+under a temporary name and renamed, so a reader never sees half an entry). Workers get the
+entries of their recipe's chain with the trial and return the ones they built
+(:class:`MemoryCache`), so the cache works across Ray nodes without a shared filesystem.
 """
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import hashlib
 import io
 import json
@@ -48,39 +52,101 @@ def child_key(parent: str, stage: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class StageCache:
-    """A directory of stage outputs keyed by :func:`child_key`."""
+def encode_entry(model: tf_keras.Model, record: StageRecord) -> bytes:
+    """One stage output as a blob: architecture, record and weights (no pickled objects)."""
+    buffer = io.BytesIO()
+    weights = model.get_weights()
+    arrays = {f"w{i}": w for i, w in enumerate(weights)}
+    np.savez(
+        buffer,
+        config_json=np.array(model.to_json()),
+        record_json=np.array(json.dumps(dataclasses.asdict(record))),
+        count=np.array(len(weights)),
+        **arrays,
+    )
+    return buffer.getvalue()
+
+
+_BAD_ENTRY = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+
+
+def decode_record(blob: bytes) -> StageRecord | None:
+    """The stage record of an entry, without building its model; None if unreadable."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            return StageRecord(**json.loads(str(npz["record_json"])))
+    except _BAD_ENTRY:
+        return None
+
+
+def decode_entry(blob: bytes) -> tuple[tf_keras.Model, StageRecord] | None:
+    """The model and record of an entry; None if unreadable (the stage is then rebuilt)."""
+    import tf_keras
+
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            record = StageRecord(**json.loads(str(npz["record_json"])))
+            config = str(npz["config_json"])
+            weights = [npz[f"w{i}"] for i in range(int(npz["count"]))]
+        model = tf_keras.models.model_from_json(config)
+        model.set_weights(weights)
+    except _BAD_ENTRY:
+        return None
+    return model, record
+
+
+class StageCache(abc.ABC):
+    """Entries by key; see :func:`child_key`."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The entry's blob, or None."""
+
+    @abc.abstractmethod
+    def put(self, key: str, blob: bytes) -> None:
+        """Keep a new entry."""
+
+    def load(self, key: str) -> tuple[tf_keras.Model, StageRecord] | None:
+        blob = self.get(key)
+        return decode_entry(blob) if blob is not None else None
+
+    def record(self, key: str) -> StageRecord | None:
+        blob = self.get(key)
+        return decode_record(blob) if blob is not None else None
+
+    def store(self, key: str, model: tf_keras.Model, record: StageRecord) -> None:
+        self.put(key, encode_entry(model, record))
+
+
+class DirCache(StageCache):
+    """Entries as files ``<key>.entry`` in a directory (the run directory's ``cache/``)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def _paths(self, key: str) -> tuple[Path, Path]:
-        return self.root / f"{key}.npz", self.root / f"{key}.json"
+    def _path(self, key: str) -> Path:
+        return self.root / f"{key}.entry"
 
-    def load(self, key: str) -> tuple[tf_keras.Model, StageRecord] | None:
-        import tf_keras
-
-        weights_path, record_path = self._paths(key)
-        if not record_path.exists():
-            return None
+    def get(self, key: str) -> bytes | None:
         try:
-            record = StageRecord(**json.loads(record_path.read_text()))
-            with np.load(weights_path, allow_pickle=False) as npz:
-                config = str(npz["config_json"])
-                weights = [npz[f"w{i}"] for i in range(int(npz["count"]))]
-            model = tf_keras.models.model_from_json(config)
-            model.set_weights(weights)
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
-            return None  # unreadable entry: rebuild (and overwrite) it
-        return model, record
+            return self._path(key).read_bytes()
+        except OSError:
+            return None
 
-    def store(self, key: str, model: tf_keras.Model, record: StageRecord) -> None:
-        weights_path, record_path = self._paths(key)
-        buffer = io.BytesIO()
-        weights = model.get_weights()
-        arrays = {f"w{i}": w for i, w in enumerate(weights)}
-        np.savez(
-            buffer, config_json=np.array(model.to_json()), count=np.array(len(weights)), **arrays
-        )
-        atomic_write_bytes(weights_path, buffer.getvalue())
-        atomic_write_bytes(record_path, json.dumps(record.__dict__).encode())
+    def put(self, key: str, blob: bytes) -> None:
+        atomic_write_bytes(self._path(key), blob)
+
+
+class MemoryCache(StageCache):
+    """Entries handed to one trial; what the trial builds is collected in ``added``."""
+
+    def __init__(self, entries: dict[str, bytes] | None = None) -> None:
+        self.entries = dict(entries or {})
+        self.added: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, blob: bytes) -> None:
+        self.entries[key] = blob
+        self.added[key] = blob

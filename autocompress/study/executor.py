@@ -1,21 +1,34 @@
-"""Runs trials as Ray tasks. The only module that imports Ray.
+"""Runs trials as Ray tasks, on a local cluster or an existing one. The only module that
+imports Ray.
 
 The trial context (teacher, data, profiles) is put into Ray's object store once per search; each
-task gets a reference to it plus its recipe, and returns a :class:`TrialOutcome`. A worker that
-dies (crash, out of memory) is retried at most once and then reported as a failed outcome.
+task gets a reference to it plus its :class:`TrialRequest`, and returns a :class:`TrialOutcome`
+(with the node it ran on) through the object store: nothing assumes the worker shares the
+driver's machine or filesystem. Each task reserves ``cpus_per_trial`` CPUs (and
+``gpus_per_trial`` GPUs), so more trials than free CPUs queue instead of oversubscribing. A
+worker that dies (crash, out of memory) is retried at most once and then reported as a failed
+outcome.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from types import TracebackType
 
 import ray
 
-from autocompress.records import Recipe
-from autocompress.study.early_stop import EarlyStop
-from autocompress.study.objective import TrialContext, TrialOutcome, run_trial
+from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest, run_trial
+
+TrialFn = Callable[[TrialContext, TrialRequest], TrialOutcome]
+
+
+def _run_here(trial_fn: TrialFn, ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
+    """The task body: run the trial, and say on which Ray node it ran."""
+    outcome = trial_fn(ctx, request)
+    return dataclasses.replace(outcome, node=ray.get_runtime_context().get_node_id())
+
 
 # A worker that dies is retried once, then its trial is FAIL. Ray counts kills by its memory
 # monitor separately from ``max_retries`` and retries those forever (measured: 7 attempts in
@@ -33,16 +46,19 @@ class RayExecutor:
         ctx: TrialContext,
         address: str | None = None,
         cpus_per_trial: float = 1.0,
-        trial_fn: Callable[[TrialContext, int, Recipe, EarlyStop | None], TrialOutcome] = run_trial,
+        gpus_per_trial: float = 0.0,
+        trial_fn: TrialFn = run_trial,
     ) -> None:
         self._ctx = ctx
         self._trial_fn = trial_fn
         self._address = address
         self._cpus = cpus_per_trial
+        self._gpus = gpus_per_trial
         self._started = False
         self._pending: dict[ray.ObjectRef, int] = {}
         self._ctx_ref: ray.ObjectRef | None = None
         self._remote = None
+        self._fn_ref: ray.ObjectRef | None = None
 
     def __enter__(self) -> RayExecutor:
         if not ray.is_initialized():
@@ -57,8 +73,12 @@ class RayExecutor:
             )
             self._started = True
         self._ctx_ref = ray.put(self._ctx)
-        self._remote = ray.remote(self._trial_fn).options(
-            num_cpus=self._cpus, max_retries=MAX_RETRIES, retry_exceptions=False
+        self._fn_ref = ray.put(self._trial_fn)
+        self._remote = ray.remote(_run_here).options(
+            num_cpus=self._cpus,
+            num_gpus=self._gpus,
+            max_retries=MAX_RETRIES,
+            retry_exceptions=False,
         )
         return self
 
@@ -81,10 +101,10 @@ class RayExecutor:
     def pending_numbers(self) -> list[int]:
         return sorted(self._pending.values())
 
-    def submit(self, number: int, recipe: Recipe, stop: EarlyStop | None = None) -> None:
+    def submit(self, request: TrialRequest) -> None:
         assert self._remote is not None, "use RayExecutor as a context manager"
-        ref = self._remote.remote(self._ctx_ref, number, recipe, stop)
-        self._pending[ref] = number
+        ref = self._remote.remote(self._fn_ref, self._ctx_ref, request)
+        self._pending[ref] = request.number
 
     def wait(self, timeout: float | None = None) -> list[TrialOutcome]:
         """Block until at least one trial finishes (or ``timeout``); return the finished ones."""

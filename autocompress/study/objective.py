@@ -1,6 +1,9 @@
-"""One trial, pure: (context, recipe) -> outcome. No Optuna, no Ray; runs in any process.
+"""One trial, pure: (context, request) -> outcome. No Optuna, no Ray; runs in any process.
 
-This is what a Ray worker executes. Errors are caught and returned as a one-line reason so that
+This is what a Ray worker executes. It reads nothing from the driver's filesystem: the context
+(teacher, data, profiles) and the request (recipe, early-stop rule, the cached stage outputs it
+can start from) arrive as arguments, and everything it produces (record, model bytes, new cache
+entries) goes back in the outcome. Errors are caught and returned as a one-line reason so that
 the driver records a FAIL trial and the search goes on.
 """
 
@@ -9,12 +12,16 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from autocompress.hardware import HardwareProfile
 from autocompress.records import Recipe, TrialRecord
 from autocompress.study.early_stop import EarlyStop
 from autocompress.task import Task
+
+if TYPE_CHECKING:
+    from autocompress.stages.cache import StageCache
 
 
 @dataclass(frozen=True)
@@ -24,9 +31,19 @@ class TrialContext:
     task: Task
     profiles: tuple[HardwareProfile, ...]
     seed: int = 0
-    threads: int = 1
-    cache_dir: str | None = None  # the stage cache, shared by all trials of the study
+    threads: int = 1  # TensorFlow threads per trial (the CPUs Ray reserves for it)
+    stage_cache: bool = True  # use and return stage cache entries
     cache_key: str = ""  # root key: hash of teacher, data and seed
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """One trial's own inputs."""
+
+    number: int
+    recipe: Recipe
+    stop: EarlyStop | None = None  # the early-stop rule with the front as it was at submission
+    cache_entries: dict[str, bytes] = field(default_factory=dict)  # by key, from the driver
 
 
 @dataclass(frozen=True)
@@ -40,31 +57,40 @@ class TrialOutcome:
     error: str | None = None
     detail: str | None = None  # the traceback, for the log; never shown as the error line
     stopped: str | None = None  # why the candidate was stopped early as hopeless
+    new_cache_entries: dict[str, bytes] = field(default_factory=dict)  # built by this trial
+    node: str | None = None  # where it ran (set by the executor)
 
 
-def run_trial(
-    ctx: TrialContext, number: int, recipe: Recipe, stop: EarlyStop | None = None
-) -> TrialOutcome:
+def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
     """Build the candidate, convert it and measure the ``.tflite`` file on every profile.
 
-    With ``stop``, fine-tuning stages end the candidate after their first epoch when the rule
-    finds it hopeless (see :mod:`autocompress.study.early_stop`).
+    With ``request.stop``, fine-tuning stages end the candidate after their first epoch when the
+    rule finds it hopeless (see :mod:`autocompress.study.early_stop`). Stage outputs built on
+    the way are returned even when the candidate stops or fails: later trials can use them.
     """
     from autocompress.stages import CandidateStopped
+    from autocompress.stages.cache import MemoryCache
 
+    number = request.number
+    cache = MemoryCache(request.cache_entries) if ctx.stage_cache else None
+    new = cache.added if cache is not None else {}
     try:
-        record, tflite, keras_file = _build_and_measure(ctx, recipe, stop)
+        record, tflite, keras_file = _build_and_measure(ctx, request, cache)
     except CandidateStopped as exc:
-        return TrialOutcome(number, stopped=str(exc))
+        return TrialOutcome(number, stopped=str(exc), new_cache_entries=new)
     except Exception as exc:  # any failure of a candidate is that trial's FAIL, not the study's
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         error = f"{type(exc).__name__}: {reason}"[:300]
-        return TrialOutcome(number, error=error, detail=traceback.format_exc())
-    return TrialOutcome(number, record=record, tflite=tflite, keras=keras_file)
+        return TrialOutcome(
+            number, error=error, detail=traceback.format_exc(), new_cache_entries=new
+        )
+    return TrialOutcome(
+        number, record=record, tflite=tflite, keras=keras_file, new_cache_entries=new
+    )
 
 
 def _build_and_measure(
-    ctx: TrialContext, recipe: Recipe, stop: EarlyStop | None
+    ctx: TrialContext, request: TrialRequest, cache: StageCache | None
 ) -> tuple[TrialRecord, bytes, bytes | None]:
     import numpy as np
     import tf_keras
@@ -73,13 +99,13 @@ def _build_and_measure(
     from autocompress.evaluate import evaluate, predict
     from autocompress.stages import BuildContext, build_candidate
     from autocompress.stages._keras import keras_file_bytes
-    from autocompress.stages.cache import StageCache
 
     _cap_threads(ctx.threads)
     start = time.perf_counter()
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(ctx.seed)
     teacher = ctx.task.teacher.build()
+    recipe, stop = request.recipe, request.stop
     gate = None
     if stop is not None:
 
@@ -87,7 +113,6 @@ def _build_and_measure(
             return stop.reason(recipe, accuracy, stage)
 
     build_ctx = BuildContext(data=ctx.task.data, teacher=teacher, seed=ctx.seed, gate=gate)
-    cache = StageCache(ctx.cache_dir) if ctx.cache_dir else None
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key
     )

@@ -34,7 +34,7 @@ from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.records import Recipe, TrialRecord
 from autocompress.space import SearchSpace, load_recipes, resolve_space
 from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
-from autocompress.study.objective import TrialContext, TrialOutcome
+from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.tables import front_frame, objective_columns, trials_frame
 from autocompress.task import Task, load_task
@@ -125,6 +125,8 @@ def search(
     max_size_kb: float | None = None,
     trust_model: bool = False,
     stop_margin: float | None = DEFAULT_MARGIN,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float = 0.0,
 ) -> SearchResult:
     """Run (or resume) a compression search and return its Pareto front.
 
@@ -134,11 +136,12 @@ def search(
         profiles: hardware profiles to measure; the first one's latency is the objective.
         trials: total trial budget of the study, counting trials of earlier (resumed) runs.
         timeout: seconds after which no new trial starts (running ones finish).
-        workers: trials in flight at once (each a Ray task with one CPU).
+        workers: trials in flight at once; more than the cluster's free CPUs queue in Ray.
         out: the run directory.
         seed: seeds the sampler, the data split of the demo and every trial's training.
         sampler: ``tpe``, ``nsga2`` or ``random``.
-        ray_address: an existing Ray cluster to use instead of starting a local one.
+        ray_address: an existing Ray cluster to use instead of starting a local one. Trials get
+            everything through Ray's object store; only this process writes ``out``.
         on_progress: called after every finished trial and about once a second.
         stage_cache: reuse stage outputs (distilled, pruned, clustered models) across trials
             through ``out/cache``; False builds every stage of every trial.
@@ -151,11 +154,17 @@ def search(
         stop_margin: stop a candidate after its first fine-tuning epoch when its accuracy is
             more than this below a front member that is at least as compressed in every
             dimension (see :mod:`autocompress.study.early_stop`); None never stops early.
+        cpus_per_trial, gpus_per_trial: what Ray reserves for each trial; TensorFlow in the
+            trial uses that many threads.
     """
     if trials < 1:
         raise InputError("--trials", f"must be at least 1, got {trials}")
     if workers < 1:
         raise InputError("--workers", f"must be at least 1, got {workers}")
+    if not (math.isfinite(cpus_per_trial) and cpus_per_trial > 0):
+        raise InputError("--cpus-per-trial", f"must be positive, got {cpus_per_trial}")
+    if not (math.isfinite(gpus_per_trial) and gpus_per_trial >= 0):
+        raise InputError("--gpus-per-trial", f"must be 0 or more, got {gpus_per_trial}")
     if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
         raise InputError("--timeout", f"must be a positive duration, got {timeout}")
     if not profiles:
@@ -185,12 +194,14 @@ def search(
             task=task_obj,
             profiles=hw,
             seed=seed,
-            cache_dir=str(rundir.cache.resolve()) if stage_cache else None,
+            threads=max(1, math.ceil(cpus_per_trial)),
+            stage_cache=stage_cache,
             cache_key=root_key(task_obj, seed),
         )
         driver = _Driver(
             study, space_spec, ctx, rundir, trials, timeout, workers, on_progress, options
         )
+        driver.resources = (cpus_per_trial, gpus_per_trial)
         driver.run(ray_address)
         table = trials_frame(study)
         return SearchResult(
@@ -224,6 +235,10 @@ class _Driver:
         self.running: dict[int, optuna.Trial] = {}
         self.start = time.monotonic()
         self.front: tuple[FrontMember, ...] = ()
+        from autocompress.stages.cache import DirCache  # (imports TensorFlow: not at module load)
+
+        self.cache = DirCache(rundir.cache)  # only the driver keeps cache entries on disk
+        self.resources = (1.0, 0.0)  # CPUs and GPUs Ray reserves per trial
 
     def run(self, ray_address: str | None) -> None:
         from autocompress.study.executor import RayExecutor
@@ -236,7 +251,10 @@ class _Driver:
             log.info("budget of %d trials already reached", self.budget)
             self._report()
             return
-        with RayExecutor(self.ctx, address=ray_address) as executor:
+        cpus, gpus = self.resources
+        with RayExecutor(
+            self.ctx, address=ray_address, cpus_per_trial=cpus, gpus_per_trial=gpus
+        ) as executor:
             try:
                 while True:
                     while (
@@ -286,7 +304,20 @@ class _Driver:
         if not self._reuse(trial, recipe):
             margin = self.options.stop_margin
             stop = EarlyStop(self.front, margin) if margin is not None and self.front else None
-            executor.submit(trial.number, recipe, stop)
+            executor.submit(TrialRequest(trial.number, recipe, stop, self._entries_for(recipe)))
+
+    def _entries_for(self, recipe: Recipe) -> dict[str, bytes]:
+        """The cached stage outputs of the recipe's chain, sent with the trial to its worker."""
+        if not self.ctx.stage_cache:
+            return {}
+        from autocompress.stages.build import cache_plan
+
+        entries = {}
+        for _, key in cache_plan(recipe, self.ctx.cache_key):
+            blob = self.cache.get(key) if key is not None else None
+            if blob is not None:
+                entries[key] = blob
+        return entries
 
     def _reuse(self, trial: optuna.Trial, recipe: Recipe) -> bool:
         """Answer a recipe that an earlier trial already built from that trial's result.
@@ -322,6 +353,10 @@ class _Driver:
         return False
 
     def _record(self, outcome: TrialOutcome) -> None:
+        for key, blob in outcome.new_cache_entries.items():
+            self.cache.put(key, blob)
+        if outcome.node is not None and outcome.number in self.running:
+            self.running[outcome.number].set_user_attr("node", outcome.node)
         if outcome.stopped is not None:
             self._tell_stopped(outcome.number, outcome.stopped)
             return

@@ -74,6 +74,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row["stages"] = json.dumps({s.stage: s.facts for s in record.stages})
     row["model_path"] = trial.user_attrs.get("model_path", "")
     row["reused_from"] = trial.user_attrs.get("reused_from")
+    row["node"] = trial.user_attrs.get("node")
     row["error"] = ""
     row["stopped"] = ""
     return row

@@ -9,14 +9,14 @@ import numpy as np
 
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages import BuildContext, build_candidate
-from autocompress.stages.cache import StageCache, child_key, root_key
+from autocompress.stages.cache import DirCache, MemoryCache, child_key, root_key
 from autocompress.task import Task
 
 
 def test_shared_prefix_is_built_once(tmp_path: Path, tiny_task: Task) -> None:
     teacher = tiny_task.teacher.build()
     ctx = BuildContext(tiny_task.data, teacher)
-    cache = StageCache(tmp_path / "cache")
+    cache = DirCache(tmp_path / "cache")
     key = root_key(tiny_task, seed=0)
     first = Recipe(student_width=0.5, sparsity=0.5, distill_epochs=1, finetune_epochs=1)
     second = Recipe(
@@ -50,7 +50,7 @@ def test_root_key_depends_on_teacher_data_and_seed(tiny_task: Task) -> None:
 
 
 def test_concurrent_writers_of_one_key_leave_a_valid_entry(tmp_path: Path, tiny_task: Task):
-    cache = StageCache(tmp_path)
+    cache = DirCache(tmp_path)
     model = tiny_task.teacher.build()
     key = child_key("root", "prune", {"sparsity": 0.5})
     record = StageRecord("prune", 1.0, {"sparsity": 0.5})
@@ -86,9 +86,36 @@ def test_concurrent_writers_of_one_key_leave_a_valid_entry(tmp_path: Path, tiny_
 
 
 def test_corrupt_entry_is_a_miss(tmp_path: Path, tiny_task: Task) -> None:
-    cache = StageCache(tmp_path)
+    cache = DirCache(tmp_path)
     key = child_key("root", "distill", {})
     cache.store(key, tiny_task.teacher.build(), StageRecord("distill", 1.0))
-    npz = tmp_path / f"{key}.npz"
-    npz.write_bytes(npz.read_bytes()[:100])
+    entry = tmp_path / f"{key}.entry"
+    entry.write_bytes(entry.read_bytes()[:100])
     assert cache.load(key) is None
+
+
+def test_worker_starts_from_the_deepest_entry_it_is_given(tmp_path: Path, tiny_task: Task):
+    """What a Ray worker sees: only the entries the driver sends, no shared directory. It
+    builds from the deepest one, reports earlier stages as reused, and returns what it built."""
+    from autocompress.stages.build import cache_plan
+
+    teacher = tiny_task.teacher.build()
+    ctx = BuildContext(tiny_task.data, teacher)
+    key = root_key(tiny_task, seed=0)
+    first = Recipe(student_width=0.5, sparsity=0.5, distill_epochs=1, finetune_epochs=1)
+    node_a = MemoryCache()
+    build_candidate(teacher, first, ctx, cache=node_a, key=key)
+    assert len(node_a.added) == 2  # distill and prune entries go back to the driver
+    second = Recipe(
+        student_width=0.5, sparsity=0.5, clusters=4, distill_epochs=1, finetune_epochs=1
+    )
+    chain = [k for _, k in cache_plan(second, key) if k is not None]
+    node_b = MemoryCache({k: node_a.added[k] for k in chain if k in node_a.added})
+    _, records, _ = build_candidate(teacher, second, ctx, cache=node_b, key=key)
+    assert [(r.stage, r.reused) for r in records] == [
+        ("distill", True),
+        ("prune", True),
+        ("cluster", False),
+        ("convert", False),
+    ]
+    assert list(node_b.added) == [chain[2]]  # only the new cluster entry

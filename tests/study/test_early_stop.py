@@ -7,7 +7,7 @@ import pytest
 
 from autocompress.records import Recipe
 from autocompress.study.early_stop import EarlyStop, FrontMember, at_least_as_compressed
-from autocompress.study.objective import TrialContext, run_trial
+from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 from autocompress.study.tables import trials_frame
 
 CANDIDATE = Recipe(student_width=1.0, sparsity=0.5, clusters=16, quantization="int8")
@@ -52,7 +52,7 @@ def test_gate_stops_a_real_build_after_its_first_epoch(tiny_task) -> None:
     recipe = Recipe(sparsity=0.5, quantization="int8", finetune_epochs=3)
     unbeatable = FrontMember(7, Recipe(sparsity=0.5, clusters=4, quantization="int8"), 2.0)
     ctx = TrialContext(task=tiny_task, profiles=())
-    outcome = run_trial(ctx, 1, recipe, EarlyStop((unbeatable,), margin=0.1))
+    outcome = run_trial(ctx, TrialRequest(1, recipe, EarlyStop((unbeatable,), margin=0.1)))
     assert outcome.record is None and outcome.error is None
     assert outcome.stopped is not None and "after 1 prune epoch" in outcome.stopped
     assert "front trial 7" in outcome.stopped
@@ -64,7 +64,7 @@ def test_gate_lets_a_candidate_through_when_no_member_is_comparable(tiny_task) -
     recipe = Recipe(sparsity=0.5, quantization="int8")
     other_mode = FrontMember(7, Recipe(sparsity=0.9, clusters=4, quantization="float16"), 2.0)
     ctx = TrialContext(task=tiny_task, profiles=(load_profile("edgetpu-usb"),))
-    outcome = run_trial(ctx, 1, recipe, EarlyStop((other_mode,), margin=0.1))
+    outcome = run_trial(ctx, TrialRequest(1, recipe, EarlyStop((other_mode,), margin=0.1)))
     assert outcome.stopped is None and outcome.record is not None, outcome.error
 
 

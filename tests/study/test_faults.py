@@ -14,23 +14,23 @@ import pytest
 
 from autocompress.records import Recipe
 from autocompress.study.executor import MAX_RETRIES, RayExecutor
-from autocompress.study.objective import TrialContext, TrialOutcome
+from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
-def die_on_int8(ctx: TrialContext, number: int, recipe: Recipe, stop: object) -> TrialOutcome:
+def die_on_int8(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
     """A trial that kills its own worker process for int8 recipes (like the OOM killer would)."""
-    if recipe.quantization == "int8":
+    if request.recipe.quantization == "int8":
         os._exit(1)
-    return TrialOutcome(number, error="ok: not built in this test")
+    return TrialOutcome(request.number, error="ok: not built in this test")
 
 
 def test_dead_worker_is_a_bounded_failure_and_others_go_on(tiny_task) -> None:
     ctx = TrialContext(task=tiny_task, profiles=())
     with RayExecutor(ctx, trial_fn=die_on_int8) as executor:
-        executor.submit(0, Recipe(quantization="int8"))
-        executor.submit(1, Recipe(quantization="none"))
+        executor.submit(TrialRequest(0, Recipe(quantization="int8")))
+        executor.submit(TrialRequest(1, Recipe(quantization="none")))
         outcomes: dict[int, TrialOutcome] = {}
         deadline = time.monotonic() + 120
         while executor.in_flight and time.monotonic() < deadline:
@@ -54,11 +54,11 @@ os.environ["RAY_memory_monitor_refresh_ms"] = "100"
 import autocompress
 from autocompress.records import Recipe
 from autocompress.study.executor import RayExecutor
-from autocompress.study.objective import TrialContext, TrialOutcome
+from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 
 ATTEMPTS = Path(sys.argv[1])
 
-def hog(ctx, number, recipe, stop):
+def hog(ctx, request):
     with open(ATTEMPTS, "a") as f:
         f.write("attempt\n")
     chunks = []
@@ -67,11 +67,11 @@ def hog(ctx, number, recipe, stop):
         chunk[::4096] = b"x" * len(chunk[::4096])
         chunks.append(chunk)
         time.sleep(0.05)
-    return TrialOutcome(number, error="survived: the memory monitor never fired")
+    return TrialOutcome(request.number, error="survived: the memory monitor never fired")
 
 ctx = TrialContext(task=None, profiles=())
 with RayExecutor(ctx, trial_fn=hog) as executor:
-    executor.submit(0, Recipe())
+    executor.submit(TrialRequest(0, Recipe()))
     deadline = time.monotonic() + 150
     outcomes = []
     while executor.in_flight and time.monotonic() < deadline:
