@@ -239,6 +239,9 @@ class _Driver:
 
         self.cache = DirCache(rundir.cache)  # only the driver keeps cache entries on disk
         self.resources = (1.0, 0.0)  # CPUs and GPUs Ray reserves per trial
+        # What each Ray task runs (default: run_trial); benchmarks/scaling.py swaps in a no-op
+        # trial to measure the driver's own cost per trial.
+        self.trial_fn: Callable[[TrialContext, TrialRequest], TrialOutcome] | None = None
 
     def run(self, ray_address: str | None) -> None:
         from autocompress.study.executor import RayExecutor
@@ -252,8 +255,9 @@ class _Driver:
             self._report()
             return
         cpus, gpus = self.resources
+        extra = {"trial_fn": self.trial_fn} if self.trial_fn is not None else {}
         with RayExecutor(
-            self.ctx, address=ray_address, cpus_per_trial=cpus, gpus_per_trial=gpus
+            self.ctx, address=ray_address, cpus_per_trial=cpus, gpus_per_trial=gpus, **extra
         ) as executor:
             try:
                 while True:

@@ -1,0 +1,126 @@
+"""How far one driver scales: trials per minute with 1 and 2 workers, and the driver's own cost
+per trial measured with trials that do no work.
+
+Run: ``.venv/bin/python benchmarks/scaling.py [--throughput-trials 12] [--noop-trials 300]``
+
+1. The demo task, random sampler, same seed, ``--throughput-trials`` trials with 1 and then 2
+   workers: trials per minute of each and the ratio (same recipes in both runs).
+2. The driver alone: a study of ``--noop-trials`` trials whose Ray task returns, at once, a copy
+   of a real trial's outcome (record, ``.tflite`` and Keras bytes), with 8 in flight. Everything
+   else is the real driver: ask, sampling, Ray round trip, model / audit / cache writes, tell,
+   journal append, ``trials.csv`` / ``pareto.csv`` rewrite. Cost per trial is reported for the
+   first and the last 100 trials (the tables are rebuilt from the whole study after every trial,
+   so the cost grows with the study).
+3. From 1 and 2: the share of a demo trial the driver costs, and how many workers one driver can
+   keep busy at the demo's trial length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import autocompress
+from autocompress.demo import TEACHER_FILE, demo_task
+from autocompress.hardware import load_profile
+from autocompress.records import Recipe
+from autocompress.space import SearchSpace, resolve_space
+from autocompress.stages.cache import root_key
+from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest, run_trial
+from autocompress.study.rundir import RunDir
+from autocompress.study.runner import SearchOptions, _Driver, _open_study, make_sampler
+
+
+def throughput(root: Path, task, trials: int) -> dict[int, tuple[float, float]]:
+    rates = {}
+    for workers in (1, 2):
+        out = root / f"throughput-{workers}"
+        out.mkdir()
+        shutil.copy(root / TEACHER_FILE, out / TEACHER_FILE)
+        start = time.perf_counter()
+        result = autocompress.search(
+            task=task, trials=trials, workers=workers, sampler="random", seed=0, out=out
+        )
+        seconds = time.perf_counter() - start
+        per_trial = result.trials["seconds"].dropna()
+        rates[workers] = (trials / seconds * 60, float(statistics.mean(per_trial)))
+    return rates
+
+
+def driver_cost(root: Path, task, trials: int) -> list[tuple[float, int]]:
+    """(time, trials finished) as the driver reports progress, with no-op trials."""
+    profiles = (load_profile("cpu-host"),)
+    ctx = TrialContext(task=task, profiles=profiles, cache_key=root_key(task, 0))
+    template = run_trial(ctx, TrialRequest(0, Recipe(quantization="int8")))
+    assert template.record is not None, template.error
+
+    def noop(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
+        return dataclasses.replace(template, number=request.number)
+
+    rundir = RunDir(root / "noop")
+    rundir.path.mkdir()
+    study = _open_study(rundir, "cpu-host", make_sampler("tpe", 0))
+    space = SearchSpace.from_yaml(resolve_space("default"))
+    progress: list[tuple[float, int]] = []
+    driver = _Driver(
+        study,
+        space,
+        ctx,
+        rundir,
+        trials,
+        None,
+        8,
+        lambda p: progress.append((time.perf_counter(), p.done)),
+        SearchOptions(),
+    )
+    driver.trial_fn = noop
+    driver.run(None)
+    return progress
+
+
+def per_trial(progress: list[tuple[float, int]], lo: int, hi: int) -> float:
+    """Seconds per trial between the moments ``lo`` and ``hi`` trials had finished."""
+    t_lo = next(t for t, done in progress if done >= lo)
+    t_hi = next(t for t, done in progress if done >= hi)
+    return (t_hi - t_lo) / (hi - lo)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--throughput-trials", type=int, default=12)
+    parser.add_argument("--noop-trials", type=int, default=300)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="autocompress-scaling-"))
+    try:
+        task = demo_task(cache_dir=root)
+        rates = throughput(root, task, args.throughput_trials)
+        print(f"throughput, demo task, {args.throughput_trials} trials, random sampler, seed 0:")
+        for workers, (rate, trial_s) in rates.items():
+            print(f"  {workers} worker(s): {rate:5.2f} trials/min (mean trial {trial_s:.1f} s)")
+        print(f"  2 vs 1 workers: {rates[2][0] / rates[1][0]:.2f}x")
+
+        progress = driver_cost(root, task, args.noop_trials)
+        n = args.noop_trials
+        window = min(100, n // 3)
+        early = per_trial(progress, 10, 10 + window)
+        cost = per_trial(progress, n - window, n)
+        print(f"\ndriver cost per trial (no-op trials, 8 in flight, {n} trials):")
+        print(f"  trials 10-{10 + window}: {1000 * early:.1f} ms")
+        print(f"  trials {n - window}-{n}: {1000 * cost:.1f} ms")
+        trial_s = rates[1][1]
+        print(
+            f"\ndemo trial {trial_s:.1f} s: the driver costs {100 * cost / trial_s:.2f} % of it "
+            f"at study size {args.noop_trials}; one driver keeps about "
+            f"{trial_s / cost:.0f} workers busy"
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
