@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         "--cpus-per-trial", type=float, default=1.0, help="CPUs Ray reserves per trial (TF threads)"
     )
     s.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs Ray reserves per trial")
+    s.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL of a study shared by several drivers (postgresql://...); "
+        "default: a journal file in --out",
+    )
     s.add_argument("--no-stage-cache", action="store_true", help="build every stage of every trial")
     s.add_argument(
         "--trust-model",
@@ -132,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write DIR/report.html (front plots, audit, importance)")
     r.add_argument("run", help="run directory")
+    r.add_argument("--storage", default=None, help="the study's storage URL if search used one")
     r.set_defaults(func=_report)
 
     e = sub.add_parser("estimate", help="latency, deployability and peak RAM of a .tflite file")
@@ -173,13 +180,14 @@ def _search(args: argparse.Namespace) -> int:
         stop_margin=None if args.no_early_stop else args.stop_margin,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
+        storage=args.storage,
     )
     progress.close()
     print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
     print(_format(result.front))
     from autocompress.report import write_report
 
-    page = write_report(result.out_dir)
+    page = write_report(result.out_dir, storage=args.storage)
     print(f"\nresults in {result.out_dir}/ (trials.csv, pareto.csv, models/); report: {page}")
     return 0
 
@@ -235,7 +243,7 @@ def _print_export(run: Path, trial: int, fmt: str, out: Path) -> None:
 def _report(args: argparse.Namespace) -> int:
     from autocompress.report import write_report
 
-    print(f"report written to {write_report(args.run)}")
+    print(f"report written to {write_report(args.run, storage=args.storage)}")
     return 0
 
 

@@ -36,14 +36,17 @@ QUANT_COLOURS = {
 RECIPE_KEYS = ["student_width", "sparsity", "clusters", "quantization"]
 
 
-def write_report(run: str | Path) -> Path:
-    """Write ``report.html`` and ``report_front.png`` into the run directory; return the page."""
+def write_report(run: str | Path, storage: str | None = None) -> Path:
+    """Write ``report.html`` and ``report_front.png`` into the run directory; return the page.
+
+    ``storage`` is the study's storage URL when the search used ``--storage``.
+    """
     rundir = RunDir(run)
     trials = load_trials(rundir.path)
     profiles = list(profiles_in(trials))
     if not profiles or not (trials["state"] == "COMPLETE").any():
         raise InputError(str(rundir.path), "has no completed trial to report on yet")
-    study = _load_study(rundir)
+    study = _load_study(rundir, storage)
     primary = profiles[0]
     png = _size_speed_png(trials, primary)
     atomic_write_bytes(rundir.path / "report_front.png", png)
@@ -71,18 +74,30 @@ def write_report(run: str | Path) -> Path:
     return rundir.report
 
 
-def _load_study(rundir: RunDir) -> optuna.Study:
-    from optuna.storages import JournalStorage
+def _load_study(rundir: RunDir, url: str | None) -> optuna.Study:
+    from optuna.storages import BaseStorage, JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if not rundir.journal.is_file():
+    where = url or str(rundir.journal)
+    if url is None and not rundir.journal.is_file():
+        shared = rundir.path / "storage.txt"
+        if shared.is_file():
+            raise InputError(
+                str(rundir.path),
+                f"its study is in {shared.read_text().strip()}: pass --storage with that URL",
+            )
         raise InputError(str(rundir.journal), "missing: the report needs the study storage")
     try:
-        storage = JournalStorage(JournalFileBackend(str(rundir.journal)))
+        storage: BaseStorage = (
+            optuna.storages.RDBStorage(url)
+            if url is not None
+            else JournalStorage(JournalFileBackend(str(rundir.journal)))
+        )
         return optuna.load_study(study_name=STUDY_NAME, storage=storage)
     except Exception as exc:
-        raise InputError(str(rundir.journal), f"cannot be read: {exc}") from None
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(where if url is None else "--storage", f"cannot be read: {line}") from None
 
 
 def _hover(row: pd.Series, lat: str) -> str:

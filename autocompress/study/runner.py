@@ -127,6 +127,7 @@ def search(
     stop_margin: float | None = DEFAULT_MARGIN,
     cpus_per_trial: float = 1.0,
     gpus_per_trial: float = 0.0,
+    storage: str | None = None,
 ) -> SearchResult:
     """Run (or resume) a compression search and return its Pareto front.
 
@@ -156,6 +157,9 @@ def search(
             dimension (see :mod:`autocompress.study.early_stop`); None never stops early.
         cpus_per_trial, gpus_per_trial: what Ray reserves for each trial; TensorFlow in the
             trial uses that many threads.
+        storage: an Optuna storage URL (e.g. ``postgresql://user@host/db``) holding a study that
+            several drivers share, each with its own ``out`` and Ray workers; the budget and
+            the front count every driver's trials. Default: a journal file in ``out``.
     """
     if trials < 1:
         raise InputError("--trials", f"must be at least 1, got {trials}")
@@ -186,7 +190,7 @@ def search(
     rundir.path.mkdir(parents=True, exist_ok=True)
     with _exclusive(rundir), _log_to(rundir.path / "search.log"):
         task_obj = _resolve_task(task, rundir, seed, trust_model)
-        study = _open_study(rundir, hw[0].name, chosen_sampler)
+        study = _open_study(rundir, hw[0].name, chosen_sampler, storage)
         _keep_validation(rundir, task_obj)
         from autocompress.stages.cache import root_key
 
@@ -229,6 +233,8 @@ class _Driver:
         options: SearchOptions,
     ) -> None:
         self.study, self.space, self.ctx, self.rundir = study, space, ctx, rundir
+        self.driver_id = driver_id(rundir)
+        self.shared = not isinstance(study._storage, JournalStorage)
         self.options = options
         self.budget, self.timeout, self.workers = budget, timeout, workers
         self.on_progress = on_progress
@@ -263,7 +269,7 @@ class _Driver:
                 while True:
                     while (
                         executor.in_flight < self.workers
-                        and self._finished() + executor.in_flight < self.budget
+                        and self._finished() + self._running() < self.budget
                         and not self._timed_out()
                     ):
                         self._submit(executor)
@@ -297,6 +303,7 @@ class _Driver:
 
     def _submit(self, executor: RayExecutor) -> None:
         trial = self.study.ask()
+        trial.set_user_attr("driver", self.driver_id)
         try:
             recipe = self.space.sample(trial)
         except Exception as exc:  # e.g. an enqueued recipe outside the space
@@ -433,14 +440,25 @@ class _Driver:
         self._write_tables()
 
     def _fail_orphans(self) -> None:
-        """Trials left RUNNING by a driver that was killed are marked FAIL, with the reason."""
+        """Trials left RUNNING by a driver that was killed are marked FAIL, with the reason.
+
+        Only this driver's own (by its id in the run directory): in a shared study, other
+        drivers' running trials are theirs to finish.
+        """
         storage = self.study._storage
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = t.user_attrs.get("driver")
+            if owner != self.driver_id and (self.shared or owner is not None):
+                continue
             storage.set_trial_user_attr(
                 t._trial_id, "error", "interrupted: the driver stopped while this trial ran"
             )
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             log.warning("trial %d was left running by an earlier run: marked FAIL", t.number)
+
+    def _running(self) -> int:
+        """Trials running now, this driver's and (in a shared study) the others'."""
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
     def _finished(self) -> int:
         states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
@@ -532,9 +550,28 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def _open_study(rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+def driver_id(rundir: RunDir) -> str:
+    """A stable id for the driver that owns this run directory (kept in ``DIR/.driver-id``)."""
+    import uuid
+
+    path = rundir.path / ".driver-id"
+    if path.is_file():
+        return path.read_text().strip()
+    ident = uuid.uuid4().hex[:12]
+    atomic_write_text(path, ident)
+    return ident
+
+
+def _open_study(
+    rundir: RunDir,
+    primary: str,
+    sampler: optuna.samplers.BaseSampler,
+    storage_url: str | None = None,
+) -> optuna.Study:
     """Create the study, or load it to resume; refuse a study made for another objective."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if storage_url is not None:
+        return _open_shared_study(rundir, primary, sampler, storage_url)
     exists = rundir.journal.exists()
     if exists and rundir.journal.stat().st_size == 0:
         raise InputError(str(rundir.journal), f"is empty. {_RECOVER}")
@@ -562,15 +599,57 @@ def _open_study(rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampl
         ) from None
     for t in trials:
         path = t.user_attrs.get("model_path")
+        if "reused_from" in t.user_attrs:
+            continue  # its model is the earlier trial's
         if t.state == TrialState.COMPLETE and path and not (rundir.path / path).is_file():
             raise InputError(
                 str(rundir.path / path),
                 f"the model of completed trial {t.number} is missing. {_RECOVER}",
             )
+    _check_objectives(study, primary, rundir.path, exists)
+    return study
+
+
+def _open_shared_study(
+    rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampler, url: str
+) -> optuna.Study:
+    """The study in a database that several drivers share (Optuna's RDB storage)."""
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            study = optuna.create_study(
+                storage=storage,
+                study_name=STUDY_NAME,
+                directions=["maximize", "minimize", "minimize"],
+                sampler=sampler,
+                load_if_exists=True,
+            )
+            break
+        except ImportError as exc:
+            raise InputError("--storage", f"cannot open {_redact(url)}: {exc}") from None
+        except Exception as exc:  # sqlalchemy / driver errors of many types
+            # Two drivers starting at once race to create the schema: the loser retries.
+            line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if attempt == 4 or "connect" in line.lower():
+                raise InputError("--storage", f"cannot open {_redact(url)}: {line}") from None
+            time.sleep(0.5 * (attempt + 1))
+    _check_objectives(study, primary, rundir.path, exists=bool(study.metric_names))
+    atomic_write_text(rundir.path / "storage.txt", _redact(url) + "\n")  # where the study is
+    return study
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    import re
+
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _check_objectives(study: optuna.Study, primary: str, where: Path, exists: bool) -> None:
     names = [c for c, _ in objective_columns(primary)]
     if exists and study.metric_names not in (None, names):
         raise InputError(
-            str(rundir.path),
+            str(where),
             f"holds a study for objectives {study.metric_names}, not {names}: "
             "use another --out directory or the same first --profile",
         )
@@ -578,7 +657,6 @@ def _open_study(rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampl
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)
-    return study
 
 
 @contextmanager

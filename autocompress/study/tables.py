@@ -75,6 +75,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row["model_path"] = trial.user_attrs.get("model_path", "")
     row["reused_from"] = trial.user_attrs.get("reused_from")
     row["node"] = trial.user_attrs.get("node")
+    row["driver"] = trial.user_attrs.get("driver")
     row["error"] = ""
     row["stopped"] = ""
     return row
