@@ -8,6 +8,7 @@ cached in the output directory so that a resumed search compresses the very same
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,10 +69,35 @@ def demo_task(cache_dir: str | Path | None = None, epochs: int = 12, seed: int =
         model.compile(
             keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
         )
-        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0)
+        model.fit(
+            data.x_train,
+            data.y_train,
+            epochs=epochs,
+            batch_size=32,
+            verbose=0,
+            callbacks=[_epoch_bar(epochs, "training the demo teacher (once)")],
+        )
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_name(cached.stem + ".tmp.keras")
             model.save(tmp)
             tmp.replace(cached)
     return Task(name="digits-demo", teacher=TeacherSpec.from_model(model), data=data, source="demo")
+
+
+def _epoch_bar(epochs: int, description: str) -> Any:
+    """A Keras callback showing epochs as a tqdm bar; silent when stderr is not a terminal."""
+    import tf_keras as keras
+    from tqdm import tqdm
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            self.bar = tqdm(total=epochs, desc=description, unit="epoch", disable=None)
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            self.bar.update(1)
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            self.bar.close()
+
+    return EpochBar()
