@@ -21,9 +21,17 @@ class Recipe:
         student_width: multiplier on Conv/Dense widths of the distilled student (1.0 = none).
         sparsity: target fraction of zero weights for magnitude pruning; 0.0 = no pruning.
         clusters: number of weight clusters per layer; 0 = no clustering.
-        quantization: one of ``none``, ``dynamic``, ``float16``, ``int8``, ``qat``.
+        quantization: one of ``none``, ``dynamic``, ``float16``, ``int8``, ``int16x8`` (int16
+            activations, int8 weights), ``qat``.
         distill_epochs: training epochs for the student (used only when student_width < 1).
         finetune_epochs: fine-tuning epochs for pruning, clustering and QAT.
+        prune_mode: ``unstructured`` (magnitude), ``2:4`` (two zeros in every group of four
+            weights; the pattern fixes sparsity at 50 %) or ``xnnpack`` (only the 1x1
+            convolutions XNNPACK's sparse inference can use, kept sparse in the file).
+        exclude: ``none`` or ``ends``: keep the first and last weighted layers out of
+            pruning, clustering and QAT.
+        rank_energy: low-rank factorisation of Dense layers keeping this share of the singular
+            value energy (1.0 = off).
     """
 
     student_width: float = 1.0
@@ -32,6 +40,9 @@ class Recipe:
     quantization: str = "none"
     distill_epochs: int = 10
     finetune_epochs: int = 2
+    prune_mode: str = "unstructured"
+    exclude: str = "none"
+    rank_energy: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,7 +21,9 @@ from autocompress.records import Recipe
 if TYPE_CHECKING:
     import optuna
 
-QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8", "qat")
+QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8", "int16x8", "qat")
+PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
+EXCLUDE_CHOICES = ("none", "ends")
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
@@ -71,6 +73,18 @@ def _quant(v: str) -> str | None:
     return None if v in QUANTIZATION_MODES else f"must be one of {', '.join(QUANTIZATION_MODES)}"
 
 
+def _prune_mode(v: str) -> str | None:
+    return None if v in PRUNE_MODES else f"must be one of {', '.join(PRUNE_MODES)}"
+
+
+def _exclude(v: str) -> str | None:
+    return None if v in EXCLUDE_CHOICES else f"must be one of {', '.join(EXCLUDE_CHOICES)}"
+
+
+def _energy(v: float) -> str | None:
+    return None if 0.0 < v <= 1.0 else "must be in (0, 1] (1.0 = no factorisation)"
+
+
 _PARAMS: dict[str, tuple[type, Any]] = {
     "student_width": (float, _width),
     "sparsity": (float, _sparsity),
@@ -78,6 +92,9 @@ _PARAMS: dict[str, tuple[type, Any]] = {
     "quantization": (str, _quant),
     "distill_epochs": (int, _epochs),
     "finetune_epochs": (int, _epochs),
+    "prune_mode": (str, _prune_mode),
+    "exclude": (str, _exclude),
+    "rank_energy": (float, _energy),
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
+from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
 
 # Layer types whose kernels the stages compress and whose width distillation scales.
@@ -44,6 +45,14 @@ def clone_wrapping(
         return wrap(layer) if isinstance(layer, WEIGHTED_LAYERS) else layer
 
     return keras.models.clone_model(private, clone_function=clone_fn)
+
+
+def excluded_layers(model: keras.Model, recipe: Recipe) -> set[str]:
+    """Names of the weighted layers the recipe keeps out of pruning, clustering and QAT."""
+    if recipe.exclude != "ends":
+        return set()
+    weighted = [layer.name for layer in model.layers if isinstance(layer, WEIGHTED_LAYERS)]
+    return {weighted[0], weighted[-1]} if weighted else set()
 
 
 def outputs_probabilities(model: keras.Model) -> bool:

@@ -1,4 +1,4 @@
-"""The candidate pipeline: distill -> prune -> cluster -> QAT -> convert, in that order.
+"""The candidate pipeline: distill -> low-rank -> prune -> cluster -> QAT -> convert, in that order.
 
 Pruning before clustering lets clustering preserve the zeros; QAT comes last among the Keras stages
 so it can preserve both. Each stage works on a clone, so the teacher is never modified.
@@ -14,6 +14,7 @@ from autocompress.stages.cache import StageCache, child_key
 from autocompress.stages.cluster import Cluster
 from autocompress.stages.convert import convert
 from autocompress.stages.distill import Distill
+from autocompress.stages.lowrank import LowRank
 from autocompress.stages.prune import Prune
 from autocompress.stages.quantize import QuantizeAware
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 # Stages whose outputs are plain Keras models. QAT models hold tfmot wrappers that do not
 # round-trip through a JSON config, and the conversion is cheap next to training.
-CACHED_STAGES = ("distill", "prune", "cluster")
+CACHED_STAGES = ("distill", "lowrank", "prune", "cluster")
 
 
 class Candidate(NamedTuple):
@@ -37,7 +38,7 @@ class Candidate(NamedTuple):
 
 
 def default_stages() -> list[Stage]:
-    return [Distill(), Prune(), Cluster(), QuantizeAware()]
+    return [Distill(), LowRank(), Prune(), Cluster(), QuantizeAware()]
 
 
 def cache_plan(

@@ -12,6 +12,7 @@ from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
     clone_wrapping,
+    excluded_layers,
     fine_tune,
     sparsity_facts,
     unique_weight_facts,
@@ -37,6 +38,7 @@ class Cluster(Stage):
             "clusters": recipe.clusters,
             "epochs": recipe.finetune_epochs,
             "preserve_sparsity": recipe.sparsity > 0.0,
+            "exclude": recipe.exclude,
         }
 
     def apply(
@@ -45,8 +47,11 @@ class Cluster(Stage):
         start = time.perf_counter()
         preserve = recipe.sparsity > 0.0
         skipped: list[str] = []
+        excluded = excluded_layers(model, recipe)
 
         def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
+            if layer.name in excluded:
+                return layer
             kernel = layer.kernel.numpy()
             # k-means++ needs at least as many distinct candidate values as clusters; a tiny or
             # heavily pruned kernel has nothing to share and is left as it is (and reported).
@@ -72,6 +77,7 @@ class Cluster(Stage):
             "clusters": recipe.clusters,
             "sparsity_preserving": preserve,
             "skipped_layers": skipped,
+            "excluded_layers": sorted(excluded),
             **unique_weight_facts(clustered),
             **sparsity_facts(clustered),
             "keras_val_accuracy": round(val_accuracy(clustered, ctx), 4),

@@ -1,23 +1,59 @@
-"""Magnitude pruning with tfmot: a polynomial sparsity schedule during fine-tuning, then strip."""
+"""Pruning with tfmot during fine-tuning, then strip. Three modes:
+
+* ``unstructured``: magnitude pruning of every Conv/Dense kernel, polynomial schedule to the
+  target sparsity (shrinks the zipped file; dense kernels run no faster);
+* ``2:4``: two zeros in every group of four consecutive input weights (``sparsity_m_by_n``),
+  the pattern sparse tensor cores exploit; kernels whose input size is not a multiple of four
+  are left dense and named in the record;
+* ``xnnpack``: tfmot's ``PruneForLatencyOnXNNPack`` policy, which prunes only the 1x1
+  convolutions of a subgraph XNNPACK's sparse inference can run; the converter then keeps them
+  sparse. A model without such a subgraph fails with the policy's reason.
+"""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
+    clone_with_weights,
     clone_wrapping,
+    excluded_layers,
     fine_tune,
+    kernels,
     sparsity_facts,
     steps_per_epoch,
     val_accuracy,
 )
 
 sparsity_api = tfmot.sparsity.keras
+
+
+def is_2_4(kernel: np.ndarray) -> bool:
+    """Whether every group of 4 consecutive input weights of each output has >= 2 zeros."""
+    per_output = kernel.reshape(-1, kernel.shape[-1]).T  # (outputs, inputs)
+    if per_output.shape[1] % 4:
+        return False
+    groups = per_output.reshape(per_output.shape[0], -1, 4)
+    return bool(np.all(np.sum(groups == 0, axis=-1) >= 2))
+
+
+def _xnnpack_wrapped(model: keras.Model, schedule: object) -> keras.Model:
+    try:
+        return sparsity_api.prune_low_magnitude(
+            clone_with_weights(model),
+            pruning_schedule=schedule,
+            pruning_policy=sparsity_api.PruneForLatencyOnXNNPack(),
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"no subgraph qualifies for XNNPACK sparse inference: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 class Prune(Stage):
@@ -32,7 +68,12 @@ class Prune(Stage):
         return recipe.sparsity > 0.0
 
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
-        return {"sparsity": recipe.sparsity, "epochs": recipe.finetune_epochs}
+        return {
+            "sparsity": 0.5 if recipe.prune_mode == "2:4" else recipe.sparsity,
+            "mode": recipe.prune_mode,
+            "exclude": recipe.exclude,
+            "epochs": recipe.finetune_epochs,
+        }
 
     def apply(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
@@ -50,9 +91,34 @@ class Prune(Stage):
             end_step=end_step,
             frequency=frequency,
         )
-        wrapped = clone_wrapping(
-            model, lambda layer: sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule)
-        )
+        skip = excluded_layers(model, recipe)
+        dense: dict[str, str] = {name: "excluded" for name in skip}
+        if recipe.prune_mode == "xnnpack":
+            wrapped = _xnnpack_wrapped(model, schedule)
+        elif recipe.prune_mode == "2:4":
+            constant = sparsity_api.ConstantSparsity(0.5, begin_step=0, frequency=frequency)
+
+            def wrap_2_4(layer: keras.layers.Layer) -> keras.layers.Layer:
+                inputs = int(np.prod(layer.kernel.shape[:-1]))
+                if layer.name in skip:
+                    return layer
+                if inputs % 4:
+                    dense[layer.name] = f"input size {inputs} is not a multiple of 4"
+                    return layer
+                return sparsity_api.prune_low_magnitude(
+                    layer, pruning_schedule=constant, sparsity_m_by_n=(2, 4)
+                )
+
+            wrapped = clone_wrapping(model, wrap_2_4)
+        else:
+            wrapped = clone_wrapping(
+                model,
+                lambda layer: (
+                    layer
+                    if layer.name in skip
+                    else sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule)
+                ),
+            )
         fine_tune(
             wrapped,
             ctx,
@@ -63,8 +129,18 @@ class Prune(Stage):
         )
         pruned = sparsity_api.strip_pruning(wrapped)
         facts = {
-            "target_sparsity": recipe.sparsity,
+            "mode": recipe.prune_mode,
+            "target_sparsity": 0.5 if recipe.prune_mode == "2:4" else recipe.sparsity,
             **sparsity_facts(pruned),
+            "left_dense": dense,
             "keras_val_accuracy": round(val_accuracy(pruned, ctx), 4),
         }
+        if recipe.prune_mode == "2:4":
+            facts["2:4_layers"] = sorted(
+                name for name, k in kernels(pruned).items() if name not in dense and is_2_4(k)
+            )
+        if recipe.prune_mode == "xnnpack":
+            facts["xnnpack_pruned_layers"] = sorted(
+                n for n, v in facts["sparsity_per_layer"].items() if v > 0
+            )
         return pruned, StageRecord(self.name, time.perf_counter() - start, facts)

@@ -13,9 +13,44 @@ import tf_keras as keras
 
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import clone_with_weights, fine_tune, val_accuracy
+from autocompress.stages._keras import (
+    clone_with_weights,
+    excluded_layers,
+    fine_tune,
+    val_accuracy,
+)
 
 quant_api = tfmot.quantization.keras
+
+
+class KeepFloat(quant_api.QuantizeConfig):
+    """A quantize config that quantizes nothing: the layer stays float in the QAT model."""
+
+    def get_weights_and_quantizers(self, layer: keras.layers.Layer) -> list:
+        return []
+
+    def get_activations_and_quantizers(self, layer: keras.layers.Layer) -> list:
+        return []
+
+    def set_quantize_weights(self, layer: keras.layers.Layer, quantize_weights: list) -> None:
+        pass
+
+    def set_quantize_activations(self, layer: keras.layers.Layer, activations: list) -> None:
+        pass
+
+    def get_output_quantizers(self, layer: keras.layers.Layer) -> list:
+        return []
+
+    def get_config(self) -> dict:
+        return {}
+
+
+def _annotate(layer: keras.layers.Layer, keep_float: bool) -> keras.layers.Layer:
+    """Annotate a layer (of a private clone) for QAT; excluded layers get :class:`KeepFloat`."""
+    if isinstance(layer, keras.layers.InputLayer):
+        return layer
+    config = KeepFloat() if keep_float else None
+    return quant_api.quantize_annotate_layer(layer, quantize_config=config)
 
 
 def qat_scheme(recipe: Recipe) -> tuple[str, object]:
@@ -43,18 +78,28 @@ class QuantizeAware(Stage):
         return recipe.quantization == "qat"
 
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
-        return {"scheme": qat_scheme(recipe)[0], "epochs": recipe.finetune_epochs}
+        return {
+            "scheme": qat_scheme(recipe)[0],
+            "epochs": recipe.finetune_epochs,
+            "exclude": recipe.exclude,
+        }
 
     def apply(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, StageRecord]:
         start = time.perf_counter()
         scheme_name, scheme = qat_scheme(recipe)
-        annotated = quant_api.quantize_annotate_model(clone_with_weights(model))
-        qat_model = quant_api.quantize_apply(annotated, scheme)
+        excluded = excluded_layers(model, recipe)
+        annotated = keras.models.clone_model(
+            clone_with_weights(model),
+            clone_function=lambda layer: _annotate(layer, keep_float=layer.name in excluded),
+        )
+        with quant_api.quantize_scope({"KeepFloat": KeepFloat}):
+            qat_model = quant_api.quantize_apply(annotated, scheme)
         fine_tune(qat_model, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
         facts = {
             "scheme": scheme_name,
+            "excluded_layers": sorted(excluded),
             "keras_val_accuracy": round(val_accuracy(qat_model, ctx), 4),
         }
         return qat_model, StageRecord(self.name, time.perf_counter() - start, facts)

@@ -32,12 +32,15 @@ class FrontMember:
 def at_least_as_compressed(a: Recipe, b: Recipe) -> bool:
     """Whether recipe ``a`` compresses at least as much as ``b`` in every dimension.
 
-    Same quantization (latency is not monotone across modes), width and sparsity no less
-    aggressive, and clustering no coarser (0 = not clustered = the least aggressive).
+    Same quantization and pruning mode (latency is not monotone across modes), width, sparsity
+    and rank no less aggressive, no more layers excluded, and clustering no coarser (0 = not
+    clustered = the least aggressive).
     """
-    if a.quantization != b.quantization:
+    if a.quantization != b.quantization or a.prune_mode != b.prune_mode:
         return False
     if a.student_width > b.student_width or a.sparsity < b.sparsity:
+        return False
+    if a.rank_energy > b.rank_energy or (a.exclude == "ends" and b.exclude == "none"):
         return False
     if b.clusters == 0:
         return True

@@ -36,7 +36,12 @@ from autocompress.space import SearchSpace, load_recipes, resolve_space
 from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_bytes, atomic_write_text
-from autocompress.study.tables import front_frame, objective_columns, trials_frame
+from autocompress.study.tables import (
+    RECIPE_COLUMNS,
+    front_frame,
+    objective_columns,
+    trials_frame,
+)
 from autocompress.task import Task, load_task
 
 if TYPE_CHECKING:
@@ -473,11 +478,8 @@ class _Driver:
         self.front = tuple(
             FrontMember(
                 trial=int(row.trial),
-                recipe=Recipe(
-                    student_width=float(row.student_width),
-                    sparsity=float(row.sparsity),
-                    clusters=int(row.clusters),
-                    quantization=str(row.quantization),
+                recipe=Recipe.from_dict(
+                    {k: v for k, v in row._asdict().items() if k in RECIPE_COLUMNS}
                 ),
                 accuracy=float(row.accuracy),
             )

@@ -23,6 +23,9 @@ RECIPE_COLUMNS = [
     "quantization",
     "distill_epochs",
     "finetune_epochs",
+    "prune_mode",
+    "exclude",
+    "rank_energy",
 ]
 
 
@@ -101,6 +104,9 @@ FRONT_COLUMNS = [
     "sparsity",
     "clusters",
     "quantization",
+    "prune_mode",
+    "exclude",
+    "rank_energy",
     "accuracy",
     "size_bytes",
     "gzip_bytes",
@@ -126,7 +132,8 @@ def front_frame(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
     front = ok[mask]
     extra = [c for c in front.columns if c.startswith("latency_ms_") and c != lat]
     audit = [c for c in AUDIT_COLUMNS if c in front.columns]
-    ordered = [*FRONT_COLUMNS, lat, *extra, *audit, "model_path"]
+    ordered = [c for c in FRONT_COLUMNS if c in front.columns]  # older runs lack new columns
+    ordered += [lat, *extra, *audit, "model_path"]
     return front[ordered].sort_values("accuracy", ascending=False).reset_index(drop=True)
 
 

@@ -1,0 +1,133 @@
+"""Low-rank factorisation of Dense layers: W (m x n) becomes two Dense layers of rank r from a
+truncated SVD, W ~ (U_r sqrt(S_r)) (sqrt(S_r) V_r^T), then fine-tuning.
+
+r is the smallest rank keeping ``recipe.rank_energy`` of the squared singular values. A layer is
+factorised only where that saves parameters (r (m + n) < m n); the others, and excluded layers,
+stay as they are and the record says why. Convolutions are left alone (including 1x1 ones).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import numpy as np
+import tf_keras as keras
+
+from autocompress.records import Recipe, StageRecord
+from autocompress.stages._base import BuildContext, Stage
+from autocompress.stages._keras import excluded_layers, fine_tune, val_accuracy
+
+SUFFIX = "_lowrank"
+
+
+def rank_for(singular: np.ndarray, energy: float) -> int:
+    """The smallest rank whose singular values hold ``energy`` of the total squared energy."""
+    share = np.cumsum(singular**2) / np.sum(singular**2)
+    return int(min(len(singular), np.searchsorted(share, energy - 1e-12) + 1))
+
+
+def factorize(
+    model: keras.Model,
+    energy: float,
+    skip: set[str] | frozenset[str] = frozenset(),
+    force: bool = False,
+) -> tuple[keras.Model, dict[str, Any], dict[str, str]]:
+    """A new model with Dense layers factorised; (model, ranks by layer, layers left and why).
+
+    ``force`` factorises even where it saves nothing (used to check the rewrite at full rank).
+    """
+    plans: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    ranks: dict[str, Any] = {}
+    left: dict[str, str] = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Dense):
+            continue
+        if layer.name in skip:
+            left[layer.name] = "excluded"
+            continue
+        kernel = layer.kernel.numpy()
+        m, n = kernel.shape
+        u, s, vt = np.linalg.svd(kernel, full_matrices=False)
+        r = rank_for(s, energy)
+        if r * (m + n) >= m * n and not force:
+            left[layer.name] = f"rank {r} of {min(m, n)} saves no parameters"
+            continue
+        root = np.sqrt(s[:r])
+        plans[layer.name] = (u[:, :r] * root, root[:, None] * vt[:r])
+        ranks[layer.name] = {"rank": r, "full_rank": min(m, n), "params": [m * n, r * (m + n)]}
+    if not plans:
+        return model, ranks, left
+    config = json.loads(model.to_json())
+    layers = config["config"]["layers"]
+    rewritten = []
+    for entry in layers:
+        name = entry["config"]["name"]
+        if name in plans:
+            first = copy.deepcopy(entry)
+            first["config"].update(
+                name=name + SUFFIX, units=int(plans[name][0].shape[1]), activation="linear"
+            )
+            first["config"]["use_bias"] = False
+            if "name" in first:  # functional: the new layer takes the old one's inputs
+                first["name"] = name + SUFFIX
+                entry["inbound_nodes"] = [[[name + SUFFIX, 0, 0, {}]]]
+            first.pop("build_config", None)
+            entry.pop("build_config", None)
+            rewritten.append(first)
+        rewritten.append(entry)
+    config["config"]["layers"] = rewritten
+    new = keras.models.model_from_json(json.dumps(config))
+    old = {layer.name: layer for layer in model.layers}
+    for layer in new.layers:
+        if layer.name.endswith(SUFFIX) and layer.name[: -len(SUFFIX)] in plans:
+            layer.set_weights([plans[layer.name[: -len(SUFFIX)]][0]])
+        elif layer.name in plans:
+            bias = old[layer.name].get_weights()[1:]  # the bias, when the layer has one
+            layer.set_weights([plans[layer.name][1], *bias])
+        elif layer.weights:
+            layer.set_weights([w.copy() for w in old[layer.name].get_weights()])
+    return new, ranks, left
+
+
+class LowRank(Stage):
+    """Factorise Dense layers to the rank holding ``recipe.rank_energy``, then fine-tune."""
+
+    name = "lowrank"
+
+    def __init__(self, lr: float = 3e-4) -> None:
+        self.lr = lr
+
+    def applies(self, recipe: Recipe) -> bool:
+        return recipe.rank_energy < 1.0
+
+    def cache_params(self, recipe: Recipe) -> dict[str, object]:
+        return {
+            "energy": recipe.rank_energy,
+            "exclude": recipe.exclude,
+            "epochs": recipe.finetune_epochs,
+        }
+
+    def apply(
+        self, model: keras.Model, recipe: Recipe, ctx: BuildContext
+    ) -> tuple[keras.Model, StageRecord]:
+        start = time.perf_counter()
+        factored, ranks, left = factorize(
+            model, recipe.rank_energy, skip=excluded_layers(model, recipe)
+        )
+        if factored is model:  # nothing to factorise: a clone, so the input stays untouched
+            factored = keras.models.clone_model(model)
+            factored.set_weights([w.copy() for w in model.get_weights()])
+        if ranks:
+            fine_tune(factored, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+        facts = {
+            "energy": recipe.rank_energy,
+            "ranks": ranks,
+            "left_full_rank": left,
+            "params_before": int(model.count_params()),
+            "params_after": int(factored.count_params()),
+            "keras_val_accuracy": round(val_accuracy(factored, ctx), 4),
+        }
+        return factored, StageRecord(self.name, time.perf_counter() - start, facts)
