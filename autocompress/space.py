@@ -9,6 +9,7 @@ Sampling only; no computation. Each parameter is written in one of three forms:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,21 @@ class SearchSpace:
             for p in self.params
             if p.name not in ignore and (p.choices is None or len(p.choices) > 1)
         }
+
+    def offers(self, name: str, value: Any) -> bool:
+        """Whether parameter ``name`` can take ``value`` (as a choice)."""
+        return any(p.name == name and p.choices and value in p.choices for p in self.params)
+
+    def without_choice(self, name: str, value: Any) -> SearchSpace:
+        """This space with ``value`` removed from the choices of ``name`` (kept if it is the
+        only choice)."""
+        params = tuple(
+            dataclasses.replace(p, choices=tuple(c for c in p.choices if c != value))
+            if p.name == name and p.choices and len(p.choices) > 1
+            else p
+            for p in self.params
+        )
+        return dataclasses.replace(self, params=params)
 
     def validate_recipe(self, recipe: Recipe, source: str) -> None:
         """Check a hand-written recipe (e.g. an enqueued one) against the per-parameter rules."""

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from autocompress.errors import InputError
 from autocompress.records import Recipe
-from autocompress.space import SPACES_DIR, SearchSpace
+from autocompress.space import QUANTIZATION_MODES, SPACES_DIR, SearchSpace
 
 
-@pytest.mark.parametrize("name", ["default", "smoke"])
+@pytest.mark.parametrize("name", ["default", "smoke", "techniques"])
 def test_shipped_spaces_parse_and_sample(name: str) -> None:
     space = SearchSpace.from_yaml(SPACES_DIR / f"{name}.yaml")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -22,7 +22,7 @@ def test_shipped_spaces_parse_and_sample(name: str) -> None:
         assert isinstance(recipe, Recipe)
         assert 0 < recipe.student_width <= 1
         assert 0 <= recipe.sparsity < 1
-        assert recipe.quantization in ("none", "dynamic", "float16", "int8", "qat")
+        assert recipe.quantization in QUANTIZATION_MODES
 
 
 def test_stepped_range_samples_only_steps() -> None:
@@ -157,3 +157,11 @@ def test_random_recipe_files_give_recipes_in_space_or_clean_error(tmp_path_facto
         recipe = space.sample(study.ask())
         for key, value in params.items():
             assert getattr(recipe, key) == value
+
+
+def test_without_choice_drops_one_value() -> None:
+    space = SearchSpace.from_yaml(SPACES_DIR / "techniques.yaml")
+    assert space.offers("prune_mode", "xnnpack")
+    smaller = space.without_choice("prune_mode", "xnnpack")
+    assert not smaller.offers("prune_mode", "xnnpack") and smaller.offers("prune_mode", "2:4")
+    assert space.offers("prune_mode", "xnnpack")  # the original is unchanged

@@ -43,6 +43,15 @@ def is_2_4(kernel: np.ndarray) -> bool:
     return bool(np.all(np.sum(groups == 0, axis=-1) >= 2))
 
 
+def xnnpack_unsupported(model: keras.Model) -> str | None:
+    """Why the XNNPACK pruning policy cannot prune ``model`` (None when it can)."""
+    try:
+        sparsity_api.PruneForLatencyOnXNNPack().ensure_model_supports_pruning(model)
+    except ValueError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
 def _xnnpack_wrapped(model: keras.Model, schedule: object) -> keras.Model:
     try:
         return sparsity_api.prune_low_magnitude(

@@ -195,6 +195,7 @@ def search(
     rundir.path.mkdir(parents=True, exist_ok=True)
     with _exclusive(rundir), _log_to(rundir.path / "search.log"):
         task_obj = _resolve_task(task, rundir, seed, trust_model)
+        space_spec = _drop_unsupported(space_spec, task_obj)
         study = _open_study(rundir, hw[0].name, chosen_sampler, storage)
         _keep_validation(rundir, task_obj)
         from autocompress.stages.cache import root_key
@@ -512,6 +513,21 @@ def _limit(option: str, value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise InputError(option, f"must be a positive number, got {value}")
     return value
+
+
+def _drop_unsupported(space: SearchSpace, task: Task) -> SearchSpace:
+    """Take ``prune_mode: xnnpack`` out of the space when the teacher's architecture (which
+    every student shares) has no subgraph XNNPACK's sparse inference can use: every such
+    trial would fail."""
+    if not space.offers("prune_mode", "xnnpack"):
+        return space
+    from autocompress.stages.prune import xnnpack_unsupported
+
+    reason = xnnpack_unsupported(task.teacher.build())
+    if reason is None:
+        return space
+    log.warning("prune_mode xnnpack left out of the search: %s", reason)
+    return space.without_choice("prune_mode", "xnnpack")
 
 
 def _keep_validation(rundir: RunDir, task: Task) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,39 @@ def test_second_search_on_a_busy_directory_refuses(tmp_path: Path, tiny_task: Ta
         with pytest.raises(InputError, match="another search is already running"):
             search(task=tiny_task, trials=1, out=out)
     assert not (out / "study.journal").exists()
+
+
+def test_latency_techniques_run_in_a_search(tmp_path: Path, tiny_task: Task) -> None:
+    """The new dimensions go through real trials; XNNPACK pruning is left out of the space for a
+    model without a qualifying subgraph (every such trial would fail), and the log says why."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "student_width: 1.0\nsparsity: [0.0, 0.5]\nclusters: 0\n"
+        'prune_mode: [unstructured, "2:4", xnnpack]\nrank_energy: [1.0, 0.8]\n'
+        "exclude: [none, ends]\nquantization: [int8, int16x8]\n"
+        "distill_epochs: 1\nfinetune_epochs: 1\n"
+    )
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        '- {sparsity: 0.5, prune_mode: "2:4", exclude: ends, quantization: int8}\n'
+        "- {rank_energy: 0.8, quantization: int16x8}\n"
+    )
+    result = search(
+        task=tiny_task,
+        space=space,
+        trials=4,
+        workers=2,
+        out=tmp_path / "run",
+        enqueue=mine,
+        warm_start=False,
+        sampler="random",
+    )
+    t = result.trials
+    assert (t["state"] == "COMPLETE").all(), t[["trial", "state", "error"]]
+    assert "xnnpack" not in set(t["prune_mode"])
+    assert "prune_mode xnnpack left out" in (tmp_path / "run" / "search.log").read_text()
+    two_four = t[t["prune_mode"] == "2:4"].iloc[0]
+    prune = json.loads(two_four["stages"])["prune"]
+    assert prune["2:4_layers"] and set(prune["left_dense"]) >= {"conv2d"}
+    low = t[t["rank_energy"] == 0.8].iloc[0]
+    assert json.loads(low["stages"])["lowrank"]["ranks"]
