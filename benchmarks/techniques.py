@@ -4,7 +4,7 @@ whether a search that may use them finds faster models at equal accuracy.
 Run: ``.venv/bin/python benchmarks/techniques.py [--trials 30] [--tasks demo resnet]``
 
 Two tasks: the demo CNN (digits at 32x32, Sequential) and a residual MobileNet-style network
-(digits at 16x16x3: ZeroPadding + 3x3/2 stem, depthwise + 1x1 blocks with Add, 1x1 expansion,
+(digits at 32x32x3: ZeroPadding + 3x3/2 stem, depthwise + 1x1 blocks with Add, 1x1 expansion,
 global pooling, Dense head) that qualifies for XNNPACK's sparse inference.
 
 Part 1 builds every technique alone and combined with int8 (one recipe each, fixed seed) and
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import warnings
 import tempfile
 import time
 from pathlib import Path
@@ -48,22 +49,21 @@ TECHNIQUES = {
 
 
 def resnet_task(seed: int = 0) -> Task:
-    """A residual MobileNet-style CNN on digits at 16x16x3, trained here (no download)."""
+    """A residual MobileNet-style CNN on digits at 32x32x3, trained here (no download)."""
     import tf_keras as keras
 
     base = demo_data(seed)
 
-    def shrink(x: np.ndarray) -> np.ndarray:  # 32x32x1 -> 16x16x3
-        small = x[:, ::2, ::2, :]
-        return np.repeat(small, 3, axis=-1).astype("float32")
+    def rgb(x: np.ndarray) -> np.ndarray:  # 32x32x1 -> 32x32x3
+        return np.repeat(x, 3, axis=-1).astype("float32")
 
-    data = TaskData(shrink(base.x_train), base.y_train, shrink(base.x_val), base.y_val)
+    data = TaskData(rgb(base.x_train), base.y_train, rgb(base.x_val), base.y_val)
     layers = keras.layers
     keras.utils.set_random_seed(seed)
-    inputs = keras.Input((16, 16, 3))
+    inputs = keras.Input((32, 32, 3))
     x = layers.ZeroPadding2D(1)(inputs)
     x = layers.Conv2D(32, 3, strides=2, padding="valid", activation="relu")(x)
-    for _ in range(2):
+    for _ in range(3):
         y = layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
         y = layers.Conv2D(64, 1, activation="relu")(y)
         y = layers.Conv2D(32, 1)(y)
@@ -74,7 +74,7 @@ def resnet_task(seed: int = 0) -> Task:
     outputs = layers.Dense(10, activation="softmax")(x)
     model = keras.Model(inputs, outputs, name="digits_resnet")
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(data.x_train, data.y_train, epochs=20, batch_size=32, verbose=0)
+    model.fit(data.x_train, data.y_train, epochs=25, batch_size=32, verbose=0)
     return Task("digits-resnet", TeacherSpec.from_model(model), data, source="benchmark")
 
 
@@ -141,9 +141,8 @@ def compare_searches(task: Task, root: Path, trials: int) -> None:
             task=task, space=space, trials=trials, workers=2, out=root / f"{task.name}-{space}"
         )
         fronts[space] = result.front
-        print(
-            f"  {space} space: {len(result.front)} front models, {time.perf_counter() - start:.0f} s"
-        )
+        seconds = time.perf_counter() - start
+        print(f"  {space} space: {len(result.front)} front models, {seconds:.0f} s")
     levels = sorted(set(np.round(fronts["default"]["accuracy"], 4)), reverse=True)
     rows = []
     for level in levels:
@@ -165,6 +164,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["demo", "resnet"])
     parser.add_argument("--skip-search", action="store_true")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore")  # the converter's calibration notices
     root = Path(tempfile.mkdtemp(prefix="autocompress-tech-"))
     try:
         for name in args.tasks:
