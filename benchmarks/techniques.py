@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import warnings
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
