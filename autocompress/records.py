@@ -32,6 +32,8 @@ class Recipe:
             pruning, clustering and QAT.
         rank_energy: low-rank factorisation of Dense layers keeping this share of the singular
             value energy (1.0 = off).
+        channel_fraction: share of filters removed from each prunable Conv/Dense group by
+            channel pruning (0.0 = off).
     """
 
     student_width: float = 1.0
@@ -43,6 +45,7 @@ class Recipe:
     prune_mode: str = "unstructured"
     exclude: str = "none"
     rank_energy: float = 1.0
+    channel_fraction: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -86,6 +86,10 @@ def _energy(v: float) -> str | None:
     return None if 0.0 < v <= 1.0 else "must be in (0, 1] (1.0 = no factorisation)"
 
 
+def _fraction(v: float) -> str | None:
+    return None if 0.0 <= v < 1.0 else "must be in [0, 1) (0 = no channel pruning)"
+
+
 _PARAMS: dict[str, tuple[type, Any]] = {
     "student_width": (float, _width),
     "sparsity": (float, _sparsity),
@@ -96,6 +100,7 @@ _PARAMS: dict[str, tuple[type, Any]] = {
     "prune_mode": (str, _prune_mode),
     "exclude": (str, _exclude),
     "rank_energy": (float, _energy),
+    "channel_fraction": (float, _fraction),
 }
 
 

@@ -10,7 +10,8 @@ global pooling, Dense head) that qualifies for XNNPACK's sparse inference.
 Part 1 builds every technique alone and combined with int8 (one recipe each, fixed seed) and
 prints accuracy, gzip size and the measured ``cpu-host`` latency against the fp32 baseline.
 Part 2 runs two searches of ``--trials`` trials on ``cpu-host``: the default space, and the
-``techniques`` space (default + 2:4 / XNNPACK pruning, low-rank, exclusions, int16x8), and for
+``techniques`` space (default + channel / 2:4 / XNNPACK pruning, low-rank, exclusions,
+int16x8), and for
 accuracy levels of the default front prints the fastest model of each front reaching them.
 """
 
@@ -41,6 +42,8 @@ TECHNIQUES = {
     "unstructured 70 %": Recipe(sparsity=0.7),
     "2:4": Recipe(sparsity=0.5, prune_mode="2:4"),
     "xnnpack 70 %": Recipe(sparsity=0.7, prune_mode="xnnpack"),
+    "channels 25 %": Recipe(channel_fraction=0.25),
+    "channels 50 %": Recipe(channel_fraction=0.5),
     "low-rank 0.8": Recipe(rank_energy=0.8),
     "low-rank 0.6": Recipe(rank_energy=0.6),
     "70 % + ends kept": Recipe(sparsity=0.7, exclude="ends"),
@@ -122,6 +125,9 @@ def _note(stages: list) -> str:
             parts.append(f"{len(p['xnnpack_pruned_layers'])} 1x1 convs pruned")
         if p.get("left_dense"):
             parts.append(f"{len(p['left_dense'])} layers left dense")
+    if "channels" in facts:
+        ch = facts["channels"]
+        parts.append(f"params {ch['params_before']} -> {ch['params_after']}")
     if "lowrank" in facts:
         lr = facts["lowrank"]
         parts.append(f"params {lr['params_before']} -> {lr['params_after']}")

@@ -1,4 +1,5 @@
-"""The candidate pipeline: distill -> low-rank -> prune -> cluster -> QAT -> convert, in that order.
+"""The candidate pipeline: distill -> channel pruning -> low-rank -> prune -> cluster -> QAT ->
+convert, in that order: structural changes first, then what acts on the remaining weights.
 
 Pruning before clustering lets clustering preserve the zeros; QAT comes last among the Keras stages
 so it can preserve both. Each stage works on a clone, so the teacher is never modified.
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages.cache import StageCache, child_key
+from autocompress.stages.channels import ChannelPrune
 from autocompress.stages.cluster import Cluster
 from autocompress.stages.convert import convert
 from autocompress.stages.distill import Distill
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 # Stages whose outputs are plain Keras models. QAT models hold tfmot wrappers that do not
 # round-trip through a JSON config, and the conversion is cheap next to training.
-CACHED_STAGES = ("distill", "lowrank", "prune", "cluster")
+CACHED_STAGES = ("distill", "channels", "lowrank", "prune", "cluster")
 
 
 class Candidate(NamedTuple):
@@ -38,7 +40,7 @@ class Candidate(NamedTuple):
 
 
 def default_stages() -> list[Stage]:
-    return [Distill(), LowRank(), Prune(), Cluster(), QuantizeAware()]
+    return [Distill(), ChannelPrune(), LowRank(), Prune(), Cluster(), QuantizeAware()]
 
 
 def cache_plan(

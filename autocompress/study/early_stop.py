@@ -42,6 +42,8 @@ def at_least_as_compressed(a: Recipe, b: Recipe) -> bool:
         return False
     if a.rank_energy > b.rank_energy or (a.exclude == "ends" and b.exclude == "none"):
         return False
+    if a.channel_fraction < b.channel_fraction:
+        return False
     if b.clusters == 0:
         return True
     return a.clusters != 0 and a.clusters <= b.clusters

@@ -26,6 +26,7 @@ RECIPE_COLUMNS = [
     "prune_mode",
     "exclude",
     "rank_energy",
+    "channel_fraction",
 ]
 
 
@@ -107,6 +108,7 @@ FRONT_COLUMNS = [
     "prune_mode",
     "exclude",
     "rank_energy",
+    "channel_fraction",
     "accuracy",
     "size_bytes",
     "gzip_bytes",

@@ -286,6 +286,7 @@ def test_latency_techniques_run_in_a_search(tmp_path: Path, tiny_task: Task) -> 
     space.write_text(
         "student_width: 1.0\nsparsity: [0.0, 0.5]\nclusters: 0\n"
         'prune_mode: [unstructured, "2:4", xnnpack]\nrank_energy: [1.0, 0.8]\n'
+        "channel_fraction: [0.0, 0.5]\n"
         "exclude: [none, ends]\nquantization: [int8, int16x8]\n"
         "distill_epochs: 1\nfinetune_epochs: 1\n"
     )
@@ -293,6 +294,7 @@ def test_latency_techniques_run_in_a_search(tmp_path: Path, tiny_task: Task) -> 
     mine.write_text(
         '- {sparsity: 0.5, prune_mode: "2:4", exclude: ends, quantization: int8}\n'
         "- {rank_energy: 0.8, quantization: int16x8}\n"
+        "- {channel_fraction: 0.5, quantization: int8}\n"
     )
     result = search(
         task=tiny_task,
@@ -313,3 +315,5 @@ def test_latency_techniques_run_in_a_search(tmp_path: Path, tiny_task: Task) -> 
     assert prune["2:4_layers"] and set(prune["left_dense"]) >= {"conv2d"}
     low = t[t["rank_energy"] == 0.8].iloc[0]
     assert json.loads(low["stages"])["lowrank"]["ranks"]
+    narrow = t[t["channel_fraction"] == 0.5].iloc[0]
+    assert json.loads(narrow["stages"])["channels"]["widths"]
