@@ -427,23 +427,23 @@ class _Driver:
         return out
 
     def _tell_fail(self, number: int, reason: str) -> None:
-        trial = self.running.pop(number, None)
-        if trial is None:
-            return
-        trial.set_user_attr("error", reason)
-        self.study.tell(trial, state=TrialState.FAIL)
-        log.warning("trial %d failed: %s", number, reason)
-        self._write_tables()
+        """A crash: FAIL, with its one-line reason in ``error``."""
+        if self._tell_unfinished(number, TrialState.FAIL, "error", reason):
+            log.warning("trial %d failed: %s", number, reason)
 
     def _tell_stopped(self, number: int, reason: str) -> None:
         """A hopeless candidate: PRUNED (not FAIL: it did not crash), with the rule's reason."""
+        if self._tell_unfinished(number, TrialState.PRUNED, "stopped", reason):
+            log.info("trial %d stopped early: %s", number, reason)
+
+    def _tell_unfinished(self, number: int, state: TrialState, key: str, reason: str) -> bool:
         trial = self.running.pop(number, None)
         if trial is None:
-            return
-        trial.set_user_attr("stopped", reason)
-        self.study.tell(trial, state=TrialState.PRUNED)
-        log.info("trial %d stopped early: %s", number, reason)
+            return False
+        trial.set_user_attr(key, reason)
+        self.study.tell(trial, state=state)
         self._write_tables()
+        return True
 
     def _fail_orphans(self) -> None:
         """Trials left RUNNING by a driver that was killed are marked FAIL, with the reason.
