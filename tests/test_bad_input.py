@@ -135,6 +135,9 @@ CASES: dict[str, Case] = {
     "zero trials": _plain("--trials", "0", fragments=("--trials",)),
     "negative latency limit": _plain("--max-latency-ms", "-1", fragments=("--max-latency-ms",)),
     "unknown sampler": _plain("--sampler", "grid", fragments=("--sampler", "nsga2")),
+    "zero cpus per trial": _plain("--cpus-per-trial", "0", fragments=("--cpus-per-trial",)),
+    "early-stop margin above 1": _plain("--stop-margin", "2", fragments=("--stop-margin",)),
+    "space with an unknown prune mode": _space_case('prune_mode: ["3:4"]\n', "prune_mode"),
     "enqueued recipe outside the space": _bad_enqueue,
 }
 
