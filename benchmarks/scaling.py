@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import shutil
 import statistics
 import tempfile
@@ -79,6 +80,7 @@ def driver_cost(root: Path, task, trials: int) -> list[tuple[float, int]]:
         SearchOptions(),
     )
     driver.trial_fn = noop
+    logging.getLogger("autocompress").propagate = False  # no per-trial lines on the terminal
     driver.run(None)
     return progress
 
