@@ -149,7 +149,7 @@ def compare_searches(task: Task, root: Path, trials: int) -> None:
         fronts[space] = result.front
         seconds = time.perf_counter() - start
         print(f"  {space} space: {len(result.front)} front models, {seconds:.0f} s")
-    levels = sorted(set(np.round(fronts["default"]["accuracy"], 4)), reverse=True)
+    levels = sorted(set(fronts["default"]["accuracy"]), reverse=True)
     rows = []
     for level in levels:
         a, b = fastest_at(fronts["default"], level), fastest_at(fronts["techniques"], level)
