@@ -28,8 +28,9 @@ class Recipe:
         prune_mode: ``unstructured`` (magnitude), ``2:4`` (two zeros in every group of four
             weights; the pattern fixes sparsity at 50 %) or ``xnnpack`` (only the 1x1
             convolutions XNNPACK's sparse inference can use, kept sparse in the file).
-        exclude: ``none`` or ``ends``: keep the first and last weighted layers out of
-            pruning, clustering and QAT.
+        exclude: ``none``, or comma-separated layer names and/or ``ends`` (the first and last
+            weighted layers): layers kept out of every compression stage (channel pruning,
+            low-rank, pruning, clustering) and kept float by QAT and full-int8 conversion.
         rank_energy: low-rank factorisation of Dense layers keeping this share of the singular
             value energy (1.0 = off).
         channel_fraction: share of filters removed from each prunable Conv/Dense group by

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8", "int16x8", "qat")
 PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
-EXCLUDE_CHOICES = ("none", "ends")
+EXCLUDE_KEYWORDS = ("none", "ends")
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
@@ -79,7 +79,20 @@ def _prune_mode(v: str) -> str | None:
 
 
 def _exclude(v: str) -> str | None:
-    return None if v in EXCLUDE_CHOICES else f"must be one of {', '.join(EXCLUDE_CHOICES)}"
+    # "none", or comma-separated tokens: "ends" (first and last weighted layers) or layer names.
+    if v == "none":
+        return None
+    tokens = [t.strip() for t in v.split(",")]
+    if not all(tokens) or any(" " in t or t == "none" for t in tokens):
+        return "must be 'none' or comma-separated layer names and/or 'ends', e.g. 'ends,dense_1'"
+    return None
+
+
+def exclude_names(value: str) -> list[str]:
+    """The layer names an ``exclude`` value names itself (without the ``ends`` keyword)."""
+    if value == "none":
+        return []
+    return [t.strip() for t in value.split(",") if t.strip() != "ends"]
 
 
 def _energy(v: float) -> str | None:
@@ -157,6 +170,10 @@ class SearchSpace:
             for p in self.params
         )
         return dataclasses.replace(self, params=params)
+
+    def choices_of(self, name: str) -> tuple[Any, ...]:
+        """Every value parameter ``name`` can take as a choice (empty for ranges)."""
+        return next((p.choices or () for p in self.params if p.name == name), ())
 
     def validate_recipe(self, recipe: Recipe, source: str) -> None:
         """Check a hand-written recipe (e.g. an enqueued one) against the per-parameter rules."""

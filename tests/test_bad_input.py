@@ -138,6 +138,10 @@ CASES: dict[str, Case] = {
     "zero cpus per trial": _plain("--cpus-per-trial", "0", fragments=("--cpus-per-trial",)),
     "early-stop margin above 1": _plain("--stop-margin", "2", fragments=("--stop-margin",)),
     "space with an unknown prune mode": _space_case('prune_mode: ["3:4"]\n', "prune_mode"),
+    "space excluding a malformed list": _space_case('exclude: ["ends,,x"]\n', "exclude"),
+    "space excluding a layer the model lacks": _space_case(
+        "exclude: [none, no_such_layer]\n", "no_such_layer", "not a Conv/Dense layer"
+    ),
     "enqueued recipe outside the space": _bad_enqueue,
 }
 

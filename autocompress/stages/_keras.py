@@ -48,11 +48,20 @@ def clone_wrapping(
 
 
 def excluded_layers(model: keras.Model, recipe: Recipe) -> set[str]:
-    """Names of the weighted layers the recipe keeps out of pruning, clustering and QAT."""
-    if recipe.exclude != "ends":
+    """Names of the weighted layers of ``model`` the recipe keeps out of compression.
+
+    ``recipe.exclude`` is ``none`` or comma-separated tokens: ``ends`` (the first and last
+    weighted layers) and layer names. Named layers the model does not have (the search checks
+    them against the teacher before it starts) are ignored.
+    """
+    if recipe.exclude == "none":
         return set()
     weighted = [layer.name for layer in model.layers if isinstance(layer, WEIGHTED_LAYERS)]
-    return {weighted[0], weighted[-1]} if weighted else set()
+    tokens = {t.strip() for t in recipe.exclude.split(",")}
+    chosen = {name for name in weighted if name in tokens}
+    if "ends" in tokens and weighted:
+        chosen |= {weighted[0], weighted[-1]}
+    return chosen
 
 
 def outputs_probabilities(model: keras.Model) -> bool:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext
+from autocompress.stages._keras import excluded_layers
 
 
 def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[bytes, StageRecord]:
@@ -19,13 +23,24 @@ def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[byte
     x = ctx.data.x_train
     calibration = x[rng.choice(len(x), size=min(ctx.calibration_samples, len(x)), replace=False)]
     sparse = recipe.prune_mode == "xnnpack"
-    tflite = to_tflite(model, recipe.quantization, calibration, sparse=sparse)
-    facts = {"quantization": recipe.quantization, "size_bytes": len(tflite), "sparse": sparse}
+    keep = excluded_layers(model, recipe) if recipe.quantization == "int8" else set()
+    tflite = to_tflite(model, recipe.quantization, calibration, sparse=sparse, keep_float=keep)
+    facts: dict[str, Any] = {
+        "quantization": recipe.quantization,
+        "size_bytes": len(tflite),
+        "sparse": sparse,
+    }
+    if keep:
+        facts["float_layers"] = float_layers(tflite, keep)
     return tflite, StageRecord("convert", time.perf_counter() - start, facts)
 
 
 def to_tflite(
-    model: keras.Model, mode: str, calibration: np.ndarray | None = None, sparse: bool = False
+    model: keras.Model,
+    mode: str,
+    calibration: np.ndarray | None = None,
+    sparse: bool = False,
+    keep_float: Collection[str] = (),
 ) -> bytes:
     """The ``.tflite`` bytes of ``model`` in quantization ``mode``.
 
@@ -35,6 +50,10 @@ def to_tflite(
     converts a QAT model, whose quantization ranges were learned during fine-tuning;
     ``dynamic`` stores int8 weights; ``float16`` stores float16 weights. ``sparse`` keeps
     pruned weights in a sparse encoding that XNNPACK's sparse inference can use.
+
+    ``keep_float`` names layers that ``int8`` conversion leaves in float32 (with quantize /
+    dequantize ops around them; inputs and outputs stay int8). The converter has no per-layer
+    option for the other post-training modes.
     """
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     optimizations = [] if mode == "none" else [tf.lite.Optimize.DEFAULT]
@@ -55,4 +74,57 @@ def to_tflite(
         else:
             ops = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
             converter.target_spec.supported_ops = [ops]
+        if mode == "int8" and keep_float:
+            return _selective_int8(model, converter, samples, set(keep_float))
     return converter.convert()
+
+
+def _layer_ops(graph: Graph, layers: set[str]) -> list[OpInfo]:
+    """The ops of a converted Keras model that belong to ``layers``.
+
+    The converter names tensors after the layers (``model/dense_1/MatMul``): an op belongs to a
+    layer when one of its outputs or constant inputs carries ``/<layer>/`` in its name.
+    """
+    marks = [f"/{name}/" for name in layers]
+
+    def named(t: int) -> bool:
+        return 0 <= t < len(graph.tensors) and any(m in graph.tensors[t].name for m in marks)
+
+    return [
+        op
+        for op in graph.ops
+        if any(named(t) for t in op.outputs)
+        or any(named(t) and graph.tensors[t].constant for t in op.inputs)
+    ]
+
+
+def _selective_int8(
+    model: keras.Model, converter: Any, samples: np.ndarray, keep: set[str]
+) -> bytes:
+    """Full-int8 conversion with the ops of ``keep`` left in float, through TFLite's
+    quantization debugger (its ``denylisted_nodes`` are the output tensor names of the ops to
+    keep, read from a float conversion of the same model)."""
+    float_graph = read_tflite(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    nodes = [
+        float_graph.tensors[t].name for op in _layer_ops(float_graph, keep) for t in op.outputs
+    ]
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=nodes, fully_quantize=True
+    )
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=lambda: ([s[None]] for s in samples),
+        debug_options=options,
+    )
+    return bytes(debugger.get_nondebug_quantized_model())
+
+
+def float_layers(tflite: bytes, layers: Collection[str]) -> list[str]:
+    """Which of ``layers`` really compute in float32 in ``tflite`` (what the file holds)."""
+    graph = read_tflite(tflite)
+    return sorted(
+        name
+        for name in layers
+        if (ops := [op for op in _layer_ops(graph, {name}) if op.macs])
+        and all(op.compute == "float32" for op in ops)
+    )

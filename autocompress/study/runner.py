@@ -32,7 +32,7 @@ from autocompress.audit import audit_document
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.records import Recipe, TrialRecord
-from autocompress.space import SearchSpace, load_recipes, resolve_space
+from autocompress.space import SearchSpace, exclude_names, load_recipes, resolve_space
 from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_bytes, atomic_write_text
@@ -196,6 +196,7 @@ def search(
     with _exclusive(rundir), _log_to(rundir.path / "search.log"):
         task_obj = _resolve_task(task, rundir, seed, trust_model)
         space_spec = _drop_unsupported(space_spec, task_obj)
+        _check_exclusions(space_spec, task_obj)
         study = _open_study(rundir, hw[0].name, chosen_sampler, storage)
         _keep_validation(rundir, task_obj)
         from autocompress.stages.cache import root_key
@@ -528,6 +529,26 @@ def _drop_unsupported(space: SearchSpace, task: Task) -> SearchSpace:
         return space
     log.warning("prune_mode xnnpack left out of the search: %s", reason)
     return space.without_choice("prune_mode", "xnnpack")
+
+
+def _check_exclusions(space: SearchSpace, task: Task) -> None:
+    """Every layer an ``exclude`` value names must be a weighted layer of the teacher (enqueued
+    recipes can only use values the space offers)."""
+    from autocompress.stages._keras import WEIGHTED_LAYERS
+
+    named = [n for v in space.choices_of("exclude") for n in exclude_names(v)]
+    if not named:
+        return
+    teacher = task.teacher.build()
+    weighted = [layer.name for layer in teacher.layers if isinstance(layer, WEIGHTED_LAYERS)]
+    for name in named:
+        if name not in weighted:
+            shown = ", ".join(weighted[:8]) + (", ..." if len(weighted) > 8 else "")
+            raise InputError(
+                space.source,
+                f"exclude names layer {name!r}, which is not a Conv/Dense layer of the model "
+                f"(those are: {shown})",
+            )
 
 
 def _keep_validation(rundir: RunDir, task: Task) -> None:

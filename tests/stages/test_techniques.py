@@ -102,6 +102,33 @@ def test_exclusions_keep_first_and_last_layers_dense(teacher_ctx) -> None:
     assert set(record.facts["left_dense"]) == {names[0], names[-1]}
 
 
+def test_named_exclusion_keeps_that_layer_dense(teacher_ctx) -> None:
+    teacher, ctx = teacher_ctx
+    weighted = list(kernels(teacher))
+    named = weighted[1]
+    _, record = Prune().apply(teacher, Recipe(sparsity=0.6, exclude=named, finetune_epochs=1), ctx)
+    per_layer = record.facts["sparsity_per_layer"]
+    assert per_layer[named] == 0.0
+    assert all(per_layer[n] == pytest.approx(0.6, abs=0.02) for n in weighted if n != named)
+
+
+def test_int8_conversion_keeps_excluded_layers_float(teacher_ctx) -> None:
+    teacher, ctx = teacher_ctx
+    first, *middle, last = list(kernels(teacher))
+    plain = read_tflite(build_candidate(teacher, Recipe(quantization="int8"), ctx).tflite)
+    tflite, records, _ = build_candidate(teacher, Recipe(quantization="int8", exclude="ends"), ctx)
+    convert = next(r for r in records if r.stage == "convert").facts
+    assert convert["float_layers"] == sorted([first, last])
+    graph = read_tflite(tflite)
+    compute = [op.compute for op in graph.ops if op.macs]
+    assert compute[0] == compute[-1] == "float32"
+    assert set(compute[1:-1]) == {"int8"}
+    assert {op.compute for op in plain.ops if op.macs} == {"int8"}
+    # Inputs and outputs stay int8, as full-int8 conversion promises.
+    assert graph.tensors[graph.inputs[0]].dtype == graph.tensors[graph.outputs[0]].dtype == "int8"
+    assert "QUANTIZE" in graph.op_counts() and "DEQUANTIZE" in graph.op_counts()
+
+
 def test_exclusions_keep_layers_out_of_clustering_and_qat(teacher_ctx) -> None:
     teacher, ctx = teacher_ctx
     recipe = Recipe(clusters=4, quantization="qat", exclude="ends", finetune_epochs=1)
