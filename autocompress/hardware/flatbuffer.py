@@ -55,6 +55,7 @@ class TensorInfo:
     constant: bool  # holds data in the file (a weight), not an activation
     data_bytes: int  # bytes of constant data in the file (0 for activations)
     zero_fraction: float | None = None  # share of exactly-zero weights (quantized: == zero point)
+    pattern_2_4: bool = False  # weight with >= 2 zeros in every 4 consecutive inputs per output
 
     @property
     def elements(self) -> int:
@@ -78,6 +79,7 @@ class OpInfo:
     compute: str  # float32, float16, int8, int16x8 or hybrid (int8 weights, float activations)
     weight_bytes: int  # constant data this op reads
     activation_bytes: int  # activation tensors it reads and writes
+    sparse_2_4: bool = False  # its weights hold the 2:4 pattern sparse tensor cores exploit
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ def _read(buf: bytes) -> Graph:
                 constant=size > 0,
                 data_bytes=size,
                 zero_fraction=_zero_fraction(data, dtype, zero_point) if size else None,
+                pattern_2_4=_pattern_2_4(data, dtype, zero_point, shape) if size else False,
             )
         )
 
@@ -222,6 +225,7 @@ def _read(buf: bytes) -> Graph:
                     True,
                     src.nbytes,
                     tensors[ins[0]].zero_fraction,
+                    tensors[ins[0]].pattern_2_4,
                 )
 
     ops = [_op_info(i, name, ins, outs, tensors) for i, (name, ins, outs) in enumerate(raw_ops)]
@@ -238,6 +242,23 @@ def _zero_fraction(data: bytes, dtype: str, zero_point: int) -> float | None:
         return None
     values = np.frombuffer(data, dtype=np_type)
     return float(np.mean(values == zero_point)) if values.size else None
+
+
+def _pattern_2_4(data: bytes, dtype: str, zero_point: int, shape: tuple[int, ...]) -> bool:
+    """Whether a weight of shape ``[outputs, ..., inputs]`` (TFLite's layout for conv and fully
+    connected kernels) has at least two zeros in every group of four consecutive weights of
+    each output, the 2:4 pattern that sparse tensor cores run at twice the math rate."""
+    np_type = _NUMPY.get(dtype)
+    if np_type is None or len(shape) not in (2, 4) or len(data) % np.dtype(np_type).itemsize:
+        return False
+    values = np.frombuffer(data, dtype=np_type)
+    if values.size != int(np.prod(shape)) or shape[0] <= 0:
+        return False
+    per_output = values.reshape(shape[0], -1)
+    if per_output.shape[1] % 4:
+        return False
+    groups = per_output.reshape(shape[0], -1, 4)
+    return bool(np.all(np.sum(groups == zero_point, axis=-1) >= 2))
 
 
 def _op_info(
@@ -295,4 +316,5 @@ def _op_info(
         compute=compute,
         weight_bytes=sum(w.nbytes for w in weights),
         activation_bytes=sum(t.nbytes for t in present if not t.constant),
+        sparse_2_4=bool(macs and weight is not None and weight.pattern_2_4),
     )

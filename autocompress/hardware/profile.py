@@ -43,7 +43,9 @@ class RooflineSettings:
 
     ``macs_per_s`` is the sustained multiply-accumulate rate for each compute kind the file's
     ops use (float32, float16, int8, int16x8, hybrid = int8 weights with float activations);
-    ``op_efficiency`` scales it per op type (e.g. depthwise convolutions use the units poorly).
+    ``op_efficiency`` scales it per op type (e.g. depthwise convolutions use the units poorly);
+    ``sparse_2_4_speedup`` divides the compute time of ops whose weights hold the 2:4 pattern,
+    per compute kind, on hardware that exploits it (sparse tensor cores); absent = no gain.
     """
 
     macs_per_s: dict[str, float]
@@ -52,6 +54,7 @@ class RooflineSettings:
     op_overhead_s: float = 0.0
     invoke_overhead_s: float = 0.0
     op_efficiency: dict[str, float] = field(default_factory=dict)
+    sparse_2_4_speedup: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class HardwareProfile:
         if not isinstance(name, str) or not name:
             raise InputError(source, "name must be a non-empty string")
         needs = {"measure": (), "roofline": ("roofline",), "edgetpu": ("edgetpu", "host")}
-        if backend not in needs:
+        if not isinstance(backend, str) or backend not in needs:
             raise InputError(source, f"backend {backend!r} is not one of {', '.join(needs)}")
         for section in needs[backend]:
             if section not in data:
@@ -160,7 +163,7 @@ def _section(source: str, section: str, data: Any, cls: type) -> Any:
             if not isinstance(value, dict) or not value:
                 raise InputError(source, f"{where} must be a non-empty mapping of names to numbers")
             value = {str(k): _number(source, f"{where}.{k}", v) for k, v in value.items()}
-            if key == "macs_per_s":
+            if key in ("macs_per_s", "sparse_2_4_speedup"):
                 unknown = sorted(set(value) - set(COMPUTE_KINDS))
                 if unknown:
                     raise InputError(

@@ -1,9 +1,10 @@
 """Roofline simulation of a CPU or GPU from the ops of a ``.tflite`` file.
 
 Each op costs ``max(compute, memory) + overhead``: compute is its MACs at the profile's rate for
-the op's compute kind (times a per-op efficiency) plus its element operations; memory is the
-bytes it reads and writes over the memory bandwidth. The constants live in the profile YAML,
-each with its source.
+the op's compute kind (times a per-op efficiency, divided by the profile's 2:4 speed-up when the
+op's weights hold that pattern and the hardware exploits it) plus its element operations;
+memory is the bytes it reads and writes over the memory bandwidth. The constants live in the
+profile YAML, each with its source.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ def op_seconds(op: OpInfo, s: RooflineSettings) -> float:
     """Simulated time of one op."""
     rate = s.macs_per_s.get(op.compute) or s.macs_per_s.get("float32") or 1.0
     compute = op.macs / (rate * s.op_efficiency.get(op.name, 1.0))
+    if op.sparse_2_4:
+        compute /= s.sparse_2_4_speedup.get(op.compute, 1.0)
     compute += op.elementwise / s.elementwise_per_s
     memory = (op.weight_bytes + op.activation_bytes) / s.bandwidth_bytes_per_s
     return max(compute, memory) + s.op_overhead_s
@@ -36,5 +39,9 @@ def simulate_roofline(tflite: bytes, graph: Graph, profile: HardwareProfile) -> 
         p90_ms=ms,
         runs=0,
         backend="roofline",
-        details={"macs": graph.macs, "ops": len(graph.ops)},
+        details={
+            "macs": graph.macs,
+            "ops": len(graph.ops),
+            "sparse_2_4_ops": sum(op.sparse_2_4 for op in graph.ops),
+        },
     )

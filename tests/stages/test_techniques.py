@@ -42,6 +42,12 @@ def test_2_4_pruning_holds_the_pattern_in_every_group(teacher_ctx) -> None:
     # The 3x3 convolution on one channel has 9 inputs per output: it stays dense, and says why.
     conv = next(name for name in ks if ks[name].ndim == 4)
     assert "not a multiple of 4" in record.facts["left_dense"][conv]
+    # The int8 file keeps the pattern where the GPU simulator looks for it.
+    from autocompress.stages.convert import convert
+
+    tflite, _ = convert(model, Recipe(quantization="int8"), ctx)
+    flagged = [op.sparse_2_4 for op in read_tflite(tflite).ops if op.macs]
+    assert sum(flagged) == len(pruned) and len(flagged) == len(ks)
 
 
 def test_xnnpack_mode_refuses_a_model_without_a_qualifying_subgraph(teacher_ctx) -> None:
