@@ -8,7 +8,8 @@ Two tasks: the demo CNN (digits at 32x32, Sequential) and a residual MobileNet-s
 global pooling, Dense head) that qualifies for XNNPACK's sparse inference.
 
 Part 1 builds every technique alone and combined with int8 (one recipe each, fixed seed) and
-prints accuracy, gzip size and the measured ``cpu-host`` latency against the fp32 baseline.
+prints accuracy, gzip size and the measured ``cpu-host`` latency against the fp32 baseline, and
+the simulated ``gpu-a100-trt`` latency (the profile that models 2:4 sparse tensor cores).
 Part 2 runs two searches of ``--trials`` trials on ``cpu-host``: the default space, and the
 ``techniques`` space (default + channel / 2:4 / XNNPACK pruning, low-rank, exclusions,
 int16x8), and for
@@ -37,6 +38,7 @@ from autocompress.stages.prune import xnnpack_unsupported
 from autocompress.task import Task, TaskData, TeacherSpec
 
 LAT = "latency_ms_cpu-host"
+GPU = "gpu-a100-trt"  # simulated: the profile that models 2:4 sparse tensor cores
 TECHNIQUES = {
     "baseline (fp32)": Recipe(),
     "unstructured 70 %": Recipe(sparsity=0.7),
@@ -84,7 +86,7 @@ def resnet_task(seed: int = 0) -> Task:
 def one_by_one(task: Task) -> pd.DataFrame:
     teacher = task.teacher.build()
     ctx = BuildContext(task.data, teacher)
-    profile = load_profile("cpu-host")
+    profiles = [load_profile("cpu-host"), load_profile(GPU)]
     qualifies = xnnpack_unsupported(teacher)
     rows = []
     for name, recipe in TECHNIQUES.items():
@@ -98,13 +100,14 @@ def one_by_one(task: Task) -> pd.DataFrame:
                 rows.append({"technique": label, "note": f"not applicable: {qualifies}"})
                 continue
             tflite, stages, _ = build_candidate(teacher, r, ctx)
-            m = evaluate(tflite, task.data.x_val, task.data.y_val, [profile])
+            m = evaluate(tflite, task.data.x_val, task.data.y_val, profiles)
             rows.append(
                 {
                     "technique": label,
                     "accuracy": m.accuracy,
                     "gzip_bytes": m.gzip_bytes,
                     LAT: m.latency["cpu-host"].median_ms,
+                    f"sim_ms_{GPU}": m.latency[GPU].median_ms,
                     "note": _note(stages),
                 }
             )
@@ -112,6 +115,7 @@ def one_by_one(task: Task) -> pd.DataFrame:
     base = table.iloc[0]
     table["size_vs_base"] = table["gzip_bytes"] / base["gzip_bytes"]
     table["speedup_vs_base"] = base[LAT] / table[LAT]
+    table["sim_speedup_gpu"] = base[f"sim_ms_{GPU}"] / table[f"sim_ms_{GPU}"]
     return table
 
 
@@ -123,11 +127,15 @@ def _note(stages: list) -> str:
         parts.append(f"sparsity {p['sparsity']:.2f}")
         if p.get("xnnpack_pruned_layers"):
             parts.append(f"{len(p['xnnpack_pruned_layers'])} 1x1 convs pruned")
+        if p.get("2:4_layers"):
+            parts.append(f"{len(p['2:4_layers'])} layers 2:4")
         if p.get("left_dense"):
             parts.append(f"{len(p['left_dense'])} layers left dense")
     if "channels" in facts:
         ch = facts["channels"]
         parts.append(f"params {ch['params_before']} -> {ch['params_after']}")
+    if facts.get("convert", {}).get("float_layers"):
+        parts.append(f"float layers {', '.join(facts['convert']['float_layers'])}")
     if "lowrank" in facts:
         lr = facts["lowrank"]
         parts.append(f"params {lr['params_before']} -> {lr['params_after']}")
