@@ -9,9 +9,11 @@ Run: ``.venv/bin/python benchmarks/validate_profiles.py [--fit] [--run runs/demo
    Coral's benchmark page (desktop + USB accelerator / Dev Board) and TFLite's Pixel 2 numbers.
    Only the rows marked "fit" were used to choose constants; every other row is held out.
 2. ``--fit`` prints the constants that the calibration rows imply (what the YAML files hold).
-3. cpu-host: a roofline is fitted to LiteRT measurements of micro-models made here, then used to
-   predict the measured latency of the candidates of a finished search (``--run``); it prints the
-   share of candidates predicted within +-10 %.
+3. cpu-host: a per-op roofline and two kernel-level predictors (``_kernels.py``: one regressor
+   per op type and compute kind, after nn-Meter) are fitted to LiteRT measurements of single-op
+   micro-models made here, then used to predict the measured latency of the candidates of a
+   finished search (``--run``); it prints the share of candidates predicted within +-10 %, and
+   how often a second measurement agrees with the first (the noise floor).
 
 Converted files are cached in ``--cache`` (default ~/.cache/autocompress/validate).
 """
@@ -21,11 +23,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _kernels import MODES, KernelPredictor, features, file_kind, micro_models
 
 import autocompress  # noqa: F401  (Keras-2 switch)
 from autocompress.hardware import latency, load_profile, read_tflite
@@ -157,118 +159,119 @@ def published_table(cache: Path, fit: bool) -> None:
     print("No other published Pixel 2 numbers are at hand: nothing held out for this profile.")
 
 
-def micro_models() -> list[Callable]:
-    """One- and two-layer models spanning the shapes of small CNNs: conv, depthwise, dense,
-    pooling, from overhead-dominated to compute-dominated."""
-    import tf_keras as keras
-
-    L = keras.layers
-    out = []
-    for size, cin, cout, k in [
-        (32, 1, 16, 3),
-        (32, 1, 32, 3),
-        (32, 8, 32, 3),
-        (16, 32, 64, 3),
-        (16, 32, 96, 3),
-        (16, 64, 64, 1),
-        (8, 96, 96, 3),
-        (8, 64, 128, 3),
-        (32, 16, 16, 5),
-        (8, 128, 128, 1),
-        (16, 96, 96, 3),
-    ]:
-        out.append(
-            lambda s=size, a=cin, b=cout, kk=k: keras.Sequential(
-                [L.Input((s, s, a)), L.Conv2D(b, kk, padding="same", activation="relu")]
-            )
-        )
-        out.append(
-            lambda s=size, a=cin, b=cout, kk=k: keras.Sequential(
-                [
-                    L.Input((s, s, a)),
-                    L.Conv2D(b, kk, padding="same", activation="relu"),
-                    L.MaxPool2D(),
-                ]
-            )
-        )
-    for size, c in [(32, 16), (16, 64), (8, 128), (32, 64)]:
-        out.append(
-            lambda s=size, a=c: keras.Sequential(
-                [L.Input((s, s, a)), L.DepthwiseConv2D(3, padding="same", activation="relu")]
-            )
-        )
-    for n_in, n_out in [(256, 64), (1024, 128), (1536, 128), (4096, 256), (6144, 128)]:
-        out.append(lambda a=n_in, b=n_out: keras.Sequential([L.Input((a,)), L.Dense(b)]))
-    return out
-
-
 def cpu_host(run: Path | None) -> None:
-    from autocompress.hardware.measure import measure_latency
-
-    print("\n== cpu-host: roofline fitted to micro-models measured here ==")
-    host = load_profile("cpu-host")
-    samples: dict[str, list[tuple[Graph, float]]] = {"float32": [], "int8": [], "hybrid": []}
-    for build in micro_models():
-        for mode, kind in (("none", "float32"), ("int8", "int8"), ("dynamic", "hybrid")):
-            model = build()
-            data = convert(model, mode)
-            samples[kind].append((read_tflite(data), measure_latency(data, None, host).median_ms))
-    # Unknowns: invoke overhead, per-op overhead, seconds per MAC for each compute kind and
-    # seconds per element operation. Relative errors (rows divided by the measurement) so that
-    # small and large models count alike; non-negative least squares keeps every rate physical.
+    """Fit the roofline and the kernel-level predictors to single-op micro-models measured here,
+    then predict the candidates of a finished search, re-measured idle in this run."""
     from scipy.optimize import nnls
 
+    from autocompress.hardware.measure import measure_latency
+
+    print("\n== cpu-host: predictors fitted to single-op micro-models measured here ==")
+    host = load_profile("cpu-host")
+    micros = micro_models()
+    files: list[tuple[str, Graph, float]] = []  # (micro op type, graph, measured seconds)
+    start = time.perf_counter()
+    for micro in micros:
+        for mode, _ in MODES:
+            data = convert(micro.build(), mode)
+            files.append(
+                (micro.op, read_tflite(data), measure_latency(data, None, host).median_ms / 1e3)
+            )
+    print(f"measured {len(files)} micro-model files in {time.perf_counter() - start:.0f} s")
+
+    # Roofline: invoke + per-op overhead + seconds per MAC per compute kind + per element.
+    kinds = ["float32", "int8", "hybrid"]
     rows, target = [], []
-    kinds = list(samples)
-    for kind, items in samples.items():
-        for g, ms in items:
-            row = [1.0, len(g.ops)] + [0.0] * len(kinds) + [sum(o.elementwise for o in g.ops)]
-            row[2 + kinds.index(kind)] = g.macs
-            rows.append(np.array(row) / (ms / 1e3))
-            target.append(1.0)
+    for _, g, seconds in files:
+        row = [1.0, len(g.ops)] + [0.0] * len(kinds) + [sum(o.elementwise for o in g.ops)]
+        for op in g.ops:
+            if op.compute in kinds:
+                row[2 + kinds.index(op.compute)] += op.macs
+        rows.append(np.array(row) / seconds)
+        target.append(1.0)
     scale = np.max(np.abs(rows), axis=0)
     coef, _ = nnls(np.array(rows) / scale, np.array(target))
     coef = np.maximum(coef / scale, 1e-18)
-    fitted = RooflineSettings(
+    roofline = RooflineSettings(
         macs_per_s={k: 1.0 / coef[2 + i] for i, k in enumerate(kinds)} | {"float16": 1.0 / coef[2]},
         elementwise_per_s=1.0 / coef[-1],
         bandwidth_bytes_per_s=1e12,
         op_overhead_s=float(coef[1]),
         invoke_overhead_s=float(coef[0]),
     )
+
+    # Kernel level: an op's time is its file's time minus the invoke cost of a RESHAPE-only file
+    # of the same compute kind.
+    invoke = {file_kind(g): seconds for op, g, seconds in files if op == "RESHAPE"}
+    invoke.setdefault("hybrid", invoke.get("float32", 0.0))
+    samples = []
+    for op_type, g, seconds in files:
+        ops = [op for op in g.ops if op.name == op_type]
+        if op_type != "RESHAPE" and len(ops) == 1:
+            own = seconds - invoke.get(file_kind(g), invoke["float32"])
+            samples.append((file_kind(g), ops[0], features(g, ops[0]), own))
+    predictors = {
+        kind: dataclasses.replace(KernelPredictor(kind), invoke_s=invoke).fit(samples)
+        for kind in ("linear", "forest")
+    }
+
+    def predict(name: str, g: Graph) -> float:
+        if name == "roofline":
+            return (graph_seconds(g.ops, roofline) + roofline.invoke_overhead_s) * 1e3
+        p = predictors[name]
+        total = p.invoke_s.get(file_kind(g), p.invoke_s["float32"])
+        for op in g.ops:
+            t = p.op_seconds(g, op)
+            total += t if t is not None else graph_seconds([op], roofline)
+        return total * 1e3
+
     print(
-        "fitted:",
-        {k: f"{v:.3g}" for k, v in fitted.macs_per_s.items()},
-        f"elementwise/s {fitted.elementwise_per_s:.3g}, per op {fitted.op_overhead_s * 1e6:.2f} us,"
-        f" per invoke {fitted.invoke_overhead_s * 1e6:.2f} us",
+        "roofline fitted:",
+        {k: f"{v:.3g}" for k, v in roofline.macs_per_s.items()},
+        f"elementwise/s {roofline.elementwise_per_s:.3g}, per op "
+        f"{roofline.op_overhead_s * 1e6:.2f} us, "
+        f"per invoke {roofline.invoke_overhead_s * 1e6:.2f} us",
+    )
+    print(
+        "kernels:",
+        ", ".join(sorted(f"{n}/{c}" for n, c in predictors["linear"].linear)),
+        "| invoke us:",
+        {k: round(v * 1e6, 2) for k, v in invoke.items()},
     )
     if run is None:
         return
     trials = pd.read_csv(run / "trials.csv")
     reused = trials.get("reused_from", pd.Series(index=trials.index, dtype=float))
     done = trials[(trials["state"] == "COMPLETE") & reused.isna()]
-    # The search measured its candidates while another worker trained on the other core; measure
-    # them again here, idle like the micro-models, so that both sides see the same machine.
-    errors, by_mode, load = [], {}, []
+    # The search measured its candidates while another worker trained on the other core: measure
+    # them again here, idle like the micro-models, twice (the second time is the noise floor:
+    # how often a measurement agrees with itself within +-10 %).
+    errors: dict[str, list[float]] = {"roofline": [], "linear": [], "forest": []}
+    by_mode: dict[str, dict[str, list[float]]] = {k: {} for k in errors}
+    repeat = []
     for _, row in done.iterrows():
         data = (run / row["model_path"]).read_bytes()
         g = read_tflite(data)
         measured = measure_latency(data, None, host).median_ms
-        load.append(row["latency_ms_cpu-host"] / measured)
-        predicted = (graph_seconds(g.ops, fitted) + fitted.invoke_overhead_s) * 1e3
-        error = (predicted - measured) / measured
-        errors.append(error)
-        by_mode.setdefault(row["quantization"], []).append(error)
-    err = np.abs(np.array(errors))
-    print(f"latency measured during the search / measured idle here: {np.median(load):.2f}x")
+        repeat.append(measure_latency(data, None, host).median_ms / measured - 1.0)
+        for name in errors:
+            error = predict(name, g) / measured - 1.0
+            errors[name].append(error)
+            by_mode[name].setdefault(row["quantization"], []).append(error)
+    print(f"candidates of {run}: {len(done)}")
+    noise = np.abs(np.array(repeat))
     print(
-        "median signed error by quantization mode:",
-        {k: f"{np.median(v):+.0%} (n={len(v)})" for k, v in sorted(by_mode.items())},
+        f"  noise floor (second measurement vs first): within +-10 %: {np.mean(noise <= 0.10):.0%},"
+        f" median |difference| {np.median(noise):.1%}"
     )
-    print(
-        f"candidates of {run}: {len(err)}; within +-10 %: {np.mean(err <= 0.10):.0%}, "
-        f"within +-25 %: {np.mean(err <= 0.25):.0%}, median |error| {np.median(err):.0%}"
-    )
+    for name, errs in errors.items():
+        err = np.abs(np.array(errs))
+        modes = {k: f"{np.median(v):+.0%}" for k, v in sorted(by_mode[name].items())}
+        print(
+            f"  {name:8s} within +-10 %: {np.mean(err <= 0.10):4.0%}, within +-25 %: "
+            f"{np.mean(err <= 0.25):4.0%}, median |error| {np.median(err):4.0%}; "
+            f"median signed error by mode {modes}"
+        )
 
 
 def main() -> None:
