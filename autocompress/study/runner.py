@@ -53,6 +53,9 @@ SAMPLERS = ("tpe", "nsga2", "random")
 _EPOCH_PARAMS = ("distill_epochs", "finetune_epochs")
 BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
 # Well-known recipes tried first (after the baseline), so the front is good from the first minutes.
+# Proposals in a row that repeat built recipes before the search stops as exhausted.
+MAX_REPEATS_IN_ROW = 30
+
 WELL_KNOWN = (
     Recipe(quantization="int8"),
     Recipe(sparsity=0.5, quantization="int8"),
@@ -246,6 +249,8 @@ class _Driver:
         self.budget, self.timeout, self.workers = budget, timeout, workers
         self.on_progress = on_progress
         self.running: dict[int, optuna.Trial] = {}
+        self.repeats_in_row = 0  # proposals in a row answered from earlier trials
+        self.exhausted_logged = False
         self.start = time.monotonic()
         self.front: tuple[FrontMember, ...] = ()
         from autocompress.stages.cache import DirCache  # (imports TensorFlow: not at module load)
@@ -278,6 +283,7 @@ class _Driver:
                         executor.in_flight < self.workers
                         and self._finished() + self._running() < self.budget
                         and not self._timed_out()
+                        and not self._exhausted()
                     ):
                         self._submit(executor)
                     if executor.in_flight == 0:
@@ -319,7 +325,10 @@ class _Driver:
             return
         self.running[trial.number] = trial
         trial.set_user_attr("recipe", recipe.to_dict())
-        if not self._reuse(trial, recipe):
+        if self._reuse(trial, recipe):
+            self.repeats_in_row += 1
+        else:
+            self.repeats_in_row = 0
             margin = self.options.stop_margin
             stop = EarlyStop(self.front, margin) if margin is not None and self.front else None
             executor.submit(TrialRequest(trial.number, recipe, stop, self._entries_for(recipe)))
@@ -468,8 +477,30 @@ class _Driver:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
     def _finished(self) -> int:
+        """Trials that count against the budget: built (or failed, or stopped) candidates.
+
+        A repeat of an earlier recipe is answered from that trial for free (the sampler still
+        learns it was proposed), so it does not use up the budget.
+        """
         states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-        return len(self.study.get_trials(deepcopy=False, states=states))
+        return sum(
+            "reused_from" not in t.user_attrs
+            for t in self.study.get_trials(deepcopy=False, states=states)
+        )
+
+    def _exhausted(self) -> bool:
+        """Whether the sampler only proposes recipes that were already built: a small space
+        is used up (there may be fewer distinct recipes than the budget)."""
+        if self.repeats_in_row < MAX_REPEATS_IN_ROW:
+            return False
+        if not self.exhausted_logged:
+            log.warning(
+                "the last %d proposals were all recipes built before: stopping (the search space "
+                "has no more new recipes to offer, or the sampler has converged)",
+                self.repeats_in_row,
+            )
+            self.exhausted_logged = True
+        return True
 
     def _timed_out(self) -> bool:
         return self.timeout is not None and time.monotonic() - self.start >= self.timeout
