@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,32 @@ def test_estimate_corrupt_file_exits_2(tmp_path: Path, first_run) -> None:
     bad.write_bytes(data[: len(data) // 3])
     proc = run_cli("estimate", str(bad), "--profile", "pixel2-cpu")
     assert_clean_error(proc, "bad.tflite")
+
+
+def test_search_terminal_shows_results_and_ray_notices_go_to_the_log(
+    tmp_path: Path, task_files: Path, smoke_space_file: Path
+) -> None:
+    out = tmp_path / "run"
+    proc = run_cli(
+        "search",
+        "--task",
+        str(task_files / "task.yaml"),
+        "--space",
+        str(smoke_space_file),
+        "--trials",
+        "1",
+        "--workers",
+        "1",
+        "--no-warm-start",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Pareto front" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    # Ray's start-up notice (token authentication) is a detail for search.log, not the terminal.
+    assert "Token authentication" not in proc.stderr + proc.stdout
+    log = (out / "search.log").read_text()
+    assert "trial 0 complete" in log
+    if "RAY_AUTH_MODE" not in os.environ:  # Ray 2.60 announces token auth on a new local cluster
+        assert "Token authentication is enabled" in log

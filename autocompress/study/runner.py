@@ -53,6 +53,9 @@ SAMPLERS = ("tpe", "nsga2", "random")
 _EPOCH_PARAMS = ("distill_epochs", "finetune_epochs")
 BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
 # Well-known recipes tried first (after the baseline), so the front is good from the first minutes.
+# The logger of Ray's start-up notices (token authentication) that belong in search.log.
+RAY_NOTICES_LOGGER = "ray._private.authentication"
+
 # Proposals in a row that repeat built recipes before the search stops as exhausted.
 MAX_REPEATS_IN_ROW = 30
 
@@ -748,14 +751,26 @@ def _exclusive(rundir: RunDir) -> Iterator[None]:
 
 @contextmanager
 def _log_to(path: Path) -> Iterator[None]:
+    """Send this module's log, and Ray's start-up notices, to ``path`` while a search runs: the
+    terminal shows the progress line; details go to the file.
+
+    ``ray.init`` empties the handlers of the ``ray`` logger, after which Ray's warnings reach
+    the terminal through Python's last-resort handler; a handler on the sub-logger that emits
+    the token-authentication notice survives that.
+    """
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    log.propagate = False  # the terminal shows the progress line; details go to the file
+    log.propagate = False
+    ray_log = logging.getLogger(RAY_NOTICES_LOGGER)
+    ray_log.addHandler(handler)
+    ray_log.propagate = False
     try:
         yield
     finally:
+        ray_log.propagate = True
+        ray_log.removeHandler(handler)
         log.propagate = True
         log.removeHandler(handler)
         handler.close()
