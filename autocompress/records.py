@@ -31,8 +31,8 @@ class Recipe:
         exclude: ``none``, or comma-separated layer names and/or ``ends`` (the first and last
             weighted layers): layers kept out of every compression stage (channel pruning,
             low-rank, pruning, clustering) and kept float by QAT and full-int8 conversion.
-        rank_energy: low-rank factorisation of Dense layers keeping this share of the singular
-            value energy (1.0 = off).
+        rank_energy: low-rank factorisation of Dense layers and 1x1 convolutions keeping this
+            share of the singular value energy (1.0 = off).
         channel_fraction: share of filters removed from each prunable Conv/Dense group by
             channel pruning (0.0 = off).
     """

@@ -1,9 +1,12 @@
-"""Low-rank factorisation of Dense layers: W (m x n) becomes two Dense layers of rank r from a
-truncated SVD, W ~ (U_r sqrt(S_r)) (sqrt(S_r) V_r^T), then fine-tuning.
+"""Low-rank factorisation of Dense layers and 1x1 convolutions: W (m x n) becomes two layers of
+rank r from a truncated SVD, W ~ (U_r sqrt(S_r)) (sqrt(S_r) V_r^T), then fine-tuning.
 
-r is the smallest rank keeping ``recipe.rank_energy`` of the squared singular values. A layer is
-factorised only where that saves parameters (r (m + n) < m n); the others, and excluded layers,
-stay as they are and the record says why. Convolutions are left alone (including 1x1 ones).
+A 1x1 convolution is a Dense layer applied at every pixel: its kernel (1, 1, m, n) factorises the
+same way into a 1x1 convolution to r channels (with the original stride) and one back to n (with
+the bias and activation). r is the smallest rank keeping ``recipe.rank_energy`` of the squared
+singular values. A layer is factorised only where that saves parameters (r (m + n) < m n); the
+others, and excluded layers, stay as they are and the record says why. Larger kernels, grouped,
+depthwise and separable convolutions are left alone.
 """
 
 from __future__ import annotations
@@ -43,20 +46,24 @@ def factorize(
     ranks: dict[str, Any] = {}
     left: dict[str, str] = {}
     for layer in model.layers:
-        if not isinstance(layer, keras.layers.Dense):
+        if not factorable(layer):
             continue
         if layer.name in skip:
             left[layer.name] = "excluded"
             continue
         kernel = layer.kernel.numpy()
-        m, n = kernel.shape
-        u, s, vt = np.linalg.svd(kernel, full_matrices=False)
+        m, n = kernel.shape[-2:]
+        u, s, vt = np.linalg.svd(kernel.reshape(m, n), full_matrices=False)
         r = rank_for(s, energy)
         if r * (m + n) >= m * n and not force:
             left[layer.name] = f"rank {r} of {min(m, n)} saves no parameters"
             continue
         root = np.sqrt(s[:r])
-        plans[layer.name] = (u[:, :r] * root, root[:, None] * vt[:r])
+        lead = kernel.shape[:-2]  # () for Dense, (1, 1) for a 1x1 convolution
+        plans[layer.name] = (
+            (u[:, :r] * root).reshape(*lead, m, r),
+            (root[:, None] * vt[:r]).reshape(*lead, r, n),
+        )
         ranks[layer.name] = {"rank": r, "full_rank": min(m, n), "params": [m * n, r * (m + n)]}
     if not plans:
         return model, ranks, left
@@ -67,10 +74,13 @@ def factorize(
         name = entry["config"]["name"]
         if name in plans:
             first = copy.deepcopy(entry)
-            first["config"].update(
-                name=name + SUFFIX, units=int(plans[name][0].shape[1]), activation="linear"
-            )
-            first["config"]["use_bias"] = False
+            width = int(plans[name][0].shape[-1])
+            first["config"].update(name=name + SUFFIX, activation="linear", use_bias=False)
+            if "units" in first["config"]:
+                first["config"]["units"] = width
+            else:  # 1x1 convolution: the first keeps the stride, the second runs at stride 1
+                first["config"]["filters"] = width
+                entry["config"]["strides"] = [1, 1]
             if "name" in first:  # functional: the new layer takes the old one's inputs
                 first["name"] = name + SUFFIX
                 entry["inbound_nodes"] = [[[name + SUFFIX, 0, 0, {}]]]
@@ -92,8 +102,22 @@ def factorize(
     return new, ranks, left
 
 
+def factorable(layer: keras.layers.Layer) -> bool:
+    """Dense layers, and plain 1x1 convolutions (no groups, channels last)."""
+    if type(layer) is keras.layers.Dense:
+        return True
+    if type(layer) is not keras.layers.Conv2D:  # not depthwise / separable subclasses either
+        return False
+    return (
+        tuple(layer.kernel_size) == (1, 1)
+        and getattr(layer, "groups", 1) == 1
+        and layer.data_format == "channels_last"
+    )
+
+
 class LowRank(Stage):
-    """Factorise Dense layers to the rank holding ``recipe.rank_energy``, then fine-tune."""
+    """Factorise Dense layers and 1x1 convolutions to the rank holding ``recipe.rank_energy``,
+    then fine-tune."""
 
     name = "lowrank"
 
@@ -106,6 +130,7 @@ class LowRank(Stage):
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
         return {
             "energy": recipe.rank_energy,
+            "layers": "dense+conv1x1",  # what is factorised: outputs of older versions differ
             "exclude": recipe.exclude,
             "epochs": recipe.finetune_epochs,
         }

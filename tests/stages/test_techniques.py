@@ -184,6 +184,31 @@ def test_svd_on_a_functional_model_with_a_residual_add() -> None:
     assert set(ranks) == {"a", "b", "out"}
 
 
+def test_svd_of_1x1_convolutions_keeps_stride_and_output() -> None:
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((9, 9, 12))
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="k3")(inputs)
+    h = keras.layers.Conv2D(24, 1, strides=2, activation="relu", name="pw")(h)
+    h = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    outputs = keras.layers.Dense(3, name="out")(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inputs, outputs)
+    factored, ranks, _ = factorize(model, energy=1.0, force=True)
+    assert set(ranks) == {"pw", "out"}  # the 3x3 and the depthwise convolution stay
+    layers = {layer.name: layer for layer in factored.layers}
+    assert layers["pw_lowrank"].strides == (2, 2) and layers["pw"].strides == (1, 1)
+    assert layers["pw_lowrank"].filters == ranks["pw"]["rank"] == 16
+    x = np.random.default_rng(0).random((4, 9, 9, 12), dtype=np.float32)
+    np.testing.assert_allclose(
+        factored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-4
+    )
+    # Below full rank it saves parameters and says which layers it left.
+    small, low, left = factorize(model, energy=0.5)
+    assert small.count_params() < model.count_params()
+    assert "pw" in low and low["pw"]["rank"] < 16
+
+
 def test_lowrank_stage_lowers_the_rank_and_the_parameters(teacher_ctx) -> None:
     teacher, ctx = teacher_ctx
     model, record = LowRank().apply(teacher, Recipe(rank_energy=0.5, finetune_epochs=1), ctx)
