@@ -52,13 +52,11 @@ log = logging.getLogger("autocompress")
 SAMPLERS = ("tpe", "nsga2", "random")
 _EPOCH_PARAMS = ("distill_epochs", "finetune_epochs")
 BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
-# Well-known recipes tried first (after the baseline), so the front is good from the first minutes.
 # The logger of Ray's start-up notices (token authentication) that belong in search.log.
 RAY_NOTICES_LOGGER = "ray._private.authentication"
-
 # Proposals in a row that repeat built recipes before the search stops as exhausted.
 MAX_REPEATS_IN_ROW = 30
-
+# Well-known recipes tried first (after the baseline), so the front is good from the first minutes.
 WELL_KNOWN = (
     Recipe(quantization="int8"),
     Recipe(sparsity=0.5, quantization="int8"),
