@@ -164,7 +164,11 @@ def _stored_config(path: Path) -> Any:
 
 
 def _layers_needing_code(config: Any) -> list[str]:
-    """Lambda layers and classes that are not built into Keras, anywhere in the config."""
+    """Lambda layers and classes that are not built into Keras, anywhere in the architecture.
+
+    The training configuration (``compile_config``: optimizer, loss, metrics) is skipped: models
+    are loaded with ``compile=False``, so it is never deserialised.
+    """
     import tf_keras
 
     builtin = set(dir(tf_keras.layers)) | {
@@ -183,8 +187,9 @@ def _layers_needing_code(config: Any) -> list[str]:
                 is_layer = "name" in node["config"] or "layers" in node["config"]
                 if name == "Lambda" or (is_layer and name not in builtin):
                     found.append(f"{node['config'].get('name', '?')!r} of type {name}")
-            for value in node.values():
-                walk(value)
+            for key, value in node.items():
+                if key != "compile_config":
+                    walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)

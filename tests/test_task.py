@@ -84,6 +84,21 @@ def test_model_that_needs_code_is_refused_unless_trusted(
     assert load_task(path, trust_model=True).name == "t"
 
 
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_compiled_model_loads_without_trust(tmp_path: Path, task_files: Path, suffix: str) -> None:
+    """A trained model's optimizer config is not code: only the architecture is checked."""
+    import tf_keras as keras
+
+    model = keras.Sequential(
+        [keras.layers.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "int64"), verbose=0)
+    model.save(tmp_path / f"m{suffix}")
+    path = _write(tmp_path, f"model: m{suffix}\ndata: {task_files / 'data.npz'}\n")
+    assert load_task(path).name == "t"
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(
