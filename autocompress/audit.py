@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    import tf_keras
+
     from autocompress.records import TrialRecord
     from autocompress.task import Task, TaskData
 
@@ -83,6 +85,28 @@ def compare(
         noise_accuracy=float(np.mean(candidate_noisy == labels)),
         teacher_noise_accuracy=float(np.mean(teacher_noisy == labels)),
     )
+
+
+@dataclass(frozen=True)
+class TeacherReference:
+    """The teacher's predicted classes on the validation inputs, clean and noisy.
+
+    The same for every trial of a search, so the driver computes them once
+    (:func:`teacher_reference`) and sends them with the trial context instead of every trial
+    running the teacher twice.
+    """
+
+    clean: np.ndarray
+    noisy: np.ndarray
+
+
+def teacher_reference(
+    teacher: tf_keras.Model, data: TaskData, seed: int, sigma: float = NOISE_SIGMA
+) -> TeacherReference:
+    def classes(x: np.ndarray) -> np.ndarray:
+        return np.argmax(teacher.predict(x, batch_size=256, verbose=0), axis=-1)
+
+    return TeacherReference(classes(data.x_val), classes(noisy(data, sigma, seed)))
 
 
 def noisy(data: TaskData, sigma: float = NOISE_SIGMA, seed: int = 0) -> np.ndarray:

@@ -69,3 +69,21 @@ def test_pick_refuses_models_with_a_large_class_drop(first_run) -> None:
     chosen = pick(out, max_class_drop=best)
     assert chosen is not None and chosen["max_class_drop"] <= best
     assert pick(out, max_class_drop=worst) is not None
+
+
+def test_trial_audit_is_the_same_with_the_drivers_teacher_reference(tiny_task) -> None:
+    """The driver computes the teacher's predictions once; a trial given them audits exactly as
+    a trial that runs the teacher itself."""
+    from autocompress.audit import teacher_reference
+    from autocompress.records import Recipe
+    from autocompress.study.objective import TrialContext, TrialRequest, run_trial
+
+    recipe = Recipe(quantization="dynamic")
+    alone = run_trial(TrialContext(task=tiny_task, profiles=()), TrialRequest(0, recipe))
+    ref = teacher_reference(tiny_task.teacher.build(), tiny_task.data, seed=0)
+    given = run_trial(
+        TrialContext(task=tiny_task, profiles=(), reference=ref), TrialRequest(0, recipe)
+    )
+    assert alone.record is not None and given.record is not None
+    assert given.record.audit == alone.record.audit
+    assert len(ref.clean) == len(tiny_task.data.y_val)

@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from autocompress.audit import TeacherReference
 from autocompress.hardware import HardwareProfile
 from autocompress.records import Recipe, TrialRecord
 from autocompress.study.early_stop import EarlyStop
@@ -34,6 +35,7 @@ class TrialContext:
     threads: int = 1  # TensorFlow threads per trial (the CPUs Ray reserves for it)
     stage_cache: bool = True  # use and return stage cache entries
     cache_key: str = ""  # root key: hash of teacher, data and seed
+    reference: TeacherReference | None = None  # the teacher's predictions; None: each trial's own
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def _build_and_measure(
     import numpy as np
     import tf_keras
 
-    from autocompress.audit import NOISE_SIGMA, compare, lineage, noisy
+    from autocompress.audit import NOISE_SIGMA, compare, lineage, noisy, teacher_reference
     from autocompress.evaluate import evaluate, predict
     from autocompress.stages import BuildContext, build_candidate
     from autocompress.stages._keras import keras_file_bytes
@@ -120,13 +122,13 @@ def _build_and_measure(
     data = ctx.task.data
     scores = predict(tflite, data.x_val)
     measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, scores=scores)
-    x_noisy = noisy(data, NOISE_SIGMA, ctx.seed)
+    ref = ctx.reference or teacher_reference(teacher, data, ctx.seed)
     audit = compare(
         candidate=np.argmax(scores, axis=-1),
-        teacher=np.argmax(teacher.predict(data.x_val, batch_size=256, verbose=0), axis=-1),
+        teacher=ref.clean,
         labels=data.y_val,
-        candidate_noisy=np.argmax(predict(tflite, x_noisy), axis=-1),
-        teacher_noisy=np.argmax(teacher.predict(x_noisy, batch_size=256, verbose=0), axis=-1),
+        candidate_noisy=np.argmax(predict(tflite, noisy(data, NOISE_SIGMA, ctx.seed)), axis=-1),
+        teacher_noisy=ref.noisy,
         noise_sigma=NOISE_SIGMA,
     )
     audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed))

@@ -203,6 +203,7 @@ def search(
         _check_exclusions(space_spec, task_obj)
         study = _open_study(rundir, hw[0].name, chosen_sampler, storage)
         _keep_validation(rundir, task_obj)
+        from autocompress.audit import teacher_reference
         from autocompress.stages.cache import root_key
 
         ctx = TrialContext(
@@ -212,6 +213,7 @@ def search(
             threads=max(1, math.ceil(cpus_per_trial)),
             stage_cache=stage_cache,
             cache_key=root_key(task_obj, seed),
+            reference=teacher_reference(task_obj.teacher.build(), task_obj.data, seed),
         )
         driver = _Driver(
             study, space_spec, ctx, rundir, trials, timeout, workers, on_progress, options

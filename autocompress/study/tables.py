@@ -75,6 +75,8 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         row["noise_accuracy"] = round(record.audit.noise_accuracy, 4)
     row["seconds"] = round(record.seconds, 2)
     row["reused_stages"] = ";".join(s.stage for s in record.stages if s.reused)
+    # Each stage's build time; for a reused stage, the time its original build took.
+    row["stage_seconds"] = json.dumps({s.stage: round(s.seconds, 2) for s in record.stages})
     row["stages"] = json.dumps({s.stage: s.facts for s in record.stages})
     row["model_path"] = trial.user_attrs.get("model_path", "")
     row["reused_from"] = trial.user_attrs.get("reused_from")

@@ -230,6 +230,10 @@ def test_stage_cache_reuses_shared_prefix_across_trials(tmp_path: Path, tiny_tas
     assert len(built) >= 2
     reused = list(built["reused_stages"].fillna(""))
     assert reused[0] == "" and all(r == "distill" for r in reused[1:])
+    # A reused stage reports what its original build cost (what the cache saved).
+    seconds = [json.loads(v) for v in built["stage_seconds"]]
+    assert seconds[0]["distill"] > 0 and all(s["distill"] == seconds[0]["distill"] for s in seconds)
+    assert all(s["convert"] > 0 for s in seconds)
     assert list((tmp_path / "run" / "cache").glob("*.entry"))  # kept by the driver
 
 
