@@ -106,6 +106,9 @@ class StageCache(abc.ABC):
     def put(self, key: str, blob: bytes) -> None:
         """Keep a new entry."""
 
+    def has(self, key: str) -> bool:
+        return self.get(key) is not None
+
     def load(self, key: str) -> tuple[tf_keras.Model, StageRecord] | None:
         blob = self.get(key)
         return decode_entry(blob) if blob is not None else None
@@ -132,6 +135,9 @@ class DirCache(StageCache):
             return self._path(key).read_bytes()
         except OSError:
             return None
+
+    def has(self, key: str) -> bool:
+        return self._path(key).is_file()
 
     def put(self, key: str, blob: bytes) -> None:
         atomic_write_bytes(self._path(key), blob)

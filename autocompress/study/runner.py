@@ -252,6 +252,8 @@ class _Driver:
         self.budget, self.timeout, self.workers = budget, timeout, workers
         self.on_progress = on_progress
         self.running: dict[int, optuna.Trial] = {}
+        self.building: dict[int, set[str]] = {}  # running trial -> work it does (see _work_of)
+        self.held: list[tuple[optuna.Trial, Recipe]] = []  # asked, waiting on a running trial
         self.repeats_in_row = 0  # proposals in a row answered from earlier trials
         self.exhausted_logged = False
         self.start = time.monotonic()
@@ -282,8 +284,11 @@ class _Driver:
         ) as executor:
             try:
                 while True:
+                    if not self._timed_out():
+                        self._release(executor)
                     while (
                         executor.in_flight < self.workers
+                        and len(self.held) < self.workers
                         and self._finished() + self._running() < self.budget
                         and not self._timed_out()
                         and not self._exhausted()
@@ -297,6 +302,11 @@ class _Driver:
             finally:
                 for number in executor.pending_numbers():
                     self._tell_fail(number, "interrupted: the search stopped while it ran")
+                for trial, _ in self.held:
+                    self._tell_fail(
+                        trial.number, "interrupted: the search stopped before this trial started"
+                    )
+                self.held.clear()
                 self._write_tables()
                 self._report()
 
@@ -330,11 +340,50 @@ class _Driver:
         trial.set_user_attr("recipe", recipe.to_dict())
         if self._reuse(trial, recipe):
             self.repeats_in_row += 1
+            return
+        self.repeats_in_row = 0
+        if self._blocked(recipe):
+            log.info("trial %d waits: a running trial builds what it needs", trial.number)
+            self.held.append((trial, recipe))
         else:
-            self.repeats_in_row = 0
-            margin = self.options.stop_margin
-            stop = EarlyStop(self.front, margin) if margin is not None and self.front else None
-            executor.submit(TrialRequest(trial.number, recipe, stop, self._entries_for(recipe)))
+            self._start(executor, trial.number, recipe)
+
+    def _start(self, executor: RayExecutor, number: int, recipe: Recipe) -> None:
+        margin = self.options.stop_margin
+        stop = EarlyStop(self.front, margin) if margin is not None and self.front else None
+        executor.submit(TrialRequest(number, recipe, stop, self._entries_for(recipe)))
+        self.building[number] = self._work_of(recipe)
+
+    def _work_of(self, recipe: Recipe) -> set[str]:
+        """What a trial of ``recipe`` would build: the recipe itself and its uncached stages."""
+        work = {"recipe:" + json.dumps(recipe.to_dict(), sort_keys=True)}
+        if self.ctx.stage_cache:
+            from autocompress.stages.build import cache_plan
+
+            plan = cache_plan(recipe, self.ctx.cache_key)
+            work |= {k for _, k in plan if k is not None and not self.cache.has(k)}
+        return work
+
+    def _blocked(self, recipe: Recipe) -> bool:
+        """Whether a running trial is building the same recipe or a stage output it needs.
+
+        Such a trial waits, so that each stage output is built once even when the sampler
+        proposes two trials sharing a prefix (or the same recipe) at the same time; it then
+        starts from the cache (or is answered from the finished trial).
+        """
+        work = self._work_of(recipe)
+        return any(work & keys for keys in self.building.values())
+
+    def _release(self, executor: RayExecutor) -> None:
+        """Start the waiting trials that nothing running blocks any more, oldest first."""
+        for trial, recipe in list(self.held):
+            if executor.in_flight >= self.workers:
+                return
+            if self._blocked(recipe):
+                continue
+            self.held.remove((trial, recipe))
+            if not self._reuse(trial, recipe):
+                self._start(executor, trial.number, recipe)
 
     def _entries_for(self, recipe: Recipe) -> dict[str, bytes]:
         """The cached stage outputs of the recipe's chain, sent with the trial to its worker."""
@@ -383,6 +432,7 @@ class _Driver:
         return False
 
     def _record(self, outcome: TrialOutcome) -> None:
+        self.building.pop(outcome.number, None)
         for key, blob in outcome.new_cache_entries.items():
             self.cache.put(key, blob)
         if outcome.node is not None and outcome.number in self.running:

@@ -237,6 +237,34 @@ def test_stage_cache_reuses_shared_prefix_across_trials(tmp_path: Path, tiny_tas
     assert list((tmp_path / "run" / "cache").glob("*.entry"))  # kept by the driver
 
 
+def test_trials_sharing_an_unbuilt_prefix_wait_instead_of_building_it_twice(
+    tmp_path: Path, tiny_task: Task
+):
+    """Two workers, every recipe needs the same distilled student: one trial builds it while
+    the others wait, then they start from the cache (each stage output built once)."""
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "student_width: 0.5\nquantization: [none, dynamic, float16, int8]\n"
+        "distill_epochs: 1\nfinetune_epochs: 1\nsparsity: 0.0\nclusters: 0\n"
+    )
+    result = search(
+        task=tiny_task,
+        space=space,
+        trials=4,
+        workers=2,
+        out=tmp_path / "run",
+        sampler="random",
+        seed=0,
+        warm_start=False,
+    )
+    built = result.trials[result.trials["reused_from"].isna()]
+    assert len(built) == 4 and set(built["state"]) == {"COMPLETE"}
+    distilled_here = [r == "" for r in built["reused_stages"].fillna("")]
+    assert sum(distilled_here) == 1
+    log = (tmp_path / "run" / "search.log").read_text()
+    assert "waits: a running trial builds what it needs" in log
+
+
 def test_warm_start_and_user_recipes_come_first(
     tmp_path: Path, tiny_task: Task, smoke_space_file: Path
 ):
