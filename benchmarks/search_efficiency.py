@@ -169,12 +169,13 @@ def summarise(rows: list[dict], saved: list[tuple], notes: list[str], task_name:
     s = table.groupby("config")[[*hv_cols, "wall_s", "stopped"]].mean()
     print(s.to_string(float_format=lambda v: f"{v:.6g}"))
     last = hv_cols[-1]
-    reach = next((c for c in hv_cols if s.loc["default", c] >= s.loc["random", last]), None)
-    print(
-        f"default reaches random's {last} hypervolume "
-        f"{'by ' + reach if reach else 'not within the budget'}"
-    )
-    if "default-nocache" in s.index:
+    if {"default", "random"} <= set(s.index):
+        reach = next((c for c in hv_cols if s.loc["default", c] >= s.loc["random", last]), None)
+        print(
+            f"default reaches random's {last} hypervolume "
+            f"{'by ' + reach if reach else 'not within the budget'}"
+        )
+    if {"default", "default-nocache"} <= set(s.index):
         ratio = s.loc["default-nocache", "wall_s"] / s.loc["default", "wall_s"]
         print(f"wall time without / with the stage cache (first seed): {ratio:.2f}x")
     print("stage executions answered from the cache:")
