@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -12,7 +13,7 @@ import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from autocompress import search
+from autocompress import SearchResult, search
 from autocompress.front import pareto_mask
 from autocompress.study.rundir import STUDY_NAME
 from autocompress.study.runner import MAX_REPEATS_IN_ROW
@@ -20,6 +21,15 @@ from autocompress.task import Task, TeacherSpec, load_task
 from tests.conftest import digest
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def _search_space(tmp_path: Path, task: Task, space_text: str, **options: Any) -> SearchResult:
+    """A search of ``space_text`` (written to a file) into ``tmp_path/run``; random sampling,
+    seed 0, unless ``options`` say otherwise."""
+    space = tmp_path / "space.yaml"
+    space.write_text(space_text)
+    kwargs: dict[str, Any] = {"sampler": "random", "seed": 0, **options}
+    return search(task=task, space=space, out=tmp_path / "run", **kwargs)
 
 
 def test_search_writes_trials_front_and_models(first_run) -> None:
@@ -107,15 +117,12 @@ def _layernorm_task(tiny_task: Task) -> Task:
 
 
 def test_failing_trial_does_not_stop_the_study(tmp_path: Path, tiny_task: Task) -> None:
-    space = tmp_path / "space.yaml"
-    space.write_text("quantization: [none, qat]\nsparsity: [0.0, 0.5]\nfinetune_epochs: 1\n")
-    result = search(
-        task=_layernorm_task(tiny_task),
-        space=space,
+    result = _search_space(
+        tmp_path,
+        _layernorm_task(tiny_task),
+        "quantization: [none, qat]\nsparsity: [0.0, 0.5]\nfinetune_epochs: 1\n",
         trials=4,
         workers=2,
-        out=tmp_path / "run",
-        sampler="random",
         seed=3,
     )
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
@@ -147,16 +154,12 @@ def test_orphaned_running_trial_is_marked_failed(
 def test_repeated_recipe_is_answered_from_the_earlier_trial(
     tmp_path: Path, tiny_task: Task
 ) -> None:
-    space = tmp_path / "space.yaml"
-    space.write_text("quantization: [none, dynamic]\nsparsity: 0.0\nclusters: 0\n")
-    search(
-        task=tiny_task,
-        space=space,
+    _search_space(
+        tmp_path,
+        tiny_task,
+        "quantization: [none, dynamic]\nsparsity: 0.0\nclusters: 0\n",
         trials=5,
         workers=1,
-        out=tmp_path / "run",
-        sampler="random",
-        seed=0,
     )
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert set(trials["state"]) == {"COMPLETE"}
@@ -190,16 +193,13 @@ def test_timeout_stops_starting_trials(tmp_path: Path, tiny_task: Task, smoke_sp
 
 
 def test_undeployable_candidates_are_complete_but_infeasible(tmp_path: Path, tiny_task: Task):
-    space = tmp_path / "space.yaml"
-    space.write_text("quantization: [none, int8]\nsparsity: 0.0\nclusters: 0\n")
-    result = search(
-        task=tiny_task,
-        space=space,
+    result = _search_space(
+        tmp_path,
+        tiny_task,
+        "quantization: [none, int8]\nsparsity: 0.0\nclusters: 0\n",
         trials=4,
         workers=2,
-        out=tmp_path / "run",
         profiles=("edgetpu-usb",),
-        sampler="random",
         seed=1,
     )
     trials = result.trials
@@ -211,20 +211,19 @@ def test_undeployable_candidates_are_complete_but_infeasible(tmp_path: Path, tin
     assert len(result.front) >= 1 and set(result.front["quantization"]) == {"int8"}
 
 
+# Every recipe of these spaces needs the same distilled student.
+WIDTH_HALF = (
+    "student_width: 0.5\ndistill_epochs: 1\nfinetune_epochs: 1\nsparsity: 0.0\nclusters: 0\n"
+)
+
+
 def test_stage_cache_reuses_shared_prefix_across_trials(tmp_path: Path, tiny_task: Task):
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        "student_width: 0.5\nquantization: [none, dynamic, int8]\n"
-        "distill_epochs: 1\nfinetune_epochs: 1\nsparsity: 0.0\nclusters: 0\n"
-    )
-    result = search(
-        task=tiny_task,
-        space=space,
+    result = _search_space(
+        tmp_path,
+        tiny_task,
+        WIDTH_HALF + "quantization: [none, dynamic, int8]\n",
         trials=3,
         workers=1,
-        out=tmp_path / "run",
-        sampler="random",
-        seed=0,
     )
     built = result.trials[result.trials["reused_from"].isna()]
     assert len(built) >= 2
@@ -242,21 +241,8 @@ def test_trials_sharing_an_unbuilt_prefix_wait_instead_of_building_it_twice(
 ):
     """Two workers, every recipe needs the same distilled student: one trial builds it while
     the others wait, then they start from the cache (each stage output built once)."""
-    space = tmp_path / "space.yaml"
-    space.write_text(
-        "student_width: 0.5\nquantization: [none, dynamic, float16, int8]\n"
-        "distill_epochs: 1\nfinetune_epochs: 1\nsparsity: 0.0\nclusters: 0\n"
-    )
-    result = search(
-        task=tiny_task,
-        space=space,
-        trials=4,
-        workers=2,
-        out=tmp_path / "run",
-        sampler="random",
-        seed=0,
-        warm_start=False,
-    )
+    space = WIDTH_HALF + "quantization: [none, dynamic, float16, int8]\n"
+    result = _search_space(tmp_path, tiny_task, space, trials=4, workers=2, warm_start=False)
     built = result.trials[result.trials["reused_from"].isna()]
     assert len(built) == 4 and set(built["state"]) == {"COMPLETE"}
     distilled_here = [r == "" for r in built["reused_stages"].fillna("")]
