@@ -49,7 +49,13 @@ class Param:
             return trial.suggest_int(
                 self.name, int(self.low), int(self.high), step=int(self.step or 1)
             )
-        return trial.suggest_float(self.name, self.low, self.high, step=self.step)
+        value = trial.suggest_float(self.name, self.low, self.high, step=self.step)
+        if self.step is None:
+            return value
+        # Optuna returns low + k * step in binary floating point (0.30000000000000004): round it
+        # to the grid so that sampled values equal written ones (0.3 in a warm-start recipe),
+        # which share cached stage outputs and count as repeats of the same recipe.
+        return round(value, 10)
 
 
 # name -> (type, validator(value) -> problem or None)

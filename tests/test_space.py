@@ -28,9 +28,18 @@ def test_shipped_spaces_parse_and_sample(name: str) -> None:
 def test_stepped_range_samples_only_steps() -> None:
     space = SearchSpace.from_dict({"sparsity": {"low": 0.0, "high": 0.8, "step": 0.2}})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    values = {round(space.sample(study.ask()).sparsity, 6) for _ in range(60)}
+    values = {space.sample(study.ask()).sparsity for _ in range(60)}
     assert values <= {0.0, 0.2, 0.4, 0.6, 0.8}
     assert len(values) >= 4
+
+
+def test_stepped_values_equal_the_written_ones() -> None:
+    # 0.0 + 3 * 0.1 is 0.30000000000000004 in binary floating point; a sampled 0.3 must equal
+    # the 0.3 of a warm-start recipe, or the two never share a cached stage output.
+    space = SearchSpace.from_dict({"sparsity": {"low": 0.0, "high": 0.9, "step": 0.1}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    values = {space.sample(study.ask()).sparsity for _ in range(200)}
+    assert values == {0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}
 
 
 def test_fixed_value_is_not_searched() -> None:
