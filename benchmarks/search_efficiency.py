@@ -95,6 +95,14 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["tabular", "digits"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument(
+        "--spaces",
+        nargs="+",
+        default=["default"],
+        help="search spaces (shipped names or YAML paths). The first runs every configuration; "
+        "the others run only 'default', to compare the front each space gives. With several, "
+        "runs are labelled task[space] and share the task's reference point",
+    )
     args = parser.parse_args()
     checkpoints = [n for n in (10, 20, 40) if n <= args.trials] or [args.trials]
     root = Path(tempfile.mkdtemp(prefix="autocompress-eff-"))
@@ -106,60 +114,72 @@ def main() -> None:
                 demo_task(cache_dir=root / "teacher") if task_name == "digits" else tabular_task()
             )
             ref = None
-            for seed in args.seeds:
-                for config, options in CONFIGS.items():
-                    if config not in args.configs:
-                        continue
-                    if config == "default-nocache" and seed != args.seeds[0]:
-                        continue
-                    out = root / f"{task_name}-{config}-{seed}"
-                    start = time.perf_counter()
-                    result = autocompress.search(
-                        task=task,
-                        space="default",
-                        trials=args.trials,
-                        workers=args.workers,
-                        out=out,
-                        seed=seed,
-                        **options,
+            runs = [
+                (seed, space, config, options)
+                for seed in args.seeds
+                for space in args.spaces
+                for config, options in CONFIGS.items()
+                if config in args.configs
+                and (config != "default-nocache" or seed == args.seeds[0])
+                and (config == "default" or space == args.spaces[0])
+            ]
+            labels = {space: label(task_name, space, args.spaces) for space in args.spaces}
+            for seed, space, config, options in runs:
+                name = labels[space]
+                out = root / f"{name}-{config}-{seed}"
+                start = time.perf_counter()
+                result = autocompress.search(
+                    task=task,
+                    space=space,
+                    trials=args.trials,
+                    workers=args.workers,
+                    out=out,
+                    seed=seed,
+                    **options,
+                )
+                seconds = time.perf_counter() - start
+                t = result.trials
+                if ref is None:  # the fp32 teacher: trial 0 of the first default run
+                    base = t.iloc[0]
+                    ref = [0.0, 1.1 * base[LAT], 1.1 * base["gzip_bytes"]]
+                    print(
+                        f"\n{task_name}: teacher accuracy {base['accuracy']:.4f}, "
+                        f"{base[LAT]:.4f} ms, gzip {int(base['gzip_bytes'])} B; "
+                        f"reference point {ref}"
                     )
-                    seconds = time.perf_counter() - start
-                    t = result.trials
-                    if ref is None:  # the fp32 teacher: trial 0 of the first default run
-                        base = t.iloc[0]
-                        ref = [0.0, 1.1 * base[LAT], 1.1 * base["gzip_bytes"]]
-                        print(
-                            f"\n{task_name}: teacher accuracy {base['accuracy']:.4f}, "
-                            f"{base[LAT]:.4f} ms, gzip {int(base['gzip_bytes'])} B; "
-                            f"reference point {ref}"
-                        )
-                    row = {
-                        "task": task_name,
-                        "config": config,
-                        "seed": seed,
-                        "wall_s": round(seconds),
-                        "failed": int((t["state"] == "FAIL").sum()),
-                        "stopped": int((t["state"] == "PRUNED").sum()),
-                    }
-                    for n in checkpoints:
-                        row[f"hv@{n}"] = hv_after(t, n, ref)
-                    rows.append(row)
-                    if options["stage_cache"]:
-                        built = t[t["reused_from"].isna()]  # not whole-trial repeats
-                        stages = [s for v in built["stages"].dropna() for s in eval_stages(v)]
-                        reused = built["reused_stages"].fillna("").str.count(";") + (
-                            built["reused_stages"].fillna("") != ""
-                        )
-                        saved.append((task_name, config, seed, int(reused.sum()), len(stages)))
-                    built = t[t["reused_from"].isna()]
-                    notes.append(f"{task_name} {config} seed {seed}: " + worker_time(built))
-                    if config == "default":
-                        notes += well_known_status(task_name, seed, t, result.front)
-                    print(pd.DataFrame([row]).to_string(index=False))
-            summarise(rows, saved, notes, task_name)
+                row = {
+                    "task": name,
+                    "config": config,
+                    "seed": seed,
+                    "wall_s": round(seconds),
+                    "failed": int((t["state"] == "FAIL").sum()),
+                    "stopped": int((t["state"] == "PRUNED").sum()),
+                }
+                for n in checkpoints:
+                    row[f"hv@{n}"] = hv_after(t, n, ref)
+                rows.append(row)
+                if options["stage_cache"]:
+                    built = t[t["reused_from"].isna()]  # not whole-trial repeats
+                    stages = [s for v in built["stages"].dropna() for s in eval_stages(v)]
+                    reused = built["reused_stages"].fillna("").str.count(";") + (
+                        built["reused_stages"].fillna("") != ""
+                    )
+                    saved.append((name, config, seed, int(reused.sum()), len(stages)))
+                built = t[t["reused_from"].isna()]
+                notes.append(f"{name} {config} seed {seed}: " + worker_time(built))
+                if config == "default":
+                    notes += well_known_status(name, seed, t, result.front)
+                print(pd.DataFrame([row]).to_string(index=False))
+            for name in labels.values():
+                summarise(rows, saved, notes, name)
         print(f"\nwall time {time.perf_counter() - wall:.0f} s")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def label(task_name: str, space: str, spaces: list[str]) -> str:
+    """The name a run is reported under: the task, plus the space's file stem when several."""
+    return task_name if len(spaces) == 1 else f"{task_name}[{Path(space).stem}]"
 
 
 def summarise(rows: list[dict], saved: list[tuple], notes: list[str], task_name: str) -> None:
