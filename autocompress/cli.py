@@ -148,6 +148,9 @@ def _parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_estimate)
 
     pr = sub.add_parser("profiles", help="list the shipped hardware profiles")
+    pr.add_argument(
+        "--dir", type=Path, default=None, help="list the profiles in this folder instead"
+    )
     pr.set_defaults(func=_profiles)
     return parser
 
@@ -308,12 +311,23 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _profiles(args: argparse.Namespace) -> int:
+    """One line per profile file; a broken file gets its error line and the rest still list."""
     from autocompress.hardware import list_profiles, load_profile
+    from autocompress.hardware.profile import PROFILES_DIR
 
-    for name in list_profiles():
-        profile = load_profile(name)
+    directory = args.dir if args.dir is not None else PROFILES_DIR
+    if not directory.is_dir():
+        raise InputError(str(directory), "not a folder")
+    status = 0
+    for name in list_profiles(directory):
+        try:
+            profile = load_profile(name, directory)
+        except InputError as exc:
+            print(f"autocompress: error: {exc}", file=sys.stderr)
+            status = 2
+            continue
         print(f"{profile.name:20s} {profile.backend:10s} {profile.description}")
-    return 0
+    return status
 
 
 def _format(frame: object) -> str:

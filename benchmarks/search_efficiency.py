@@ -227,6 +227,7 @@ def worker_time(built: pd.DataFrame) -> str:
 
     built_s = saved_s = 0.0
     per_stage: dict[str, float] = {}
+    runs: dict[str, int] = {}
     for stage_json, reused_text in zip(
         built["stage_seconds"].fillna("{}"), built["reused_stages"].fillna(""), strict=True
     ):
@@ -236,14 +237,17 @@ def worker_time(built: pd.DataFrame) -> str:
                 saved_s += seconds
                 continue
             per_stage[stage] = per_stage.get(stage, 0.0) + seconds
+            runs[stage] = runs.get(stage, 0) + 1
             if stage in CACHED_STAGES:
                 built_s += seconds
     total = float(built["seconds"].fillna(0).sum())
     rest = total - built_s
-    stages = ", ".join(f"{k} {v:.0f}" for k, v in sorted(per_stage.items(), key=lambda kv: -kv[1]))
+    stages = ", ".join(
+        f"{k} {v:.0f} ({runs[k]}x)" for k, v in sorted(per_stage.items(), key=lambda kv: -kv[1])
+    )
     return (
         f"worker {total:.0f} s = cacheable stages built {built_s:.0f} s + rest {rest:.0f} s "
-        f"(built, s: {stages}); "
+        f"(built, s (runs): {stages}); "
         f"saved by the cache {saved_s:.0f} s; ceiling of any stage cache on these candidates "
         f"{(total + saved_s) / max(rest, 1e-9):.2f}x"
     )

@@ -186,3 +186,24 @@ def test_search_terminal_shows_results_and_ray_notices_go_to_the_log(
     assert "trial 0 complete" in log
     if "RAY_AUTH_MODE" not in os.environ:  # Ray 2.60 announces token auth on a new local cluster
         assert "Token authentication is enabled" in log
+
+
+def test_profiles_lists_shipped_and_copied_profiles(tmp_path: Path, capsys) -> None:
+    from autocompress.hardware.profile import PROFILES_DIR
+
+    assert main(["profiles"]) == 0
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
+    assert listed == {p.stem for p in PROFILES_DIR.glob("*.yaml")}
+    assert {"cpu-host", "edgetpu-usb", "edgetpu-devboard", "pixel2-cpu"} <= listed
+
+    # A user's own target: copy one file, edit its constants; a broken file does not hide it.
+    text = (PROFILES_DIR / "edgetpu-usb.yaml").read_text()
+    (tmp_path / "my-tpu.yaml").write_text(
+        text.replace("name: edgetpu-usb", "name: my-tpu").replace("4.0e8", "2.0e8")
+    )
+    (tmp_path / "broken.yaml").write_text(text.replace("backend: edgetpu", "backend: abacus"))
+    assert main(["profiles", "--dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert [line.split()[:2] for line in captured.out.splitlines()] == [["my-tpu", "edgetpu"]]
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1 and "broken.yaml" in errors[0] and "abacus" in errors[0]
