@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2, help="trials in flight at once")
     s.add_argument("--out", default="runs/demo", help="run directory (resumed if it exists)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sampler", default="tpe", help="tpe, nsga2 or random")
+    s.add_argument(
+        "--sampler", default="tpe", help="tpe (default), tpe-multivariate, nsga2 or random"
+    )
     s.add_argument("--ray-address", default=None, help="connect to an existing Ray cluster")
     s.add_argument(
         "--cpus-per-trial", type=float, default=1.0, help="CPUs Ray reserves per trial (TF threads)"

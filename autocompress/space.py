@@ -50,12 +50,14 @@ class Param:
                 self.name, int(self.low), int(self.high), step=int(self.step or 1)
             )
         value = trial.suggest_float(self.name, self.low, self.high, step=self.step)
-        if self.step is None:
-            return value
-        # Optuna returns low + k * step in binary floating point (0.30000000000000004): round it
-        # to the grid so that sampled values equal written ones (0.3 in a warm-start recipe),
-        # which share cached stage outputs and count as repeats of the same recipe.
-        return round(value, 10)
+        return value if self.step is None else on_grid(value)
+
+
+def on_grid(value: Any) -> Any:
+    """A stepped float as written: Optuna returns low + k * step in binary floating point
+    (0.30000000000000004), which would neither equal the 0.3 of a warm-start recipe nor share its
+    cached stage outputs. Other values pass through."""
+    return round(value, 10) if isinstance(value, float) else value
 
 
 # name -> (type, validator(value) -> problem or None)

@@ -7,7 +7,8 @@ and each seed, it runs:
 
 * ``default``: TPE with the stage cache, the warm start and early stopping of hopeless
   candidates (what ``autocompress search`` does);
-* ``nsga2`` and ``random+``: the same with NSGA-II / random sampling (the sampler comparison);
+* ``tpe-mv``, ``nsga2`` and ``random+``: the same with multivariate TPE / NSGA-II / random
+  sampling (the sampler comparison);
 * ``random``: random sampling, no stage cache, no warm start, no early stop (the naive baseline);
 * ``default-nocache`` (first seed only): the default without the stage cache, for wall time.
 
@@ -73,6 +74,7 @@ def tabular_task(seed: int = 0) -> Task:
 STEERED = {"stage_cache": True, "warm_start": True, "stop_margin": 0.1}
 CONFIGS = {
     "default": {"sampler": "tpe", **STEERED},
+    "tpe-mv": {"sampler": "tpe-multivariate", **STEERED},
     "nsga2": {"sampler": "nsga2", **STEERED},
     "random+": {"sampler": "random", **STEERED},
     "random": {"sampler": "random", "stage_cache": False, "warm_start": False, "stop_margin": None},

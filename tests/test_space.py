@@ -174,3 +174,20 @@ def test_without_choice_drops_one_value() -> None:
     smaller = space.without_choice("prune_mode", "xnnpack")
     assert not smaller.offers("prune_mode", "xnnpack") and smaller.offers("prune_mode", "2:4")
     assert space.offers("prune_mode", "xnnpack")  # the original is unchanged
+
+
+def test_rows_without_a_record_show_values_on_the_grid() -> None:
+    # A failed trial has only Optuna's raw parameters; trials.csv shows them as the recipe had them.
+    from autocompress.study.tables import trial_row
+
+    space = SearchSpace.from_dict({"sparsity": {"low": 0.0, "high": 0.9, "step": 0.1}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    shown = set()
+    for _ in range(60):
+        trial = study.ask()
+        recipe = space.sample(trial)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        row = trial_row(study.trials[-1])
+        assert row["sparsity"] == recipe.sparsity
+        shown.add(row["sparsity"])
+    assert {0.3, 0.6, 0.7} <= shown

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autocompress")
 
-SAMPLERS = ("tpe", "nsga2", "random")
+SAMPLERS = ("tpe", "tpe-multivariate", "nsga2", "random")
 _EPOCH_PARAMS = ("distill_epochs", "finetune_epochs")
 BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
 # The logger of Ray's start-up notices (token authentication) that belong in search.log.
@@ -107,6 +107,10 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """The sampler, always explicit: Optuna 5 changed the multi-objective default."""
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
+    if name == "tpe-multivariate":
+        # Optuna 5 turns multivariate TPE on by default for one objective only; here it models
+        # the recipe's parameters jointly (width and sparsity trade off against each other).
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=12)
     if name == "random":

@@ -15,6 +15,7 @@ import pandas as pd
 
 from autocompress.front import pareto_mask
 from autocompress.records import TrialRecord
+from autocompress.space import on_grid
 
 RECIPE_COLUMNS = [
     "student_width",
@@ -43,7 +44,8 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name}
     data = trial.user_attrs.get("record")
     if data is None:
-        row.update({k: trial.params.get(k) for k in RECIPE_COLUMNS})
+        # Raw Optuna values, rounded as the search space rounds the recipes it builds.
+        row.update({k: on_grid(trial.params.get(k)) for k in RECIPE_COLUMNS})
         row["reused_from"] = trial.user_attrs.get("reused_from")
         row["error"] = trial.user_attrs.get("error", "")
         row["stopped"] = trial.user_attrs.get("stopped", "")

@@ -344,3 +344,29 @@ def test_latency_techniques_run_in_a_search(tmp_path: Path, tiny_task: Task) -> 
     assert json.loads(low["stages"])["lowrank"]["ranks"]
     narrow = t[t["channel_fraction"] == 0.5].iloc[0]
     assert json.loads(narrow["stages"])["channels"]["widths"]
+
+
+@pytest.mark.parametrize("name", ["tpe", "tpe-multivariate", "nsga2", "random"])
+def test_every_sampler_drives_the_three_objective_study(name: str) -> None:
+    """Past its start-up trials each sampler proposes recipes of the space (ask-and-tell, the
+    search's objectives and directions, one constraint) and steers towards the better values."""
+    from autocompress.space import SPACES_DIR, SearchSpace
+    from autocompress.study.runner import SAMPLERS, make_sampler
+
+    assert name in SAMPLERS
+    space = SearchSpace.from_yaml(SPACES_DIR / "default.yaml")
+    study = optuna.create_study(
+        directions=["maximize", "minimize", "minimize"], sampler=make_sampler(name, seed=0)
+    )
+    widths = []
+    for _ in range(30):
+        trial = study.ask()
+        recipe = space.sample(trial)
+        assert space.contains(recipe)
+        widths.append(recipe.student_width)
+        # A toy trade-off where narrow students are better in every objective.
+        w = recipe.student_width
+        trial.set_constraint("too_sparse", recipe.sparsity - 0.85)  # > 0: violated
+        study.tell(trial, [1.0 - 0.1 * w, w, w * (1.0 - recipe.sparsity)])
+    if name != "random":
+        assert np.mean(widths[-10:]) < np.mean(widths[:10])
