@@ -192,7 +192,7 @@ def _number(source: str, where: str, value: Any, allow_zero: bool = False) -> fl
 
 
 def list_profiles(directory: Path = PROFILES_DIR) -> list[str]:
-    """Names of the shipped profiles."""
+    """Names of the profiles in ``directory`` (default: the shipped ones)."""
     return sorted(p.stem for p in directory.glob("*.yaml"))
 
 
