@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autocompress._shipped import shipped_dir
 from autocompress._yaml import check_keys, load_mapping, load_yaml
 from autocompress.errors import InputError
 from autocompress.records import Recipe
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8", "int16x8", "qat")
 PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
 EXCLUDE_KEYWORDS = ("none", "ends")
-SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+SPACES_DIR = shipped_dir("search_spaces")
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autocompress._shipped import shipped_dir
 from autocompress._yaml import check_keys, load_mapping
 from autocompress.errors import InputError
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "hardware_profiles"
+PROFILES_DIR = shipped_dir("hardware_profiles")
 COMPUTE_KINDS = ("float32", "float16", "int8", "int16x8", "hybrid")
 
 
