@@ -17,6 +17,7 @@ import numpy as np
 
 from autocompress._yaml import check_keys, load_mapping
 from autocompress.errors import InputError
+from autocompress.models import keras3
 
 if TYPE_CHECKING:
     import tf_keras
@@ -87,9 +88,9 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     for key in ("model", "data"):
         if not isinstance(spec.get(key), str):
             raise InputError(source, f"{key!r} must be a file path (or use entry_point)")
-    model = load_model(base / spec["model"], trust=trust_model)
     data_path = base / spec["data"]
     data = load_data(data_path)
+    model = load_model(base / spec["model"], trust=trust_model, x_check=data.x_val)
     task = Task(
         name=str(spec.get("name", Path(path).stem)),
         teacher=TeacherSpec.from_model(model, trusted=trust_model),
@@ -100,8 +101,13 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     return task
 
 
-def load_model(path: Path, trust: bool = False) -> tf_keras.Model:
-    """Load a ``.keras`` / ``.h5`` file or SavedModel directory.
+def load_model(
+    path: Path, trust: bool = False, x_check: np.ndarray | None = None
+) -> tf_keras.Model:
+    """Load a ``.keras`` / ``.h5`` file or SavedModel directory as a tf_keras model.
+
+    A file saved by Keras 3 is rebuilt in tf_keras (see :mod:`autocompress.models.keras3`) and
+    must compute the same outputs on ``x_check`` (the validation inputs).
 
     Loading can run code: a Lambda layer stores Python bytecode, a custom layer names a class to
     import, and HDF5 files ignore Keras's safe mode. Unless ``trust`` is set, the stored
@@ -120,6 +126,10 @@ def load_model(path: Path, trust: bool = False) -> tf_keras.Model:
             str(path),
             f"unsupported model file type {path.suffix!r} (use .keras, .h5 or a SavedModel)",
         )
+    if path.is_file() and keras3.is_keras3_file(path):
+        if x_check is None:
+            raise InputError(str(path), "a Keras 3 model needs data to check its translation")
+        return keras3.load_keras3(path, x_check)
     if not trust:
         needs_code = _layers_needing_code(_stored_config(path))
         if needs_code:

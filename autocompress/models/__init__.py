@@ -1,0 +1,9 @@
+"""Where a user's model comes in: each module turns one kind of model file into what the stages
+need, or says which techniques it cannot offer.
+
+* ``keras3``: a Keras 3 ``.keras`` / ``.h5`` file, rebuilt as a tf_keras model (parity-checked);
+* ``tflite``: a float ``.tflite`` file (from litert-torch, Keras 3's ``export``, any converter),
+  searched over post-training quantization with LiteRT Quantizer.
+
+tf_keras (Keras 2) files load directly (:func:`autocompress.task.load_model`).
+"""

@@ -1,0 +1,478 @@
+"""Keras 3 model files, rebuilt as tf_keras models so that every technique applies to them.
+
+tfmot works on tf_keras (Keras 2) models only and will not support Keras 3
+(tensorflow/model-optimization#1119). A ``.keras`` / ``.h5`` file saved by Keras 3 is therefore
+loaded with Keras 3 itself, its architecture translated to a tf_keras config for an allow-list of
+built-in layers, rebuilt with tf_keras, and given the Keras 3 weights layer by layer (by name).
+A parity gate then compares the two models' outputs on the task's data: a translation that
+changed what the model computes is refused, naming the first layer whose output differs.
+
+Differences handled (Keras 3.15 -> tf_keras 2.21):
+
+* ``InputLayer.batch_shape`` -> ``batch_input_shape``; ``dtype`` as a ``DTypePolicy`` dict -> its
+  name; serialised objects (initializers, regularizers) lose their ``module`` keys and the new
+  arguments tf_keras does not know when those are unset (``input_axes``, ``quantization_config``);
+* ``inbound_nodes`` in the ``{"args": [...], "kwargs": {...}}`` form with ``__keras_tensor__``
+  references -> tf_keras's ``[[name, node, tensor, kwargs], ...]`` lists;
+* Keras 3 *operations* recorded in a functional graph (``x + 3.0``, ``x * (1 / 6)`` in
+  MobileNetV3) -> ``Rescaling`` layers (tensor and scalar) or merge layers (two tensors);
+* activations tf_keras lacks or defines differently -> built-in layers: ``hard_silu`` /
+  ``hard_swish`` is ``x * clip(x / 6 + 0.5, 0, 1)`` (Rescaling, ReLU(max 1), Multiply); Keras 3's
+  ``hard_sigmoid`` is ``clip(x / 6 + 0.5, 0, 1)`` where tf_keras's is ``clip(0.2 x + 0.5)``;
+  ``silu`` -> ``swish``; ``relu6`` -> ``ReLU(max_value=6)``.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autocompress.errors import InputError
+
+if TYPE_CHECKING:
+    import tf_keras
+
+# Layers whose Keras 3 config (after the generic rules above) means the same in tf_keras.
+LAYERS = frozenset(
+    {
+        "InputLayer", "Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D",
+        "Conv2DTranspose", "BatchNormalization", "LayerNormalization", "Activation", "ReLU",
+        "LeakyReLU", "PReLU", "ELU", "Softmax", "Add", "Subtract", "Multiply", "Average",
+        "Maximum", "Minimum", "Concatenate", "Flatten", "Reshape", "Permute", "Dropout",
+        "SpatialDropout2D", "GaussianNoise", "ZeroPadding2D", "Cropping2D", "UpSampling2D",
+        "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+        "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D", "Rescaling", "Normalization", "Identity",
+    }
+)  # fmt: skip
+MODELS = frozenset({"Functional", "Sequential"})
+# Keras 3 operations (``keras.src.ops.numpy``) that a functional graph may record.
+OPERATIONS = frozenset({"Add", "Subtract", "Multiply", "Divide", "TrueDivide"})
+# Activations tf_keras knows under the same name with the same meaning.
+SAME_ACTIVATIONS = frozenset(
+    {"linear", "relu", "sigmoid", "softmax", "tanh", "elu", "selu", "softplus", "softsign",
+     "gelu", "swish", "exponential", "mish"}
+)  # fmt: skip
+RENAMED_ACTIVATIONS = {"silu": "swish"}
+EXPANDED_ACTIVATIONS = frozenset({"hard_silu", "hard_swish", "hard_sigmoid", "relu6"})
+# Keras 3 arguments tf_keras lacks, dropped when unset (any other value is refused).
+NEW_ARGUMENTS = frozenset({"quantization_config", "input_axes", "output_axes", "lora_rank",
+                           "lora_alpha", "optional"})  # fmt: skip
+PARITY_TOLERANCE = 1e-4
+TFLITE_HINT = (
+    "export it to a float .tflite instead (model.export('m.tflite', format='litert')) and give "
+    "that file as the task's model: the post-training route takes any model"
+)
+
+
+def is_keras3_file(path: Path) -> bool:
+    """Whether a ``.keras`` / ``.h5`` file was saved by Keras 3 (its stored ``keras_version``)."""
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                version = json.loads(archive.read("metadata.json")).get("keras_version", "")
+        elif path.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("keras_version", "")
+                version = raw.decode() if isinstance(raw, bytes) else str(raw)
+        else:
+            return False
+    except Exception:  # not a zip / HDF5 file: the Keras 2 loader says what is wrong
+        return False
+    return str(version).startswith("3.")
+
+
+def load_keras3(path: Path, x_check: np.ndarray) -> tf_keras.Model:
+    """Load a Keras 3 file and return the equivalent tf_keras model, checked on ``x_check``.
+
+    Raises :class:`InputError` (naming ``path``) for a layer outside the allow-list, a file Keras
+    3 cannot load, or a rebuilt model whose outputs differ from the original's.
+    """
+    source = str(path)
+    _check_allowed(source, _stored_config(path))
+    import keras
+
+    try:
+        original = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a bad or unsafe file
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(source, f"Keras 3 cannot load it: {reason}") from None
+    rebuilt = translate(original, source)
+    check_parity(original, rebuilt, x_check, source)
+    return rebuilt
+
+
+def translate(original: Any, source: str = "<model>") -> tf_keras.Model:
+    """A tf_keras model with the architecture and weights of the Keras 3 model ``original``."""
+    import tf_keras
+
+    kind = type(original).__name__
+    if kind not in MODELS:
+        raise InputError(source, f"a subclassed model ({kind}) cannot be translated; {TFLITE_HINT}")
+    config = {"class_name": kind, "config": original.get_config()}
+    translated = _Translator(source).model(config)
+    try:
+        model = tf_keras.models.model_from_json(json.dumps(translated))
+    except InputError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:200]
+        raise InputError(
+            source, f"tf_keras cannot rebuild the translated model: {reason}"
+        ) from None
+    _copy_weights(original, model, source)
+    return model
+
+
+def check_parity(original: Any, rebuilt: tf_keras.Model, x: np.ndarray, source: str) -> float:
+    """Max |difference| of the two models' outputs on ``x``; over the tolerance, an error naming
+    the first layer (in graph order) whose output differs."""
+    x = np.asarray(x, dtype=np.float32)
+    want = np.asarray(original.predict(x, batch_size=64, verbose=0))
+    got = np.asarray(rebuilt.predict(x, batch_size=64, verbose=0))
+    diff = float(np.max(np.abs(want - got))) if want.shape == got.shape else float("inf")
+    if diff <= PARITY_TOLERANCE:
+        return diff
+    layer, layer_diff = _first_differing_layer(original, rebuilt, x[:16])
+    where = f"layer {layer!r} (max |diff| {layer_diff:.3g})" if layer else "the model output"
+    raise InputError(
+        source,
+        f"the tf_keras rebuild does not compute what the Keras 3 model does: outputs differ by "
+        f"{diff:.3g} (> {PARITY_TOLERANCE}), first at {where}; {TFLITE_HINT}",
+    )
+
+
+def _first_differing_layer(original: Any, rebuilt: tf_keras.Model, x: np.ndarray) -> tuple:
+    """The first top-level layer whose output differs between the two models, if any."""
+    import keras
+    import tf_keras
+
+    names = [
+        layer.name
+        for layer in original.layers
+        if type(layer).__name__ != "InputLayer" and _has_layer(rebuilt, layer.name)
+    ]
+    if not names or type(original).__name__ != "Functional":
+        return None, float("nan")
+    probe_a = keras.Model(original.inputs, [original.get_layer(n).output for n in names])
+    probe_b = tf_keras.Model(rebuilt.inputs, [_output(rebuilt, n) for n in names])
+    outs_a = probe_a.predict(x, verbose=0)
+    outs_b = probe_b.predict(x, verbose=0)
+    for name, a, b in zip(names, outs_a, outs_b):
+        a, b = np.asarray(a), np.asarray(b)
+        diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
+        if diff > PARITY_TOLERANCE:
+            return name, diff
+    return None, float("nan")
+
+
+def _has_layer(model: tf_keras.Model, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
+
+
+def _output(model: tf_keras.Model, name: str) -> Any:
+    """The output tensor standing for Keras 3 layer ``name``: its expansion's last layer."""
+    tail = f"{name}{_TAIL}"
+    return model.get_layer(tail if _has_layer(model, tail) else name).output
+
+
+def _copy_weights(original: Any, rebuilt: tf_keras.Model, source: str) -> None:
+    """Copy weights layer by layer, by name, into nested models too."""
+    for layer in original.layers:
+        weights = layer.get_weights()
+        target = rebuilt.get_layer(layer.name)
+        if type(layer).__name__ in MODELS:
+            _copy_weights(layer, target, source)
+            continue
+        if not weights:
+            continue
+        try:
+            target.set_weights([np.asarray(w) for w in weights])
+        except ValueError as exc:
+            reason = str(exc).splitlines()[0][:160]
+            raise InputError(
+                source, f"layer {layer.name!r}: weights do not fit: {reason}"
+            ) from None
+
+
+def _stored_config(path: Path) -> Any:
+    """The architecture as stored in the file, read as plain JSON (nothing is deserialised)."""
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+            return json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw else None
+    except Exception as exc:
+        raise InputError(str(path), f"cannot be read as a Keras 3 model file: {exc}") from None
+
+
+def _check_allowed(source: str, config: Any) -> None:
+    """Refuse, before anything is deserialised, a layer this module cannot translate."""
+    if not isinstance(config, dict):
+        raise InputError(source, "holds no model architecture")
+    top = config.get("class_name")
+    if top not in MODELS:
+        raise InputError(source, f"a subclassed model ({top}) cannot be translated; {TFLITE_HINT}")
+
+    def walk(model_config: dict[str, Any]) -> None:
+        for entry in model_config.get("layers", []):
+            name = entry.get("class_name")
+            layer = entry.get("config", {}).get("name", entry.get("name", "?"))
+            is_op = str(entry.get("module", "")).startswith("keras.src.ops")
+            if name in MODELS:
+                walk(entry.get("config", {}))
+            elif (is_op and name not in OPERATIONS) or (not is_op and name not in LAYERS):
+                what = "operation" if is_op else "layer"
+                raise InputError(
+                    source,
+                    f"{what} {layer!r} of type {name} cannot be translated to tf_keras (which "
+                    f"tfmot needs); {TFLITE_HINT}",
+                )
+
+    walk(config.get("config", {}))
+
+
+_TAIL = "__out"  # suffix of the last layer of an expanded activation
+
+
+class _Translator:
+    """Keras 3 config -> tf_keras config, one model (and its nested models) at a time."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    # -- models ------------------------------------------------------------------------------
+    def model(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """A model entry as a tf_keras Functional config (a Sequential becomes a chain)."""
+        config = entry["config"]
+        if entry["class_name"] == "Sequential":
+            config = _sequential_as_functional(config)
+        return {"class_name": "Functional", "config": self._functional(config)}
+
+    def _functional(self, config: dict[str, Any]) -> dict[str, Any]:
+        layers: list[dict[str, Any]] = []
+        alias: dict[str, str] = {}  # Keras 3 layer name -> tf_keras layer producing its output
+        nested: set[str] = set()  # nested models: in tf_keras their node 0 is their own graph
+        for entry in config["layers"]:
+            name = entry.get("name") or entry["config"]["name"]
+            nodes = [
+                self._node(node, alias, nested, name) for node in entry.get("inbound_nodes", [])
+            ]
+            if entry["class_name"] in MODELS:
+                nested.add(name)
+            expanded = self._expand(entry)
+            for position, (_, layer) in enumerate(expanded):
+                inputs = layer.pop("_inputs", None)
+                if position == 0:
+                    layer["inbound_nodes"] = nodes
+                    continue
+                if len(nodes) > 1:
+                    raise InputError(self.source, f"layer {name!r} is shared; expand it first")
+                refs: list[list[Any]] = []
+                for ref in inputs or [expanded[position - 1][0]]:
+                    refs.extend(nodes[0] if ref == "$in" else [[ref, 0, 0, {}]])
+                layer["inbound_nodes"] = [refs]
+            layers.extend(layer for _, layer in expanded)
+            alias[name] = expanded[-1][0]
+
+        def ends(refs: Any) -> list[list[Any]]:
+            refs = [refs] if refs and isinstance(refs[0], str) else refs
+            return [[alias.get(r[0], r[0]), r[1] + (r[0] in nested), r[2]] for r in refs]
+
+        return {
+            "name": config["name"],
+            "layers": layers,
+            "input_layers": ends(config["input_layers"]),
+            "output_layers": ends(config["output_layers"]),
+        }
+
+    def _node(
+        self, node: Any, alias: dict[str, str], nested: set[str], name: str
+    ) -> list[list[Any]]:
+        """One inbound node in tf_keras form: a list of [layer, node, tensor, kwargs]."""
+        if isinstance(node, list):  # tf_keras form already (a chained Sequential)
+            return [[alias.get(r[0], r[0]), *r[1:]] for r in node]
+        refs: list[list[Any]] = []
+
+        def collect(value: Any) -> None:
+            if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+                source, index, tensor = value["config"]["keras_history"]
+                index += 1 if source in nested else 0
+                refs.append([alias.get(source, source), index, tensor, {}])
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    collect(item)
+
+        collect(node.get("args", []))
+        if not refs:
+            raise InputError(self.source, f"layer {name!r} has no tensor input")
+        return refs
+
+    # -- layers ------------------------------------------------------------------------------
+    def _expand(self, entry: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The tf_keras layer(s) standing for one Keras 3 layer entry, in order: the first keeps
+        the original name (and the weights) and takes the original inputs, the last produces
+        the output; ``_inputs`` names a later layer's inputs ("$in": the original ones)."""
+        kind = entry["class_name"]
+        name = entry.get("name") or entry["config"]["name"]
+        if kind in MODELS:
+            return [(name, {**self.model(entry), "name": name})]
+        if str(entry.get("module", "")).startswith("keras.src.ops"):
+            return [self._operation(entry, name)]
+        config = self._layer_config(kind, entry["config"], name)
+        if kind == "InputLayer":
+            return [(name, {"class_name": kind, "config": config, "name": name})]
+        activation = config.get("activation")
+        if kind == "Activation":
+            return self._activation(activation, name, config.get("dtype", "float32"))
+        layer = {"class_name": kind, "config": config, "name": name}
+        if isinstance(activation, str) and activation in EXPANDED_ACTIVATIONS:
+            config["activation"] = "linear"
+            tail = self._activation(activation, f"{name}{_TAIL}", config.get("dtype", "float32"))
+            tail[0][1]["_inputs"] = [name]
+            if len(tail) == 3:  # x * gate(x): x is this layer's own output
+                tail[2][1]["_inputs"] = [name, tail[1][0]]
+            return [(name, layer), *tail]
+        return [(name, layer)]
+
+    def _activation(self, activation: Any, name: str, dtype: str) -> list:
+        """An Activation layer, or the built-in layers that compute it in tf_keras."""
+        base = {"dtype": dtype, "trainable": True}
+
+        def layer(kind: str, lname: str, **config: Any) -> tuple[str, dict[str, Any]]:
+            entry = {"class_name": kind, "config": {"name": lname, **base, **config}}
+            return lname, {**entry, "name": lname}
+
+        if activation == "relu6":
+            return [layer("ReLU", name, max_value=6.0)]
+        if activation in ("hard_sigmoid", "hard_silu", "hard_swish"):
+            # clip(x / 6 + 0.5, 0, 1) == relu6(x + 3) / 6
+            gate_name = name if activation == "hard_sigmoid" else f"{name}_gate"
+            scale = layer("Rescaling", f"{name}_scale", scale=1.0 / 6.0, offset=0.5)
+            gate = layer("ReLU", gate_name, max_value=1.0)
+            if activation == "hard_sigmoid":
+                return [scale, gate]
+            multiply = layer("Multiply", name)
+            multiply[1]["_inputs"] = ["$in", gate[0]]
+            return [scale, gate, multiply]
+        activation = RENAMED_ACTIVATIONS.get(activation, activation)
+        if not isinstance(activation, str) or activation not in SAME_ACTIVATIONS:
+            raise InputError(
+                self.source, f"layer {name!r}: activation {activation!r} has no tf_keras equivalent"
+            )
+        return [layer("Activation", name, activation=activation)]
+
+    def _operation(self, entry: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
+        """A Keras 3 operation node: tensor op scalar -> Rescaling; tensor op tensor -> merge."""
+        kind = entry["class_name"]
+        nodes = entry.get("inbound_nodes") or [{}]
+        args = nodes[0].get("args", []) if isinstance(nodes[0], dict) else []
+        scalars = [a for a in args if isinstance(a, int | float) and not isinstance(a, bool)]
+        tensors = [a for a in args if isinstance(a, dict)]
+        base = {"name": name, "dtype": "float32", "trainable": True}
+        if len(nodes) == 1 and len(tensors) == 1 and len(scalars) == 1:
+            c = float(scalars[0])
+            tensor_first = isinstance(args[0], dict)
+            rescale = {
+                "Add": (1.0, c),
+                "Multiply": (c, 0.0),
+                "Subtract": (1.0, -c) if tensor_first else (-1.0, c),
+                "Divide": (1.0 / c, 0.0) if tensor_first and c else None,
+                "TrueDivide": (1.0 / c, 0.0) if tensor_first and c else None,
+            }[kind]
+            if rescale is not None:
+                config = {**base, "scale": rescale[0], "offset": rescale[1]}
+                return name, {"class_name": "Rescaling", "config": config, "name": name}
+        if len(tensors) == 2 and not scalars and kind in ("Add", "Subtract", "Multiply"):
+            return name, {"class_name": kind, "config": base, "name": name}
+        raise InputError(
+            self.source, f"operation {name!r} ({kind} of {args!r:.80}) cannot be translated"
+        )
+
+    def _layer_config(self, kind: str, config: dict[str, Any], name: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in config.items():
+            if key in NEW_ARGUMENTS:
+                if value not in (None, False):
+                    raise InputError(
+                        self.source,
+                        f"layer {name!r}: Keras 3 option {key}={value!r} has no tf_keras "
+                        "equivalent",
+                    )
+                continue
+            out[key] = _plain(value)
+        if "dtype" in out:
+            out["dtype"] = _dtype_name(config["dtype"])
+        if kind == "InputLayer" and "batch_shape" in out:
+            out["batch_input_shape"] = out.pop("batch_shape")
+        activation = out.get("activation")
+        if isinstance(activation, dict):  # a serialised built-in function
+            activation = activation.get("config", activation.get("class_name"))
+            out["activation"] = activation
+        if isinstance(activation, str):
+            out["activation"] = RENAMED_ACTIVATIONS.get(activation, activation)
+        if kind != "Activation" and isinstance(out.get("activation"), str):
+            act = out["activation"]
+            if act not in SAME_ACTIVATIONS and act not in EXPANDED_ACTIVATIONS:
+                raise InputError(
+                    self.source, f"layer {name!r}: activation {act!r} has no tf_keras equivalent"
+                )
+        return out
+
+
+def _sequential_as_functional(config: dict[str, Any]) -> dict[str, Any]:
+    """A Sequential config as a chain of layers in functional form (tf_keras inbound nodes)."""
+    entries = [dict(e) for e in config["layers"]]
+    if not entries or entries[0]["class_name"] != "InputLayer":
+        shape = config.get("build_input_shape")
+        if shape is None:
+            raise InputError(config.get("name", "?"), "a Sequential model with no input shape")
+        name = f"{config['name']}_input"
+        entries.insert(
+            0, {"class_name": "InputLayer", "config": {"batch_shape": shape, "name": name}}
+        )
+    previous = None
+    for entry in entries:
+        entry["name"] = entry.get("name") or entry["config"]["name"]
+        entry["inbound_nodes"] = [] if previous is None else [[[previous, 0, 0, {}]]]
+        previous = entry["name"]
+    return {
+        "name": config["name"],
+        "layers": entries,
+        "input_layers": [[entries[0]["name"], 0, 0]],
+        "output_layers": [[previous, 0, 0]],
+    }
+
+
+def _dtype_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("config", {}).get("name", "float32"))
+    return str(value) if value else "float32"
+
+
+def _plain(value: Any) -> Any:
+    """A serialised Keras 3 object (initializer, regularizer, constraint) in tf_keras form."""
+    if isinstance(value, dict) and "class_name" in value and "config" in value:
+        config = value["config"]
+        if isinstance(config, dict):
+            config = {
+                k: _plain(v)
+                for k, v in config.items()
+                if not (k in NEW_ARGUMENTS and v in (None, False))
+            }
+        return {"class_name": value["class_name"], "config": config}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
