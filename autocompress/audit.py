@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    import tf_keras
+    from collections.abc import Callable
 
     from autocompress.records import TrialRecord
     from autocompress.task import Task, TaskData
@@ -101,10 +101,16 @@ class TeacherReference:
 
 
 def teacher_reference(
-    teacher: tf_keras.Model, data: TaskData, seed: int, sigma: float = NOISE_SIGMA
+    predict: Callable[[np.ndarray], np.ndarray],
+    data: TaskData,
+    seed: int,
+    sigma: float = NOISE_SIGMA,
 ) -> TeacherReference:
+    """The teacher's classes on the validation inputs, clean and noisy; ``predict`` gives the
+    teacher's class scores (a Keras model's or a ``.tflite`` file's)."""
+
     def classes(x: np.ndarray) -> np.ndarray:
-        return np.argmax(teacher.predict(x, batch_size=256, verbose=0), axis=-1)
+        return np.argmax(predict(x), axis=-1)
 
     return TeacherReference(classes(data.x_val), classes(noisy(data, sigma, seed)))
 
@@ -126,10 +132,9 @@ def sha256_arrays(*arrays: np.ndarray) -> str:
 
 
 def teacher_sha256(task: Task) -> str:
-    """Hash of the teacher's architecture JSON and weights (independent of the file format)."""
-    h = hashlib.sha256(task.teacher.config_json.encode())
-    h.update(sha256_arrays(*task.teacher.weights).encode())
-    return h.hexdigest()
+    """Hash of the teacher's content (a Keras model's architecture and weights, independent of
+    the file format; a ``.tflite`` teacher's bytes)."""
+    return task.teacher.digest()
 
 
 def versions() -> dict[str, str]:

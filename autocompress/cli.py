@@ -58,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run or resume a compression search (default: the demo)")
     s.add_argument("--task", help="task YAML (model + data); default: the built-in digits demo")
-    s.add_argument("--space", default="default", help="search space YAML or shipped name")
+    s.add_argument(
+        "--space",
+        default=None,
+        help="search space YAML or shipped name (default: 'default', or 'tflite' for a .tflite "
+        "model)",
+    )
     s.add_argument(
         "--profile",
         action="append",

@@ -112,9 +112,9 @@ def _keras_file(rundir: RunDir, trial: int) -> bytes:
     if not path.is_file():
         raise InputError(
             str(path),
-            f"trial {trial} has no Keras model: QAT models built with tfmot's "
-            "cluster/prune-preserving schemes cannot be saved and loaded again; export "
-            "--format tflite, or pick a trial without QAT",
+            f"trial {trial} has no Keras model (a .tflite task has none, and QAT models built "
+            "with tfmot's cluster/prune-preserving schemes cannot be saved and loaded again); "
+            "export --format tflite, or pick a trial without QAT",
         )
     return path.read_bytes()
 

@@ -32,7 +32,11 @@ QUANT_COLOURS = {
     "float16": "#2ca02c",
     "int8": "#d62728",
     "qat": "#9467bd",
+    "int16x8": "#8c564b",
+    "weight_int8": "#e377c2",
+    "weight_int4": "#17becf",
 }
+FALLBACK_COLOUR = "#7f7f7f"  # a mode added later still gets drawn
 RECIPE_KEYS = ["student_width", "sparsity", "clusters", "quantization"]
 
 
@@ -140,7 +144,8 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
             row=1,
             col=col,
         )
-        for mode, colour in QUANT_COLOURS.items():
+        for mode in sorted(set(done["quantization"].dropna())):
+            colour = QUANT_COLOURS.get(mode, FALLBACK_COLOUR)
             part = done[on_front & (done["quantization"] == mode)]
             if part.empty:
                 continue

@@ -23,7 +23,9 @@ from autocompress.records import Recipe
 if TYPE_CHECKING:
     import optuna
 
-QUANTIZATION_MODES = ("none", "dynamic", "float16", "int8", "int16x8", "qat")
+QUANTIZATION_MODES = (
+    "none", "dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4", "qat"
+)  # fmt: skip
 PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
 EXCLUDE_KEYWORDS = ("none", "ends")
 SPACES_DIR = shipped_dir("search_spaces")

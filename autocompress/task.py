@@ -1,15 +1,18 @@
-"""Tasks: a trained Keras classifier plus its train / validation data, loaded and checked.
+"""Tasks: a trained classifier plus its train / validation (/ test) data, loaded and checked.
 
 A task comes from a YAML file naming a model file and an ``.npz`` data file, or from a Python entry
-point ``module:function`` returning a :class:`Task`. Everything a search needs about the task is
+point ``module:function`` returning a :class:`Task`. The model is a Keras file (tf_keras, or Keras
+3 rebuilt in tf_keras: every technique applies) or a float ``.tflite`` file (post-training
+quantization only; see :mod:`autocompress.models`). Everything a search needs about the task is
 checked here, before any trial runs, so that bad input fails in one line instead of in a worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +21,13 @@ import numpy as np
 from autocompress._yaml import check_keys, load_mapping
 from autocompress.errors import InputError
 from autocompress.models import keras3
+from autocompress.models.tflite import TfliteTeacher
 
 if TYPE_CHECKING:
     import tf_keras
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+TFLITE_SUFFIX = ".tflite"
 DATA_KEYS = ("x_train", "y_train", "x_val", "y_val")
 
 
@@ -43,6 +48,7 @@ class TeacherSpec:
     config_json: str
     weights: list[np.ndarray]
     trusted: bool = False  # the user allowed code in it (Lambda layers): deserialise unsafely
+    trainable: bool = field(default=True, init=False)  # every technique applies
 
     @classmethod
     def from_model(cls, model: tf_keras.Model, trusted: bool = False) -> TeacherSpec:
@@ -59,13 +65,33 @@ class TeacherSpec:
         model.set_weights(self.weights)
         return model
 
+    def digest(self) -> str:
+        """Hash of the architecture JSON and weights (independent of the file format)."""
+        from autocompress.audit import sha256_arrays
+
+        h = hashlib.sha256(self.config_json.encode())
+        h.update(sha256_arrays(*self.weights).encode())
+        return h.hexdigest()
+
+    def io_shapes(self) -> tuple[list[tuple], list[tuple]]:
+        """Input and output shapes without the batch dimension (None where dynamic)."""
+        model = self.build()
+        return (
+            [tuple(t.shape[1:]) for t in model.inputs],
+            [tuple(t.shape[1:]) for t in model.outputs],
+        )
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class scores of the model on ``x``."""
+        return self.build().predict(x, batch_size=256, verbose=0)
+
 
 @dataclass(frozen=True)
 class Task:
     """A trained classifier (the teacher) and its data."""
 
     name: str
-    teacher: TeacherSpec
+    teacher: TeacherSpec | TfliteTeacher
     data: TaskData
     source: str = "<python>"
 
@@ -90,10 +116,16 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
             raise InputError(source, f"{key!r} must be a file path (or use entry_point)")
     data_path = base / spec["data"]
     data = load_data(data_path)
-    model = load_model(base / spec["model"], trust=trust_model, x_check=data.x_val)
+    model_path = base / spec["model"]
+    teacher: TeacherSpec | TfliteTeacher
+    if model_path.suffix == TFLITE_SUFFIX:
+        teacher = TfliteTeacher.from_file(model_path)
+    else:
+        model = load_model(model_path, trust=trust_model, x_check=data.x_val)
+        teacher = TeacherSpec.from_model(model, trusted=trust_model)
     task = Task(
         name=str(spec.get("name", Path(path).stem)),
-        teacher=TeacherSpec.from_model(model, trusted=trust_model),
+        teacher=teacher,
         data=data,
         source=source,
     )
@@ -124,7 +156,8 @@ def load_model(
     elif path.suffix not in MODEL_SUFFIXES:
         raise InputError(
             str(path),
-            f"unsupported model file type {path.suffix!r} (use .keras, .h5 or a SavedModel)",
+            f"unsupported model file type {path.suffix!r} (use .keras, .h5, .tflite or a "
+            "SavedModel)",
         )
     if path.is_file() and keras3.is_keras3_file(path):
         if x_check is None:
@@ -246,17 +279,17 @@ def check_task(task: Task, data_source: str | None = None) -> None:
             raise InputError(src, f"{xs} has {len(x)} samples but {ys} has {len(y)}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise InputError(src, f"{ys} must be a 1-D array of integer class ids")
-    model = task.teacher.build()
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+    inputs, outputs = task.teacher.io_shapes()
+    if len(inputs) != 1 or len(outputs) != 1:
         raise InputError(src, "the model must have exactly one input and one output")
-    expected = tuple(model.inputs[0].shape[1:])
+    expected = inputs[0]
     for xs in ("x_train", "x_val"):
         got = getattr(d, xs).shape[1:]
         if len(got) != len(expected) or any(
             e is not None and e != g for e, g in zip(expected, got)
         ):
             raise InputError(src, f"{xs} has sample shape {got} but the model expects {expected}")
-    out_shape = tuple(model.outputs[0].shape[1:])
+    out_shape = outputs[0]
     if len(out_shape) != 1 or out_shape[0] is None:
         raise InputError(src, f"the model output {out_shape} is not a vector of class scores")
     n_classes = int(out_shape[0])

@@ -80,7 +80,7 @@ def test_trial_audit_is_the_same_with_the_drivers_teacher_reference(tiny_task) -
 
     recipe = Recipe(quantization="dynamic")
     alone = run_trial(TrialContext(task=tiny_task, profiles=()), TrialRequest(0, recipe))
-    ref = teacher_reference(tiny_task.teacher.build(), tiny_task.data, seed=0)
+    ref = teacher_reference(tiny_task.teacher.predict, tiny_task.data, seed=0)
     given = run_trial(
         TrialContext(task=tiny_task, profiles=(), reference=ref), TrialRequest(0, recipe)
     )

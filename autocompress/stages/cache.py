@@ -36,9 +36,7 @@ if TYPE_CHECKING:
 def root_key(task: Task, seed: int) -> str:
     """Identifies everything a stage output depends on besides the recipe."""
     h = hashlib.sha256()
-    h.update(task.teacher.config_json.encode())
-    for w in task.teacher.weights:
-        h.update(np.ascontiguousarray(w).tobytes())
+    h.update(task.teacher.digest().encode())
     d = task.data
     for arr in (d.x_train, d.y_train, d.x_val, d.y_val):
         h.update(str(arr.shape).encode() + str(arr.dtype).encode())

@@ -14,6 +14,7 @@ from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext
 from autocompress.stages._keras import excluded_layers
+from autocompress.stages.ptq import WEIGHT_ONLY_MODES, quantize_tflite
 
 
 def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[bytes, StageRecord]:
@@ -48,13 +49,16 @@ def to_tflite(
     Edge TPU needs) calibrated on ``calibration`` samples; ``int16x8`` keeps activations in int16
     with int8 weights (float inputs and outputs), for accuracy-sensitive models; ``qat``
     converts a QAT model, whose quantization ranges were learned during fine-tuning;
-    ``dynamic`` stores int8 weights; ``float16`` stores float16 weights. ``sparse`` keeps
+    ``dynamic`` stores int8 weights; ``float16`` stores float16 weights; ``weight_int8`` /
+    ``weight_int4`` are LiteRT Quantizer's weight-only modes on the float file. ``sparse`` keeps
     pruned weights in a sparse encoding that XNNPACK's sparse inference can use.
 
     ``keep_float`` names layers that ``int8`` conversion leaves in float32 (with quantize /
     dequantize ops around them; inputs and outputs stay int8). The converter has no per-layer
     option for the other post-training modes.
     """
+    if mode in WEIGHT_ONLY_MODES:  # the converter has no weight-only mode: LiteRT Quantizer
+        return quantize_tflite(to_tflite(model, "none", sparse=sparse), mode)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     optimizations = [] if mode == "none" else [tf.lite.Optimize.DEFAULT]
     if sparse:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from autocompress.audit import TeacherReference
 from autocompress.hardware import HardwareProfile
-from autocompress.records import Recipe, TrialRecord
+from autocompress.models.tflite import TfliteTeacher
+from autocompress.records import Recipe, StageRecord, TrialRecord
 from autocompress.study.early_stop import EarlyStop
 from autocompress.task import Task
 
@@ -95,15 +96,49 @@ def _build_and_measure(
     ctx: TrialContext, request: TrialRequest, cache: StageCache | None
 ) -> tuple[TrialRecord, bytes, bytes | None]:
     import numpy as np
-    import tf_keras
 
     from autocompress.audit import NOISE_SIGMA, compare, lineage, noisy, teacher_reference
     from autocompress.evaluate import evaluate, predict
+
+    start = time.perf_counter()
+    recipe = request.recipe
+    if ctx.task.teacher.trainable:
+        tflite, stages, keras_file = _build_keras(ctx, request, cache)
+    else:
+        (tflite, stages), keras_file = _build_tflite(ctx, recipe), None
+    data = ctx.task.data
+    scores = predict(tflite, data.x_val)
+    measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, scores=scores)
+    ref = ctx.reference or teacher_reference(ctx.task.teacher.predict, data, ctx.seed)
+    audit = compare(
+        candidate=np.argmax(scores, axis=-1),
+        teacher=ref.clean,
+        labels=data.y_val,
+        candidate_noisy=np.argmax(predict(tflite, noisy(data, NOISE_SIGMA, ctx.seed)), axis=-1),
+        teacher_noisy=ref.noisy,
+        noise_sigma=NOISE_SIGMA,
+    )
+    audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed))
+    record = TrialRecord(
+        recipe=recipe,
+        stages=stages,
+        measurement=measurement,
+        seconds=time.perf_counter() - start,
+        audit=audit,
+    )
+    return record, tflite, keras_file
+
+
+def _build_keras(
+    ctx: TrialContext, request: TrialRequest, cache: StageCache | None
+) -> tuple[bytes, list[StageRecord], bytes | None]:
+    """The Keras route: the recipe's stages on the teacher, then conversion."""
+    import tf_keras
+
     from autocompress.stages import BuildContext, build_candidate
     from autocompress.stages._keras import keras_file_bytes
 
     _cap_threads(ctx.threads)
-    start = time.perf_counter()
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(ctx.seed)
     teacher = ctx.task.teacher.build()
@@ -119,28 +154,23 @@ def _build_and_measure(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key
     )
     keras_file = keras_file_bytes(final)
-    data = ctx.task.data
-    scores = predict(tflite, data.x_val)
-    measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, scores=scores)
-    ref = ctx.reference or teacher_reference(teacher, data, ctx.seed)
-    audit = compare(
-        candidate=np.argmax(scores, axis=-1),
-        teacher=ref.clean,
-        labels=data.y_val,
-        candidate_noisy=np.argmax(predict(tflite, noisy(data, NOISE_SIGMA, ctx.seed)), axis=-1),
-        teacher_noisy=ref.noisy,
-        noise_sigma=NOISE_SIGMA,
-    )
-    audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed))
     tf_keras.backend.clear_session()
-    record = TrialRecord(
-        recipe=recipe,
-        stages=stages,
-        measurement=measurement,
-        seconds=time.perf_counter() - start,
-        audit=audit,
+    return tflite, stages, keras_file
+
+
+def _build_tflite(ctx: TrialContext, recipe: Recipe) -> tuple[bytes, list[StageRecord]]:
+    """The post-training route of a ``.tflite`` task: LiteRT Quantizer on the float file.
+
+    Integer inputs and outputs only when a profile of the search needs them (the Edge TPU)."""
+    from autocompress.stages.ptq import quantize_stage
+
+    teacher = ctx.task.teacher
+    assert isinstance(teacher, TfliteTeacher)
+    integer_io = any(p.backend == "edgetpu" for p in ctx.profiles)
+    tflite, record = quantize_stage(
+        teacher.content, recipe, ctx.task.data.x_train, seed=ctx.seed, integer_io=integer_io
     )
-    return record, tflite, keras_file
+    return tflite, [record]
 
 
 def _cap_threads(threads: int) -> None:

@@ -8,6 +8,7 @@ kept and the ``trials`` budget counts them.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import io
 import json
@@ -31,6 +32,7 @@ from optuna.trial import TrialState
 from autocompress.audit import audit_document
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
+from autocompress.models.tflite import check_space
 from autocompress.records import Recipe, TrialRecord
 from autocompress.space import SearchSpace, exclude_names, load_recipes, resolve_space
 from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
@@ -120,7 +122,7 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def search(
     task: Task | str | Path | None = None,
-    space: SearchSpace | str | Path = "default",
+    space: SearchSpace | str | Path | None = None,
     profiles: Sequence[str | HardwareProfile] = ("cpu-host",),
     trials: int = 40,
     timeout: float | None = None,
@@ -146,7 +148,8 @@ def search(
 
     Args:
         task: a :class:`Task`, a task YAML path, or None for the built-in digits demo.
-        space: a :class:`SearchSpace`, a YAML path or the name of a shipped space.
+        space: a :class:`SearchSpace`, a YAML path or the name of a shipped space; None:
+            ``default``, or ``tflite`` for a ``.tflite`` model (post-training choices only).
         profiles: hardware profiles to measure; the first one's latency is the objective.
         trials: total trial budget of the study, counting trials of earlier (resumed) runs.
         timeout: seconds after which no new trial starts (running ones finish).
@@ -186,14 +189,11 @@ def search(
         raise InputError("--timeout", f"must be a positive duration, got {timeout}")
     if not profiles:
         raise InputError("--profile", "at least one hardware profile is needed")
-    space_spec = (
-        space if isinstance(space, SearchSpace) else SearchSpace.from_yaml(resolve_space(space))
-    )
+    space_spec = _space(space) if space is not None else None
     hw = tuple(p if isinstance(p, HardwareProfile) else load_profile(p) for p in profiles)
     chosen_sampler = make_sampler(sampler, seed)
     options = SearchOptions(
         warm_start=warm_start,
-        enqueue=tuple(load_recipes(enqueue, space_spec)) if enqueue is not None else (),
         max_latency_ms=_limit("--max-latency-ms", max_latency_ms),
         min_accuracy=_limit("--min-accuracy", min_accuracy),
         max_size_kb=_limit("--max-size-kb", max_size_kb),
@@ -203,8 +203,15 @@ def search(
     rundir.path.mkdir(parents=True, exist_ok=True)
     with _exclusive(rundir), _log_to(rundir.path / "search.log"):
         task_obj = _resolve_task(task, rundir, seed, trust_model)
-        space_spec = _drop_unsupported(space_spec, task_obj)
-        _check_exclusions(space_spec, task_obj)
+        if space_spec is None:
+            space_spec = _space("default" if task_obj.teacher.trainable else "tflite")
+        if task_obj.teacher.trainable:
+            space_spec = _drop_unsupported(space_spec, task_obj)
+            _check_exclusions(space_spec, task_obj)
+        else:
+            check_space(space_spec, task_obj.source)
+        if enqueue is not None:
+            options = dataclasses.replace(options, enqueue=tuple(load_recipes(enqueue, space_spec)))
         study = _open_study(rundir, hw[0].name, chosen_sampler, storage)
         _keep_validation(rundir, task_obj)
         from autocompress.audit import teacher_reference
@@ -217,7 +224,7 @@ def search(
             threads=max(1, math.ceil(cpus_per_trial)),
             stage_cache=stage_cache,
             cache_key=root_key(task_obj, seed),
-            reference=teacher_reference(task_obj.teacher.build(), task_obj.data, seed),
+            reference=teacher_reference(task_obj.teacher.predict, task_obj.data, seed),
         )
         driver = _Driver(
             study, space_spec, ctx, rundir, trials, timeout, workers, on_progress, options
@@ -596,6 +603,10 @@ class _Driver:
                 time_left_s=None if self.timeout is None else max(0.0, self.timeout - elapsed),
             )
         )
+
+
+def _space(space: SearchSpace | str | Path) -> SearchSpace:
+    return space if isinstance(space, SearchSpace) else SearchSpace.from_yaml(resolve_space(space))
 
 
 def _limit(option: str, value: float | None) -> float | None:

@@ -1,0 +1,112 @@
+"""A float ``.tflite`` file as the model to compress: the post-training route.
+
+Any model that reaches a float ``.tflite`` file enters here: PyTorch through litert-torch, a Keras
+3 model the translation refuses through ``model.export(path, format="litert")``, or any other
+converter's output. Without a trainable graph only post-training choices apply: the quantization
+modes that LiteRT Quantizer applies to the float file
+(:mod:`autocompress.stages.ptq`). A space that asks for a training-time technique is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from autocompress.errors import InputError
+
+if TYPE_CHECKING:
+    from autocompress.space import SearchSpace
+
+# Recipe values that need a trainable model, with the value that means "off".
+TRAINING_PARAMS = {
+    "student_width": 1.0,
+    "sparsity": 0.0,
+    "clusters": 0,
+    "rank_energy": 1.0,
+    "channel_fraction": 0.0,
+    "exclude": "none",
+}
+TRAINING_MODES = ("qat",)
+
+
+@dataclass(frozen=True)
+class TfliteTeacher:
+    """A float ``.tflite`` model as plain bytes (safe to send between processes)."""
+
+    content: bytes
+    source: str = "<tflite>"
+    trainable: bool = field(default=False, init=False)
+
+    @classmethod
+    def from_file(cls, path: Path) -> TfliteTeacher:
+        """Read and check the file: LiteRT must load it, with one float input and output."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        if not path.is_file():
+            raise InputError(str(path), "model file not found")
+        content = path.read_bytes()
+        try:
+            interpreter = Interpreter(model_content=content)
+            interpreter.allocate_tensors()
+        except Exception as exc:  # LiteRT raises ValueError / RuntimeError for a bad file
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise InputError(
+                str(path), f"LiteRT cannot load it as a .tflite model: {reason}"
+            ) from None
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise InputError(str(path), "the model must have exactly one input and one output")
+        for kind, detail in (("input", inputs[0]), ("output", outputs[0])):
+            if np.dtype(detail["dtype"]) != np.float32:
+                raise InputError(
+                    str(path),
+                    f"its {kind} is {np.dtype(detail['dtype']).name}: give the float model "
+                    "(autocompress quantizes it)",
+                )
+        return cls(content=content, source=str(path))
+
+    def digest(self) -> str:
+        """Content hash: what stage-cache keys and the audit's lineage name the teacher by."""
+        return hashlib.sha256(self.content).hexdigest()
+
+    def io_shapes(self) -> tuple[list[tuple], list[tuple]]:
+        """Input and output shapes without the batch dimension (None where dynamic)."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_content=self.content)
+
+        def shape(detail: dict) -> tuple:
+            dims = detail.get("shape_signature", detail["shape"])
+            return tuple(None if d < 0 else int(d) for d in dims[1:])
+
+        return (
+            [shape(d) for d in interpreter.get_input_details()],
+            [shape(d) for d in interpreter.get_output_details()],
+        )
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class scores of the float model on ``x`` (LiteRT, batched)."""
+        from autocompress.evaluate import predict
+
+        return predict(self.content, x)
+
+
+def check_space(space: SearchSpace, model_source: str) -> None:
+    """A space for a ``.tflite`` model may search only post-training choices."""
+    for param in space.params:
+        off = TRAINING_PARAMS.get(param.name)
+        if off is None and param.name != "quantization":
+            continue
+        values = param.choices if param.choices is not None else (param.low, param.high)
+        bad = [v for v in values if (v != off if off is not None else v in TRAINING_MODES)]
+        if bad:
+            raise InputError(
+                space.source,
+                f"{param.name}={bad[0]!r} needs a trainable model, but {model_source} is a "
+                ".tflite file: it can be searched over post-training quantization only "
+                "(use --space tflite)",
+            )

@@ -1,0 +1,136 @@
+"""Post-training quantization of a float ``.tflite`` file with LiteRT Quantizer.
+
+LiteRT Quantizer (``litert-quantizer``, ex ai-edge-quantizer) works on the float file itself, so
+it serves models that have no trainable graph (a ``.tflite`` task) and the quantization modes the
+TF converter cannot produce (weight-only int8 / int4). It needs no TensorFlow.
+
+Modes (the recipe's ``quantization``):
+
+* ``dynamic``: int8 weights, activations quantized on the fly (``dynamic_wi8_afp32``);
+* ``float16``: float16 weights (``FLOAT_CASTING``), float compute;
+* ``int8``: int8 weights and activations calibrated on training samples (``static_wi8_ai8``);
+* ``int16x8``: int16 activations with int8 weights (``static_wi8_ai16``);
+* ``weight_int8`` / ``weight_int4``: weight-only int8 / int4, dequantized to float before each op.
+
+Inputs and outputs stay float unless ``integer_io`` asks for integer ones (the Edge TPU does):
+the static recipes would otherwise make them int8 / int16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+import warnings
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from autocompress.records import StageRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from autocompress.records import Recipe
+
+LITERT_MODES = ("dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4")
+# Modes only LiteRT Quantizer produces; the Keras route converts to float first for them.
+WEIGHT_ONLY_MODES = ("weight_int8", "weight_int4")
+
+
+def quantize_tflite(
+    float_tflite: bytes,
+    mode: str,
+    calibration: np.ndarray | None = None,
+    integer_io: bool = False,
+) -> bytes:
+    """The float model ``float_tflite`` quantized in ``mode`` (see the module docstring)."""
+    from litert_quantizer import qtyping, quantizer, recipe
+
+    if mode == "none":
+        return float_tflite
+    if mode not in LITERT_MODES:
+        raise ValueError(f"LiteRT Quantizer has no mode {mode!r}")
+    algorithm, op = recipe.AlgorithmName, qtyping.TFLOperationName
+    qt = quantizer.Quantizer(bytearray(float_tflite))
+    if mode == "float16":
+        qt.add_weight_only_config(
+            regex=".*",
+            operation_name=op.ALL_SUPPORTED,
+            num_bits=16,
+            algorithm_key=algorithm.FLOAT_CASTING,
+        )
+    else:
+        qt.load_quantization_recipe(
+            {
+                "dynamic": recipe.dynamic_wi8_afp32,
+                "int8": recipe.static_wi8_ai8,
+                "int16x8": recipe.static_wi8_ai16,
+                "weight_int8": recipe.weight_only_wi8_afp32,
+                "weight_int4": recipe.weight_only_wi4_afp32,
+            }[mode]()
+        )
+    if not integer_io:
+        for io_op in (op.INPUT, op.OUTPUT):
+            qt.update_quantization_recipe(
+                regex=".*", operation_name=io_op, algorithm_key=algorithm.NO_QUANTIZE
+            )
+    calibrated = None
+    if qt.need_calibration:
+        if calibration is None or not len(calibration):
+            raise ValueError(f"{mode} quantization needs calibration samples")
+        signature, name = _signature_input(float_tflite)
+        samples = [{name: s[None].astype(np.float32)} for s in calibration]
+        with _quiet():
+            calibrated = qt.calibrate({signature: samples})
+    with _quiet():
+        result = qt.quantize(calibrated, enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def calibration_samples(x_train: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` training samples drawn by ``seed``: the same draw as the TF converter's."""
+    rng = np.random.default_rng(seed)
+    return x_train[rng.choice(len(x_train), size=min(count, len(x_train)), replace=False)]
+
+
+def quantize_stage(
+    float_tflite: bytes,
+    recipe: Recipe,
+    x_train: np.ndarray,
+    seed: int = 0,
+    samples: int = 100,
+    integer_io: bool = False,
+) -> tuple[bytes, StageRecord]:
+    """The ``quantize`` stage of a ``.tflite`` task: the float file in the recipe's mode."""
+    start = time.perf_counter()
+    calibration = calibration_samples(x_train, samples, seed)
+    tflite = quantize_tflite(float_tflite, recipe.quantization, calibration, integer_io)
+    facts = {
+        "quantization": recipe.quantization,
+        "quantizer": "none" if recipe.quantization == "none" else "litert-quantizer",
+        "integer_io": integer_io and recipe.quantization in ("int8", "int16x8"),
+        "size_bytes": len(tflite),
+    }
+    return tflite, StageRecord("quantize", time.perf_counter() - start, facts)
+
+
+def _signature_input(tflite: bytes) -> tuple[str, str]:
+    """The (signature key, input name) calibration data is keyed by."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_content=tflite).get_signature_list()
+    if not signatures:
+        raise ValueError("the .tflite file has no signature; LiteRT Quantizer calibrates by one")
+    key = next(iter(signatures))
+    return key, signatures[key]["inputs"][0]
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """LiteRT Quantizer draws tqdm bars on stderr and warns that calibration keeps every
+    tensor (it must); a search prints its own progress."""
+    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

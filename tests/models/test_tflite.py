@@ -1,0 +1,139 @@
+"""A float .tflite file as the model: post-training quantization with LiteRT Quantizer, searched
+and measured like every other candidate; training-time techniques refused in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from autocompress.errors import InputError
+from autocompress.evaluate import accuracy, tensor_dtypes
+from autocompress.models.tflite import TfliteTeacher
+from autocompress.stages.ptq import LITERT_MODES, quantize_tflite
+from autocompress.task import Task
+from tests.test_cli import assert_clean_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def float_tflite(tiny_task: Task) -> bytes:
+    """The tiny teacher as a float .tflite file, as any converter would hand it over."""
+    from autocompress.stages.convert import to_tflite
+
+    return to_tflite(tiny_task.teacher.build(), "none")
+
+
+@pytest.fixture(scope="module")
+def tflite_task(tmp_path_factory: pytest.TempPathFactory, float_tflite: bytes, task_files) -> Path:
+    root = tmp_path_factory.mktemp("tflite_task")
+    (root / "model.tflite").write_bytes(float_tflite)
+    (root / "task.yaml").write_text(f"model: model.tflite\ndata: {task_files / 'data.npz'}\n")
+    return root
+
+
+@pytest.mark.parametrize("mode", LITERT_MODES)
+def test_each_mode_gives_its_kind_of_file(mode: str, float_tflite: bytes, tiny_task: Task) -> None:
+    d = tiny_task.data
+    floor = accuracy(float_tflite, d.x_val, d.y_val) - 0.05
+    quantized = quantize_tflite(float_tflite, mode, d.x_train[:100])
+    dtypes = tensor_dtypes(quantized)
+    expected = {
+        "dynamic": "int8",
+        "float16": "float16",
+        "int8": "int8",
+        "int16x8": "int16",
+        "weight_int8": "int8",
+        "weight_int4": "int8",  # int4 weights are stored packed in int8 buffers
+    }[mode]
+    assert expected in dtypes, dtypes
+    assert len(quantized) < len(float_tflite)
+    assert accuracy(quantized, d.x_val, d.y_val) >= floor
+    from ai_edge_litert.interpreter import Interpreter
+
+    inp = Interpreter(model_content=quantized).get_input_details()[0]
+    assert np.dtype(inp["dtype"]) == np.float32  # float I/O unless asked otherwise
+
+
+def test_int4_weights_are_smaller_than_int8(float_tflite: bytes) -> None:
+    int8 = quantize_tflite(float_tflite, "weight_int8")
+    int4 = quantize_tflite(float_tflite, "weight_int4")
+    assert len(int4) < len(int8)
+
+
+def test_integer_io_on_request(float_tflite: bytes, tiny_task: Task) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    quantized = quantize_tflite(float_tflite, "int8", tiny_task.data.x_train[:50], integer_io=True)
+    inp = Interpreter(model_content=quantized).get_input_details()[0]
+    assert np.dtype(inp["dtype"]) == np.int8
+
+
+def test_keras_route_offers_weight_only_modes(tiny_task: Task) -> None:
+    from autocompress.stages.convert import to_tflite
+
+    d = tiny_task.data
+    model = tiny_task.teacher.build()
+    int4 = to_tflite(model, "weight_int4")
+    assert len(int4) < len(to_tflite(model, "none"))
+    assert accuracy(int4, d.x_val, d.y_val) > 0.5
+
+
+def test_search_of_a_tflite_model(tflite_task: Path, tmp_path: Path) -> None:
+    proc = run_cli(
+        "search",
+        "--task",
+        str(tflite_task / "task.yaml"),
+        "--trials",
+        "4",
+        "--workers",
+        "1",
+        "--profile",
+        "cpu-host",
+        "--profile",
+        "edgetpu-usb",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert len(done) >= 4  # repeats of a built recipe are answered free, beyond the budget
+    assert set(done["quantization"]) <= {
+        "none", "dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4"
+    }  # fmt: skip
+    assert (done["accuracy"] > 0.5).all()
+    assert (tmp_path / "run" / "pareto.csv").exists()
+    proc = run_cli("show", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_training_technique_on_a_tflite_model_is_one_line(
+    tflite_task: Path, tmp_path: Path, smoke_space_file: Path
+) -> None:
+    proc = run_cli(
+        "search",
+        "--task",
+        str(tflite_task / "task.yaml"),
+        "--space",
+        str(smoke_space_file),
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert_clean_error(proc, str(smoke_space_file), "needs a trainable model", "--space tflite")
+
+
+def test_quantized_or_broken_tflite_is_refused(
+    tmp_path: Path, float_tflite: bytes, tiny_task: Task
+) -> None:
+    quantized = tmp_path / "q.tflite"
+    quantized.write_bytes(
+        quantize_tflite(float_tflite, "int8", tiny_task.data.x_train[:20], integer_io=True)
+    )
+    with pytest.raises(InputError, match="input is int8: give the float model"):
+        TfliteTeacher.from_file(quantized)
+    broken = tmp_path / "b.tflite"
+    broken.write_bytes(b"not a flatbuffer")
+    with pytest.raises(InputError, match="LiteRT cannot load it"):
+        TfliteTeacher.from_file(broken)
