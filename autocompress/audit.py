@@ -169,6 +169,8 @@ def audit_document(number: int, record: TrialRecord, model_path: str) -> dict[st
         "recipe": record.recipe.to_dict(),
         "measurement": {
             "accuracy": m.accuracy,
+            "accuracy_split": "validation",
+            "test_accuracy": m.test_accuracy,
             "size_bytes": m.size_bytes,
             "gzip_bytes": m.gzip_bytes,
             "latency_ms": {p: lat.median_ms for p, lat in m.latency.items()},

@@ -193,8 +193,10 @@ def _search(args: argparse.Namespace) -> int:
         storage=args.storage,
     )
     progress.close()
+    from autocompress.results import for_display
+
     print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
-    print(_format(result.front))
+    print(_format(for_display(result.front)))
     from autocompress.report import write_report
 
     page = write_report(result.out_dir, storage=args.storage)
@@ -203,19 +205,19 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from autocompress.results import load_front, load_trials
+    from autocompress.results import for_display, load_front, load_trials
 
     if args.all:
-        print(_format(load_trials(Path(args.run))))
+        print(_format(for_display(load_trials(Path(args.run)))))
         return 0
     front, profile = load_front(Path(args.run), args.profile)
     print(f"Pareto front of {args.run} ({len(front)} models, latency on {profile}):")
-    print(_format(front))
+    print(_format(for_display(front)))
     return 0
 
 
 def _pick(args: argparse.Namespace) -> int:
-    from autocompress.results import pick
+    from autocompress.results import for_display, pick
 
     choice = pick(
         Path(args.run),
@@ -228,7 +230,7 @@ def _pick(args: argparse.Namespace) -> int:
     if choice is None:
         print("no model on the front meets these constraints", file=sys.stderr)
         return 1
-    print(_format(choice.to_frame().T))
+    print(_format(for_display(choice.to_frame().T)))
     if args.export:
         _print_export(Path(args.run), int(choice["trial"]), args.format, Path(args.export))
     return 0

@@ -54,14 +54,28 @@ def tensor_dtypes(tflite: bytes) -> dict[str, int]:
 
 
 def predict(tflite: bytes, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Class scores for ``x``, quantizing inputs and dequantizing outputs as the file requires."""
+    """Class scores for ``x``, quantizing inputs and dequantizing outputs as the file requires.
+
+    A file whose batch dimension is fixed (litert-torch exports batch 1, with reshapes that
+    assume it) is run in batches of that size, never resized."""
     interpreter = Interpreter(model_content=tflite, num_threads=1)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
+    signature = inp.get("shape_signature", inp["shape"])
+    fixed = len(signature) > 0 and int(signature[0]) > 0
+    if fixed:
+        batch = int(signature[0])
+        interpreter.allocate_tensors()
     chunks: list[np.ndarray] = []
-    current = -1
+    current = batch if fixed else -1
     for startpos in range(0, len(x), batch):
         xb = x[startpos : startpos + batch]
+        if fixed and len(xb) != batch:  # pad the last batch; its padding is dropped below
+            pad = np.zeros((batch - len(xb), *xb.shape[1:]), dtype=xb.dtype)
+            interpreter.set_tensor(inp["index"], _quantize(np.concatenate([xb, pad]), inp))
+            interpreter.invoke()
+            chunks.append(_dequantize(interpreter.get_tensor(out["index"]), out)[: len(xb)])
+            continue
         if len(xb) != current:
             interpreter.resize_tensor_input(inp["index"], [len(xb), *x.shape[1:]])
             interpreter.allocate_tensors()

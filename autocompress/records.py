@@ -97,7 +97,11 @@ class LatencyResult:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Accuracy, size and latency of one deployed ``.tflite`` artifact."""
+    """Accuracy, size and latency of one deployed ``.tflite`` artifact.
+
+    ``accuracy`` is on the validation split (what the search optimises); ``test_accuracy`` on the
+    task's test split when it has one (reported only, never used to choose).
+    """
 
     accuracy: float
     size_bytes: int
@@ -106,6 +110,7 @@ class Measurement:
     tensor_dtypes: dict[str, int]
     peak_ram_bytes: int = 0
     macs: int = 0
+    test_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,7 @@ class TrialRecord:
             tensor_dtypes=dict(m["tensor_dtypes"]),
             peak_ram_bytes=m.get("peak_ram_bytes", 0),
             macs=m.get("macs", 0),
+            test_accuracy=m.get("test_accuracy"),
         )
         return cls(
             recipe=Recipe.from_dict(data["recipe"]),

@@ -22,7 +22,7 @@ import pandas as pd
 
 from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.errors import InputError
-from autocompress.results import load_trials
+from autocompress.results import for_display, load_trials
 from autocompress.study.rundir import STUDY_NAME, RunDir
 from autocompress.study.tables import front_frame, latency_column, objective_columns, profiles_in
 
@@ -106,9 +106,11 @@ def _load_study(rundir: RunDir, url: str | None) -> optuna.Study:
 
 def _hover(row: pd.Series, lat: str) -> str:
     recipe = ", ".join(f"{k}={row[k]}" for k in RECIPE_KEYS)
+    test = row.get("test_accuracy")
+    tested = f"test accuracy {test:.4f}<br>" if test is not None and test == test else ""
     return (
-        f"trial {int(row['trial'])}<br>{recipe}<br>accuracy {row['accuracy']:.4f}<br>"
-        f"latency {row[lat]:.4f} ms<br>gzip {row['gzip_bytes'] / 1024:.1f} KiB"
+        f"trial {int(row['trial'])}<br>{recipe}<br>validation accuracy {row['accuracy']:.4f}<br>"
+        f"{tested}latency {row[lat]:.4f} ms<br>gzip {row['gzip_bytes'] / 1024:.1f} KiB"
     )
 
 
@@ -124,7 +126,10 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
     fig = make_subplots(
         rows=1,
         cols=2,
-        subplot_titles=("accuracy vs latency", "accuracy vs gzip size"),
+        subplot_titles=(
+            "validation accuracy vs latency",
+            "validation accuracy vs gzip size",
+        ),
         horizontal_spacing=0.08,
     )
     for col, x in ((1, lat), (2, "gzip_kib")):
@@ -183,7 +188,7 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
             )
     fig.update_xaxes(title_text=f"latency on {profile} (ms)", type="log", row=1, col=1)
     fig.update_xaxes(title_text="gzip size (KiB)", type="log", row=1, col=2)
-    fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
     fig.update_layout(height=460, margin={"t": 40, "b": 40})
     return fig
 
@@ -211,7 +216,8 @@ def _size_speed_png(trials: pd.DataFrame, profile: str) -> bytes:
     front = front_frame(trials, profile).sort_values("gzip_bytes", ascending=False)
     rows = ([base] if base is not None else []) + [r for _, r in front.iterrows()]
     labels = [
-        "baseline" if base is not None and i == 0 else f"trial {int(r['trial'])}"
+        ("baseline" if base is not None and i == 0 else f"trial {int(r['trial'])}")
+        + f"\n{_accuracy_label(r)}"
         for i, r in enumerate(rows)
     ]
     sizes = [r["gzip_bytes"] / 1024 for r in rows]
@@ -230,6 +236,14 @@ def _size_speed_png(trials: pd.DataFrame, profile: str) -> bytes:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _accuracy_label(row: pd.Series) -> str:
+    """Test accuracy where the task has a test split, else validation accuracy, named as such."""
+    test = row.get("test_accuracy")
+    if test is not None and test == test:
+        return f"test {test:.1%}"
+    return f"val {row['accuracy']:.1%}"
 
 
 def _complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -283,7 +297,7 @@ def _front_table(trials: pd.DataFrame, profile: str) -> str:
             for stage, f in stages.items()
         )
         rows.append({**r.to_dict(), "stage facts": summary})
-    table = pd.DataFrame(rows)
+    table = for_display(pd.DataFrame(rows))
     return table.to_html(index=False, border=0, classes="front", float_format=lambda v: f"{v:.4g}")
 
 

@@ -15,6 +15,12 @@ from autocompress.study.rundir import RunDir
 from autocompress.study.tables import front_frame, latency_column, profiles_in
 
 
+def for_display(frame: pd.DataFrame) -> pd.DataFrame:
+    """Name the split of each accuracy: ``accuracy`` is measured on the validation data, which the
+    search tuned on; ``test_accuracy`` (when the task has a test split) on data it never saw."""
+    return frame.rename(columns={"accuracy": "val_accuracy"})
+
+
 def load_trials(run: Path) -> pd.DataFrame:
     path = RunDir(run).trials_csv
     if not path.is_file():

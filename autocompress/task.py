@@ -29,16 +29,28 @@ if TYPE_CHECKING:
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 TFLITE_SUFFIX = ".tflite"
 DATA_KEYS = ("x_train", "y_train", "x_val", "y_val")
+TEST_KEYS = ("x_test", "y_test")  # optional: a split no choice of the search is tuned on
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """Train and validation arrays; labels are integer class ids."""
+    """Train, validation and (optional) test arrays; labels are integer class ids.
+
+    Validation data drives everything the search decides (sampler, early stop, constraints,
+    ``pick``); the test split, when given, is only measured and reported, so that the accuracy a
+    user reads beside a chosen model is one no choice was tuned on.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None and self.y_test is not None
 
 
 @dataclass(frozen=True)
@@ -251,6 +263,11 @@ def load_data(path: Path) -> TaskData:
             if missing:
                 raise InputError(str(path), f"missing array {missing[0]!r} (needs {DATA_KEYS})")
             arrays = {k: npz[k] for k in DATA_KEYS}
+            test = [k for k in TEST_KEYS if k in npz.files]
+            if len(test) == 1:
+                other = next(k for k in TEST_KEYS if k not in test)
+                raise InputError(str(path), f"has {test[0]!r} but not {other!r}")
+            arrays.update({k: npz[k] for k in test})
     except InputError:
         raise
     except Exception as exc:
@@ -265,7 +282,8 @@ def check_task(task: Task, data_source: str | None = None) -> None:
     """
     src = data_source or task.source
     d = task.data
-    for key in DATA_KEYS:
+    keys = DATA_KEYS + (TEST_KEYS if d.has_test else ())
+    for key in keys:
         arr = getattr(d, key)
         if not isinstance(arr, np.ndarray) or arr.size == 0:
             raise InputError(src, f"data array {key} is empty")
@@ -273,7 +291,9 @@ def check_task(task: Task, data_source: str | None = None) -> None:
             raise InputError(src, f"data array {key} has non-numeric dtype {arr.dtype}")
         if not np.all(np.isfinite(arr)):
             raise InputError(src, f"data array {key} contains NaN or infinite values")
-    for xs, ys in (("x_train", "y_train"), ("x_val", "y_val")):
+    pairs = [("x_train", "y_train"), ("x_val", "y_val")]
+    pairs += [("x_test", "y_test")] if d.has_test else []
+    for xs, ys in pairs:
         x, y = getattr(d, xs), getattr(d, ys)
         if len(x) != len(y):
             raise InputError(src, f"{xs} has {len(x)} samples but {ys} has {len(y)}")
@@ -283,7 +303,7 @@ def check_task(task: Task, data_source: str | None = None) -> None:
     if len(inputs) != 1 or len(outputs) != 1:
         raise InputError(src, "the model must have exactly one input and one output")
     expected = inputs[0]
-    for xs in ("x_train", "x_val"):
+    for xs in ("x_train", "x_val", *(("x_test",) if d.has_test else ())):
         got = getattr(d, xs).shape[1:]
         if len(got) != len(expected) or any(
             e is not None and e != g for e, g in zip(expected, got)
@@ -293,8 +313,9 @@ def check_task(task: Task, data_source: str | None = None) -> None:
     if len(out_shape) != 1 or out_shape[0] is None:
         raise InputError(src, f"the model output {out_shape} is not a vector of class scores")
     n_classes = int(out_shape[0])
-    top = int(max(d.y_train.max(), d.y_val.max()))
-    if d.y_train.min() < 0 or d.y_val.min() < 0 or top >= n_classes:
+    labels = [d.y_train, d.y_val, *((d.y_test,) if d.has_test else ())]
+    top = int(max(y.max() for y in labels))
+    if min(int(y.min()) for y in labels) < 0 or top >= n_classes:
         raise InputError(src, f"labels range up to {top} but the model outputs {n_classes} classes")
 
 

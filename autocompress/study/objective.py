@@ -109,6 +109,11 @@ def _build_and_measure(
     data = ctx.task.data
     scores = predict(tflite, data.x_val)
     measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, scores=scores)
+    if data.has_test:
+        assert data.x_test is not None and data.y_test is not None
+        test_scores = predict(tflite, data.x_test)
+        test_accuracy = float(np.mean(np.argmax(test_scores, axis=-1) == data.y_test))
+        measurement = dataclasses.replace(measurement, test_accuracy=test_accuracy)
     ref = ctx.reference or teacher_reference(ctx.task.teacher.predict, data, ctx.seed)
     audit = compare(
         candidate=np.argmax(scores, axis=-1),

@@ -54,6 +54,8 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     m = record.measurement
     row.update(record.recipe.to_dict())
     row.update(accuracy=m.accuracy, size_bytes=m.size_bytes, gzip_bytes=m.gzip_bytes)
+    if m.test_accuracy is not None:
+        row["test_accuracy"] = m.test_accuracy
     row["peak_ram_bytes"] = m.peak_ram_bytes
     row["macs"] = m.macs
     for name, lat in m.latency.items():
@@ -114,6 +116,7 @@ FRONT_COLUMNS = [
     "rank_energy",
     "channel_fraction",
     "accuracy",
+    "test_accuracy",
     "size_bytes",
     "gzip_bytes",
 ]

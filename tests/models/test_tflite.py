@@ -137,3 +137,25 @@ def test_quantized_or_broken_tflite_is_refused(
     broken.write_bytes(b"not a flatbuffer")
     with pytest.raises(InputError, match="LiteRT cannot load it"):
         TfliteTeacher.from_file(broken)
+
+
+def test_fixed_batch_file_is_run_in_its_batch(tiny_task: Task) -> None:
+    """litert-torch exports batch 1 with reshapes that assume it: never resized."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from autocompress.evaluate import predict
+
+    teacher = tiny_task.teacher.build()
+    inp = keras.Input((8, 8, 1), batch_size=1)
+    x = keras.layers.Reshape((1, 64))(inp)  # a reshape that bakes in the batch of 1
+    x = keras.layers.Reshape((8, 8, 1))(x)
+    fixed = keras.Model(inp, teacher(x))
+    content = tf.lite.TFLiteConverter.from_keras_model(fixed).convert()
+    d = tiny_task.data
+    want = teacher.predict(d.x_val[:7], verbose=0)
+    got = predict(content, d.x_val[:7])
+    assert got.shape == want.shape
+    assert np.max(np.abs(got - want)) < 1e-4
+    quantized = quantize_tflite(content, "int8", d.x_train[:20])
+    assert predict(quantized, d.x_val[:7]).shape == want.shape
