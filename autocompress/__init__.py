@@ -13,6 +13,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from autocompress.errors import InputError  # noqa: E402
 from autocompress.records import Recipe, StageRecord, TrialRecord  # noqa: E402
-from autocompress.study.runner import SearchResult, search  # noqa: E402
+from autocompress.study.api import SearchResult, SearchSettings, search  # noqa: E402
 
-__all__ = ["InputError", "Recipe", "SearchResult", "StageRecord", "TrialRecord", "search"]
+__all__ = [
+    "InputError",
+    "Recipe",
+    "SearchResult",
+    "SearchSettings",
+    "StageRecord",
+    "TrialRecord",
+    "search",
+]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from autocompress.errors import InputError
 
 if TYPE_CHECKING:
-    from autocompress.study.runner import Progress
+    from autocompress.study.driver import Progress
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -163,15 +163,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from autocompress.study.runner import search
+    from autocompress.study.api import SearchSettings, search
 
     _quiet_tensorflow_startup()
     timeout = parse_duration(args.timeout) if args.timeout else None
     progress = _ProgressLine(sys.stderr)
-    result = search(
-        task=args.task,
-        space=args.space,
-        profiles=args.profiles or ["cpu-host"],
+    settings = SearchSettings(
         trials=args.trials,
         timeout=timeout,
         workers=args.workers,
@@ -179,7 +176,6 @@ def _search(args: argparse.Namespace) -> int:
         seed=args.seed,
         sampler=args.sampler,
         ray_address=args.ray_address,
-        on_progress=progress,
         stage_cache=not args.no_stage_cache,
         warm_start=not args.no_warm_start,
         enqueue=args.enqueue,
@@ -191,6 +187,13 @@ def _search(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         storage=args.storage,
+    )
+    result = search(
+        task=args.task,
+        space=args.space,
+        profiles=args.profiles or ["cpu-host"],
+        settings=settings,
+        on_progress=progress,
     )
     progress.close()
     from autocompress.results import for_display

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import shutil
 import statistics
 import tempfile
@@ -30,11 +29,8 @@ import autocompress
 from autocompress.demo import TEACHER_FILE, demo_task
 from autocompress.hardware import load_profile
 from autocompress.records import Recipe
-from autocompress.space import SearchSpace, resolve_space
 from autocompress.stages.cache import root_key
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest, run_trial
-from autocompress.study.rundir import RunDir
-from autocompress.study.runner import SearchOptions, _Driver, _open_study, make_sampler
 
 
 def throughput(root: Path, task, trials: int) -> dict[int, tuple[float, float]]:
@@ -63,25 +59,17 @@ def driver_cost(root: Path, task, trials: int) -> list[tuple[float, int]]:
     def noop(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
         return dataclasses.replace(template, number=request.number)
 
-    rundir = RunDir(root / "noop")
-    rundir.path.mkdir()
-    study = _open_study(rundir, "cpu-host", make_sampler("tpe", 0))
-    space = SearchSpace.from_yaml(resolve_space("default"))
     progress: list[tuple[float, int]] = []
-    driver = _Driver(
-        study,
-        space,
-        ctx,
-        rundir,
-        trials,
-        None,
-        8,
-        lambda p: progress.append((time.perf_counter(), p.done)),
-        SearchOptions(),
+    autocompress.search(
+        task=task,
+        space="default",
+        trials=trials,
+        workers=8,
+        out=root / "noop",
+        sampler="tpe",
+        on_progress=lambda p: progress.append((time.perf_counter(), p.done)),
+        trial_fn=noop,
     )
-    driver.trial_fn = noop
-    logging.getLogger("autocompress").propagate = False  # no per-trial lines on the terminal
-    driver.run(None)
     return progress
 
 

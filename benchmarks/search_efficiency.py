@@ -33,7 +33,7 @@ import pandas as pd
 import autocompress
 from autocompress.demo import demo_task
 from autocompress.front import hypervolume
-from autocompress.study.runner import WELL_KNOWN
+from autocompress.study.driver import WELL_KNOWN
 from autocompress.task import Task, TaskData, TeacherSpec
 
 LAT = "latency_ms_cpu-host"

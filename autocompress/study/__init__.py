@@ -1,5 +1,23 @@
-"""The study: pure trial objective, Ray executor, Optuna driver and the run directory."""
+"""The study: one search, from the user's settings to the tables in the run directory.
 
-from autocompress.study.runner import Progress, SearchResult, search
+A newcomer's map, in the order data flows:
 
-__all__ = ["Progress", "SearchResult", "search"]
+* ``api.py``: :func:`search` and :class:`SearchSettings`; every check of the user's input
+  happens here, before a trial runs; then it opens the study and hands over to the driver.
+* ``storage.py``: where the study lives (a journal file in the run directory, or a database
+  shared by several drivers), the run directory's lock and the driver's id.
+* ``driver.py``: the ask -> run -> tell loop (warm start, repeats answered free, trials that wait
+  for a stage output another trial builds, the budget and the timeout).
+* ``executor.py``: the only module that imports Ray; runs trials as Ray tasks.
+* ``objective.py``: one trial, pure: (context, request) -> outcome; no Optuna, no Ray.
+* ``early_stop.py``: when a fine-tuning candidate is hopeless against the front.
+* ``constraints.py``: constraint values of a candidate (user limits, profile limits).
+* ``tables.py``: ``trials.csv`` / ``pareto.csv`` from the study; ``rundir.py``: the files.
+
+A new multi-fidelity rule would live beside ``early_stop.py`` and be consulted by the driver.
+"""
+
+from autocompress.study.api import SearchResult, SearchSettings, search
+from autocompress.study.driver import Progress
+
+__all__ = ["Progress", "SearchResult", "SearchSettings", "search"]

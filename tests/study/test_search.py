@@ -15,8 +15,8 @@ from optuna.storages.journal import JournalFileBackend
 
 from autocompress import SearchResult, search
 from autocompress.front import pareto_mask
+from autocompress.study.driver import MAX_REPEATS_IN_ROW
 from autocompress.study.rundir import STUDY_NAME
-from autocompress.study.runner import MAX_REPEATS_IN_ROW
 from autocompress.task import Task, TeacherSpec, load_task
 from tests.conftest import digest
 
@@ -351,7 +351,7 @@ def test_every_sampler_drives_the_three_objective_study(name: str) -> None:
     """Past its start-up trials each sampler proposes recipes of the space (ask-and-tell, the
     search's objectives and directions, one constraint) and steers towards the better values."""
     from autocompress.space import SPACES_DIR, SearchSpace
-    from autocompress.study.runner import SAMPLERS, make_sampler
+    from autocompress.study.api import SAMPLERS, make_sampler
 
     assert name in SAMPLERS
     space = SearchSpace.from_yaml(SPACES_DIR / "default.yaml")

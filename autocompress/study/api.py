@@ -1,0 +1,315 @@
+"""The public search API: :func:`search` with its settings as one dataclass.
+
+Everything a user can get wrong is checked here, before any trial runs (settings, the space, the
+profiles, the task and how they fit together); then the study is opened
+(:mod:`autocompress.study.storage`) and the driver (:mod:`autocompress.study.driver`) runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from autocompress.errors import InputError
+from autocompress.hardware import HardwareProfile, load_profile
+from autocompress.models.tflite import check_space
+from autocompress.space import SearchSpace, exclude_names, load_recipes, resolve_space
+from autocompress.study.constraints import Limits
+from autocompress.study.driver import Driver, Progress, SearchOptions
+from autocompress.study.early_stop import DEFAULT_MARGIN
+from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
+from autocompress.study.rundir import RunDir, atomic_write_bytes
+from autocompress.study.storage import exclusive, open_study
+from autocompress.study.tables import front_frame, trials_frame
+from autocompress.task import Task, load_task
+
+log = logging.getLogger("autocompress")
+
+SAMPLERS = ("tpe", "tpe-multivariate", "nsga2", "random")
+# The logger of Ray's start-up notices (token authentication) that belong in search.log.
+RAY_NOTICES_LOGGER = "ray._private.authentication"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a search runs. Every field is also a keyword argument of :func:`search`.
+
+    Attributes:
+        trials: total budget of candidates built, counting earlier (resumed) runs; repeats of a
+            built recipe are answered free.
+        timeout: seconds after which no new trial starts (running ones finish).
+        workers: trials in flight at once; more than the cluster's free CPUs queue in Ray.
+        out: the run directory (resumed if it holds a study).
+        seed: seeds the sampler, the data split of the demo and every trial's training.
+        sampler: ``tpe``, ``tpe-multivariate``, ``nsga2`` or ``random``.
+        ray_address: an existing Ray cluster to use instead of starting a local one. Trials get
+            everything through Ray's object store; only this process writes ``out``.
+        stage_cache: reuse stage outputs (distilled, pruned, clustered models) across trials
+            through ``out/cache``; False builds every stage of every trial.
+        warm_start: try the well-known recipes (int8; 50 % sparsity + int8; 16 clusters + int8;
+            30 % sparsity + float16; width 0.5 + int8) first, after the baseline.
+        enqueue: a YAML list of the user's own (partial) recipes to try first.
+        max_latency_ms, min_accuracy, max_size_kb: constraints (latency on the first profile,
+            validation accuracy, ``.tflite`` size); a candidate breaking one is a completed but
+            infeasible trial, kept in ``trials.csv`` and off the front.
+        trust_model: allow a task model file that needs code to load (Lambda, custom layers).
+        stop_margin: stop a candidate after its first fine-tuning epoch when its accuracy is
+            more than this below a front member that is at least as compressed in every
+            dimension (see :mod:`autocompress.study.early_stop`); None never stops early.
+        cpus_per_trial, gpus_per_trial: what Ray reserves for each trial; TensorFlow in the
+            trial uses that many threads.
+        storage: an Optuna storage URL (e.g. ``postgresql://user@host/db``) holding a study that
+            several drivers share, each with its own ``out`` and Ray workers; the budget and
+            the front count every driver's trials. Default: a journal file in ``out``.
+    """
+
+    trials: int = 40
+    timeout: float | None = None
+    workers: int = 2
+    out: str | Path = "runs/demo"
+    seed: int = 0
+    sampler: str = "tpe"
+    ray_address: str | None = None
+    stage_cache: bool = True
+    warm_start: bool = True
+    enqueue: str | Path | None = None
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+    max_size_kb: float | None = None
+    trust_model: bool = False
+    stop_margin: float | None = DEFAULT_MARGIN
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    storage: str | None = None
+
+    def check(self) -> None:
+        """One-line errors, naming the option, for values no search can run with."""
+        if self.trials < 1:
+            raise InputError("--trials", f"must be at least 1, got {self.trials}")
+        if self.workers < 1:
+            raise InputError("--workers", f"must be at least 1, got {self.workers}")
+        if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0):
+            raise InputError("--cpus-per-trial", f"must be positive, got {self.cpus_per_trial}")
+        if not (math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
+            raise InputError("--gpus-per-trial", f"must be 0 or more, got {self.gpus_per_trial}")
+        if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
+            raise InputError("--timeout", f"must be a positive duration, got {self.timeout}")
+        for option, value in (
+            ("--max-latency-ms", self.max_latency_ms),
+            ("--min-accuracy", self.min_accuracy),
+            ("--max-size-kb", self.max_size_kb),
+        ):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise InputError(option, f"must be a positive number, got {value}")
+        margin = self.stop_margin
+        if margin is not None and not (math.isfinite(margin) and 0 <= margin <= 1):
+            raise InputError("--stop-margin", f"must be between 0 and 1, got {margin}")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_latency_ms, self.min_accuracy, self.max_size_kb)
+
+
+@dataclass
+class SearchResult:
+    """What a search returns: the front and all trials as DataFrames, and the Optuna study."""
+
+    front: pd.DataFrame
+    trials: pd.DataFrame
+    study: optuna.Study
+    out_dir: Path
+    profile: str
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler, always explicit: Optuna 5 changed the multi-objective default."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
+    if name == "tpe-multivariate":
+        # Optuna 5 turns multivariate TPE on by default for one objective only; here it models
+        # the recipe's parameters jointly (width and sparsity trade off against each other).
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=12)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise InputError("--sampler", f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
+
+
+def search(
+    task: Task | str | Path | None = None,
+    space: SearchSpace | str | Path | None = None,
+    profiles: Sequence[str | HardwareProfile] = ("cpu-host",),
+    settings: SearchSettings | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    trial_fn: Callable[[TrialContext, TrialRequest], TrialOutcome] | None = None,
+    **overrides: Any,
+) -> SearchResult:
+    """Run (or resume) a compression search and return its Pareto front.
+
+    Args:
+        task: a :class:`Task`, a task YAML path, or None for the built-in digits demo.
+        space: a :class:`SearchSpace`, a YAML path or the name of a shipped space; None:
+            ``default``, or ``tflite`` for a ``.tflite`` model (post-training choices only).
+        profiles: hardware profiles to measure; the first one's latency is the objective.
+        settings: how the search runs (:class:`SearchSettings`); ``overrides`` replace fields
+            of it (``search(task, trials=60, workers=2)``).
+        on_progress: called after every finished trial and about once a second.
+        trial_fn: what each Ray task runs instead of the real trial (benchmarks measure the
+            driver's own cost with a no-op trial); None: the real trial.
+    """
+    try:
+        s = dataclasses.replace(settings or SearchSettings(), **overrides)
+    except TypeError as exc:
+        raise TypeError(f"search(): {exc}") from None
+    s.check()
+    if not profiles:
+        raise InputError("--profile", "at least one hardware profile is needed")
+    space_spec = _space(space) if space is not None else None
+    hw = tuple(p if isinstance(p, HardwareProfile) else load_profile(p) for p in profiles)
+    sampler = make_sampler(s.sampler, s.seed)
+    rundir = RunDir(s.out)
+    rundir.path.mkdir(parents=True, exist_ok=True)
+    with exclusive(rundir), _log_to(rundir.path / "search.log"):
+        task_obj = _resolve_task(task, rundir, s.seed, s.trust_model)
+        if space_spec is None:
+            space_spec = _space("default" if task_obj.teacher.trainable else "tflite")
+        if task_obj.teacher.trainable:
+            space_spec = _drop_unsupported(space_spec, task_obj)
+            _check_exclusions(space_spec, task_obj)
+        else:
+            check_space(space_spec, task_obj.source)
+        options = SearchOptions(
+            warm_start=s.warm_start,
+            enqueue=tuple(load_recipes(s.enqueue, space_spec)) if s.enqueue is not None else (),
+            limits=s.limits,
+            stop_margin=s.stop_margin,
+            cpus_per_trial=s.cpus_per_trial,
+            gpus_per_trial=s.gpus_per_trial,
+            trial_fn=trial_fn,
+        )
+        opened = open_study(rundir, hw[0].name, sampler, s.storage)
+        _keep_validation(rundir, task_obj)
+        from autocompress.audit import teacher_reference
+        from autocompress.stages.cache import root_key
+
+        ctx = TrialContext(
+            task=task_obj,
+            profiles=hw,
+            seed=s.seed,
+            threads=max(1, math.ceil(s.cpus_per_trial)),
+            stage_cache=s.stage_cache,
+            cache_key=root_key(task_obj, s.seed),
+            reference=teacher_reference(task_obj.teacher.predict, task_obj.data, s.seed),
+        )
+        driver = Driver(
+            opened, space_spec, ctx, rundir, s.trials, s.timeout, s.workers, on_progress, options
+        )
+        driver.run(s.ray_address)
+        table = trials_frame(opened.study)
+        return SearchResult(
+            front=front_frame(table, hw[0].name),
+            trials=table,
+            study=opened.study,
+            out_dir=rundir.path,
+            profile=hw[0].name,
+        )
+
+
+def _space(space: SearchSpace | str | Path) -> SearchSpace:
+    return space if isinstance(space, SearchSpace) else SearchSpace.from_yaml(resolve_space(space))
+
+
+def _drop_unsupported(space: SearchSpace, task: Task) -> SearchSpace:
+    """Take ``prune_mode: xnnpack`` out of the space when the teacher's architecture (which
+    every student shares) has no subgraph XNNPACK's sparse inference can use: every such
+    trial would fail."""
+    if not space.offers("prune_mode", "xnnpack"):
+        return space
+    from autocompress.stages.prune import xnnpack_unsupported
+
+    reason = xnnpack_unsupported(task.teacher.build())
+    if reason is None:
+        return space
+    log.warning("prune_mode xnnpack left out of the search: %s", reason)
+    return space.without_choice("prune_mode", "xnnpack")
+
+
+def _check_exclusions(space: SearchSpace, task: Task) -> None:
+    """Every layer an ``exclude`` value names must be a weighted layer of the teacher (enqueued
+    recipes can only use values the space offers)."""
+    from autocompress.stages._keras import WEIGHTED_LAYERS
+
+    named = [n for v in space.choices_of("exclude") for n in exclude_names(v)]
+    if not named:
+        return
+    teacher = task.teacher.build()
+    weighted = [layer.name for layer in teacher.layers if isinstance(layer, WEIGHTED_LAYERS)]
+    for name in named:
+        if name not in weighted:
+            shown = ", ".join(weighted[:8]) + (", ..." if len(weighted) > 8 else "")
+            raise InputError(
+                space.source,
+                f"exclude names layer {name!r}, which is not a Conv/Dense layer of the model "
+                f"(those are: {shown})",
+            )
+
+
+def _keep_validation(rundir: RunDir, task: Task) -> None:
+    """``DIR/validation.npz``: the validation data, which ``export --format onnx`` reads to
+    check the ONNX file against the ``.tflite`` file on the data the search measured."""
+    if rundir.validation.is_file():
+        return
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, x_val=task.data.x_val, y_val=task.data.y_val)
+    atomic_write_bytes(rundir.validation, buffer.getvalue())
+
+
+def _resolve_task(
+    task: Task | str | Path | None, rundir: RunDir, seed: int, trust_model: bool
+) -> Task:
+    if isinstance(task, Task):
+        return task
+    if task is None:
+        from autocompress.demo import demo_task
+
+        return demo_task(cache_dir=rundir.path, seed=seed)
+    return load_task(task, trust_model=trust_model)
+
+
+@contextmanager
+def _log_to(path: Path) -> Iterator[None]:
+    """Send the package's log, and Ray's start-up notices, to ``path`` while a search runs: the
+    terminal shows the progress line; details go to the file.
+
+    ``ray.init`` empties the handlers of the ``ray`` logger, after which Ray's warnings reach
+    the terminal through Python's last-resort handler; a handler on the sub-logger that emits
+    the token-authentication notice survives that.
+    """
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    ray_log = logging.getLogger(RAY_NOTICES_LOGGER)
+    ray_log.addHandler(handler)
+    ray_log.propagate = False
+    try:
+        yield
+    finally:
+        ray_log.propagate = True
+        ray_log.removeHandler(handler)
+        log.propagate = True
+        log.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,45 @@
+"""Constraint values of a candidate, as Optuna's constrained samplers want them (> 0 violated).
+
+Named ``user.<limit>`` (the user's limits; the latency limit refers to the first profile) or
+``<profile>.<limit>`` (each profile's deployability and its model / RAM limits).
+:func:`autocompress.study.tables.front_frame` reads the names back to decide, per profile, which
+candidates may stand on that profile's front.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autocompress.hardware import HardwareProfile
+from autocompress.records import Measurement
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The user's limits; None: no limit."""
+
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+    max_size_kb: float | None = None
+
+
+def constraint_values(
+    m: Measurement, profiles: Sequence[HardwareProfile], limits: Limits
+) -> dict[str, float]:
+    """The user's limits, then each profile's limits and deployability."""
+    out: dict[str, float] = {}
+    primary = profiles[0].name
+    if limits.max_latency_ms is not None:
+        out["user.max_latency_ms"] = m.latency[primary].median_ms - limits.max_latency_ms
+    if limits.min_accuracy is not None:
+        out["user.min_accuracy"] = limits.min_accuracy - m.accuracy
+    if limits.max_size_kb is not None:
+        out["user.max_size_kb"] = m.size_bytes / 1024 - limits.max_size_kb
+    for p in profiles:
+        out[f"{p.name}.deployable"] = 0.0 if m.latency[p.name].deployable else 1.0
+        if p.max_model_bytes is not None:
+            out[f"{p.name}.max_model_bytes"] = float(m.size_bytes - p.max_model_bytes)
+        if p.max_ram_bytes is not None:
+            out[f"{p.name}.max_ram_bytes"] = float(m.peak_ram_bytes - p.max_ram_bytes)
+    return out

@@ -1,0 +1,416 @@
+"""The search driver: an Optuna ask-and-tell loop that alone writes the study and run directory.
+
+Trials run on Ray (see :mod:`autocompress.study.executor`); the driver decides what to try next
+(the sampler, the warm start, repeats answered for free, trials that wait for a stage output a
+running trial builds), records what came back, and keeps ``trials.csv`` / ``pareto.csv`` current
+after every trial. Its shape follows Optuna's ``study/_optimize.py``: ask -> run -> tell.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
+
+from autocompress.audit import audit_document
+from autocompress.records import Recipe, TrialRecord
+from autocompress.space import SearchSpace
+from autocompress.study.constraints import Limits, constraint_values
+from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
+from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
+from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
+from autocompress.study.storage import OpenStudy, driver_id
+from autocompress.study.tables import RECIPE_COLUMNS, front_frame, trials_frame
+
+if TYPE_CHECKING:
+    from autocompress.study.executor import RayExecutor
+
+log = logging.getLogger("autocompress")
+
+EPOCH_PARAMS = ("distill_epochs", "finetune_epochs")
+BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
+# Proposals in a row that repeat built recipes before the search stops as exhausted.
+MAX_REPEATS_IN_ROW = 30
+# Well-known recipes tried first (after the baseline), so the front is good from the first minutes.
+WELL_KNOWN = (
+    Recipe(quantization="int8"),
+    Recipe(sparsity=0.5, quantization="int8"),
+    Recipe(clusters=16, quantization="int8"),
+    Recipe(sparsity=0.3, quantization="float16"),
+    Recipe(student_width=0.5, quantization="int8"),
+)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a running search, for progress displays."""
+
+    done: int
+    budget: int
+    failed: int
+    stopped: int
+    running: int
+    front_size: int
+    elapsed_s: float
+    time_left_s: float | None = None  # until no new trial starts (with a timeout)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How the driver steers the study beyond the budget."""
+
+    warm_start: bool = True  # try the baseline and the well-known recipes first
+    enqueue: tuple[dict[str, object], ...] = ()  # the user's recipes to try first
+    limits: Limits = field(default_factory=Limits)  # make a candidate infeasible
+    stop_margin: float | None = DEFAULT_MARGIN  # early stop of hopeless candidates; None: off
+    cpus_per_trial: float = 1.0  # what Ray reserves per trial
+    gpus_per_trial: float = 0.0
+    # What each Ray task runs instead of run_trial (benchmarks: a no-op trial); None: run_trial.
+    trial_fn: Callable[[TrialContext, TrialRequest], TrialOutcome] | None = None
+
+
+class Driver:
+    """The ask/tell loop of one search run: ask the sampler, start the trial on Ray (or answer
+    it from an earlier trial), record what comes back, tell the study, rewrite the tables."""
+
+    def __init__(
+        self,
+        opened: OpenStudy,
+        space: SearchSpace,
+        ctx: TrialContext,
+        rundir: RunDir,
+        budget: int,
+        timeout: float | None,
+        workers: int,
+        on_progress: Callable[[Progress], None] | None,
+        options: SearchOptions,
+    ) -> None:
+        self.opened, self.study = opened, opened.study
+        self.space, self.ctx, self.rundir = space, ctx, rundir
+        self.driver_id = driver_id(rundir)
+        self.shared = opened.shared
+        self.options = options
+        self.budget, self.timeout, self.workers = budget, timeout, workers
+        self.on_progress = on_progress
+        self.running: dict[int, optuna.Trial] = {}
+        self.building: dict[int, set[str]] = {}  # running trial -> work it does (see _work_of)
+        self.held: list[tuple[optuna.Trial, Recipe]] = []  # asked, waiting on a running trial
+        self.repeats_in_row = 0  # proposals in a row answered from earlier trials
+        self.exhausted_logged = False
+        self.start = time.monotonic()
+        self.front: tuple[FrontMember, ...] = ()
+        from autocompress.stages.cache import DirCache  # (imports TensorFlow: not at module load)
+
+        self.cache = DirCache(rundir.cache)  # only the driver keeps cache entries on disk
+        self.resources = (options.cpus_per_trial, options.gpus_per_trial)
+        # What each Ray task runs (default: run_trial); benchmarks/scaling.py passes a no-op
+        # trial to measure the driver's own cost per trial.
+        self.trial_fn = options.trial_fn
+
+    def run(self, ray_address: str | None) -> None:
+        from autocompress.study.executor import RayExecutor
+
+        self._fail_orphans()
+        if not self.study.trials:
+            self._enqueue_first()
+        self._write_tables()
+        if self._finished() >= self.budget:
+            log.info("budget of %d trials already reached", self.budget)
+            self._report()
+            return
+        cpus, gpus = self.resources
+        extra = {"trial_fn": self.trial_fn} if self.trial_fn is not None else {}
+        with RayExecutor(
+            self.ctx, address=ray_address, cpus_per_trial=cpus, gpus_per_trial=gpus, **extra
+        ) as executor:
+            try:
+                while True:
+                    if not self._timed_out():
+                        self._release(executor)
+                    while (
+                        executor.in_flight < self.workers
+                        and len(self.held) < self.workers
+                        and self._finished() + self._running() < self.budget
+                        and not self._timed_out()
+                        and not self._exhausted()
+                    ):
+                        self._submit(executor)
+                    if executor.in_flight == 0:
+                        break
+                    for outcome in executor.wait(timeout=1.0):
+                        self._record(outcome)
+                    self._report()
+            finally:
+                for number in executor.pending_numbers():
+                    self._tell_fail(number, "interrupted: the search stopped while it ran")
+                for trial, _ in self.held:
+                    self._tell_fail(
+                        trial.number, "interrupted: the search stopped before this trial started"
+                    )
+                self.held.clear()
+                self._write_tables()
+                self._report()
+
+    def _enqueue_first(self) -> None:
+        """Baseline, then the well-known recipes, then the user's: those the space can express."""
+        first = [(BASELINE, "baseline")]
+        if self.options.warm_start:
+            first += [(r, "well-known") for r in WELL_KNOWN]
+        queue = [
+            (self.space.params_of(r, ignore=EPOCH_PARAMS), origin)
+            for r, origin in first
+            if self.space.contains(r, ignore=EPOCH_PARAMS)
+        ]
+        queue += [(params, "user") for params in self.options.enqueue]
+        seen: list[dict[str, object]] = []
+        for params, origin in queue:
+            if params not in seen:
+                seen.append(params)
+                self.study.enqueue_trial(params, user_attrs={"enqueued": origin})
+
+    def _submit(self, executor: RayExecutor) -> None:
+        trial = self.study.ask()
+        trial.set_user_attr("driver", self.driver_id)
+        try:
+            recipe = self.space.sample(trial)
+        except Exception as exc:  # e.g. an enqueued recipe outside the space
+            self.running[trial.number] = trial
+            self._tell_fail(trial.number, f"cannot sample a recipe: {exc}")
+            return
+        self.running[trial.number] = trial
+        trial.set_user_attr("recipe", recipe.to_dict())
+        if self._reuse(trial, recipe):
+            self.repeats_in_row += 1
+            return
+        self.repeats_in_row = 0
+        if self._blocked(recipe):
+            log.info("trial %d waits: a running trial builds what it needs", trial.number)
+            self.held.append((trial, recipe))
+        else:
+            self._start(executor, trial.number, recipe)
+
+    def _start(self, executor: RayExecutor, number: int, recipe: Recipe) -> None:
+        margin = self.options.stop_margin
+        stop = EarlyStop(self.front, margin) if margin is not None and self.front else None
+        executor.submit(TrialRequest(number, recipe, stop, self._entries_for(recipe)))
+        self.building[number] = self._work_of(recipe)
+
+    def _work_of(self, recipe: Recipe) -> set[str]:
+        """What a trial of ``recipe`` would build: the recipe itself and its uncached stages."""
+        work = {"recipe:" + json.dumps(recipe.to_dict(), sort_keys=True)}
+        if self.ctx.stage_cache:
+            from autocompress.stages.build import cache_plan
+
+            plan = cache_plan(recipe, self.ctx.cache_key)
+            work |= {k for _, k in plan if k is not None and not self.cache.has(k)}
+        return work
+
+    def _blocked(self, recipe: Recipe) -> bool:
+        """Whether a running trial is building the same recipe or a stage output it needs.
+
+        Such a trial waits, so that each stage output is built once even when the sampler
+        proposes two trials sharing a prefix (or the same recipe) at the same time; it then
+        starts from the cache (or is answered from the finished trial).
+        """
+        work = self._work_of(recipe)
+        return any(work & keys for keys in self.building.values())
+
+    def _release(self, executor: RayExecutor) -> None:
+        """Start the waiting trials that nothing running blocks any more, oldest first."""
+        for trial, recipe in list(self.held):
+            if executor.in_flight >= self.workers:
+                return
+            if self._blocked(recipe):
+                continue
+            self.held.remove((trial, recipe))
+            if not self._reuse(trial, recipe):
+                self._start(executor, trial.number, recipe)
+
+    def _entries_for(self, recipe: Recipe) -> dict[str, bytes]:
+        """The cached stage outputs of the recipe's chain, sent with the trial to its worker."""
+        if not self.ctx.stage_cache:
+            return {}
+        from autocompress.stages.build import cache_plan
+
+        entries = {}
+        for _, key in cache_plan(recipe, self.ctx.cache_key):
+            blob = self.cache.get(key) if key is not None else None
+            if blob is not None:
+                entries[key] = blob
+        return entries
+
+    def _reuse(self, trial: optuna.Trial, recipe: Recipe) -> bool:
+        """Answer a recipe that an earlier trial already built from that trial's result.
+
+        Samplers propose the same point again (and would retry a failing recipe forever);
+        building it again costs minutes and teaches the sampler nothing new.
+        """
+        wanted = recipe.to_dict()
+        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if earlier.user_attrs.get("recipe") == wanted and "record" in earlier.user_attrs:
+                for key in ("record", "model_path", "constraint_values"):
+                    trial.set_user_attr(key, earlier.user_attrs[key])
+                trial.set_user_attr("reused_from", earlier.number)
+                for key, value in earlier.user_attrs["constraint_values"].items():
+                    trial.set_constraint(key, value)
+                self.running.pop(trial.number)
+                self.study.tell(trial, list(earlier.values))
+                self._write_tables()
+                return True
+        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+            if earlier.user_attrs.get("recipe") == wanted:
+                trial.set_user_attr("reused_from", earlier.number)
+                self._tell_stopped(trial.number, f"same recipe as stopped trial {earlier.number}")
+                return True
+        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            error = str(earlier.user_attrs.get("error", ""))
+            if earlier.user_attrs.get("recipe") == wanted and not error.startswith("interrupted"):
+                trial.set_user_attr("reused_from", earlier.number)
+                self._tell_fail(
+                    trial.number, f"same recipe as failed trial {earlier.number}: {error}"
+                )
+                return True
+        return False
+
+    def _record(self, outcome: TrialOutcome) -> None:
+        self.building.pop(outcome.number, None)
+        for key, blob in outcome.new_cache_entries.items():
+            self.cache.put(key, blob)
+        if outcome.node is not None and outcome.number in self.running:
+            self.running[outcome.number].set_user_attr("node", outcome.node)
+        if outcome.stopped is not None:
+            self._tell_stopped(outcome.number, outcome.stopped)
+            return
+        if outcome.record is None or outcome.tflite is None:
+            if outcome.detail:
+                log.error("trial %d failed:\n%s", outcome.number, outcome.detail)
+            self._tell_fail(outcome.number, outcome.error or "unknown error")
+            return
+        trial = self.running.pop(outcome.number)
+        record: TrialRecord = outcome.record
+        path = self.rundir.model_path(outcome.number)
+        atomic_write_bytes(path, outcome.tflite)  # the model first: a told trial has its file
+        if outcome.keras is not None:
+            atomic_write_bytes(self.rundir.keras_path(outcome.number), outcome.keras)
+        rel = str(path.relative_to(self.rundir.path))
+        atomic_write_text(
+            self.rundir.audit_path(outcome.number),
+            json.dumps(audit_document(outcome.number, record, rel), indent=1),
+        )
+        trial.set_user_attr("record", record.to_dict())
+        trial.set_user_attr("model_path", rel)
+        m = record.measurement
+        constraints = constraint_values(m, self.ctx.profiles, self.options.limits)
+        trial.set_user_attr("constraint_values", constraints)
+        for key, value in constraints.items():
+            trial.set_constraint(key, value)
+        primary = self.ctx.profiles[0].name
+        self.study.tell(trial, [m.accuracy, m.latency[primary].median_ms, float(m.gzip_bytes)])
+        log.info("trial %d complete: %s", outcome.number, record.recipe)
+        self._write_tables()
+
+    def _tell_fail(self, number: int, reason: str) -> None:
+        """A crash: FAIL, with its one-line reason in ``error``."""
+        if self._tell_unfinished(number, TrialState.FAIL, "error", reason):
+            log.warning("trial %d failed: %s", number, reason)
+
+    def _tell_stopped(self, number: int, reason: str) -> None:
+        """A hopeless candidate: PRUNED (not FAIL: it did not crash), with the rule's reason."""
+        if self._tell_unfinished(number, TrialState.PRUNED, "stopped", reason):
+            log.info("trial %d stopped early: %s", number, reason)
+
+    def _tell_unfinished(self, number: int, state: TrialState, key: str, reason: str) -> bool:
+        trial = self.running.pop(number, None)
+        if trial is None:
+            return False
+        trial.set_user_attr(key, reason)
+        self.study.tell(trial, state=state)
+        self._write_tables()
+        return True
+
+    def _fail_orphans(self) -> None:
+        """Trials left RUNNING by a driver that was killed are marked FAIL, with the reason.
+
+        Only this driver's own (by its id in the run directory): in a shared study, other
+        drivers' running trials are theirs to finish.
+        """
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = t.user_attrs.get("driver")
+            if owner != self.driver_id and (self.shared or owner is not None):
+                continue
+            self.opened.fail_trial(t.number, "interrupted: the driver stopped while this trial ran")
+            log.warning("trial %d was left running by an earlier run: marked FAIL", t.number)
+
+    def _running(self) -> int:
+        """Trials running now, this driver's and (in a shared study) the others'."""
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+    def _finished(self) -> int:
+        """Trials that count against the budget: built (or failed, or stopped) candidates.
+
+        A repeat of an earlier recipe is answered from that trial for free (the sampler still
+        learns it was proposed), so it does not use up the budget.
+        """
+        states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+        return sum(
+            "reused_from" not in t.user_attrs
+            for t in self.study.get_trials(deepcopy=False, states=states)
+        )
+
+    def _exhausted(self) -> bool:
+        """Whether the sampler only proposes recipes that were already built: a small space
+        is used up (there may be fewer distinct recipes than the budget)."""
+        if self.repeats_in_row < MAX_REPEATS_IN_ROW:
+            return False
+        if not self.exhausted_logged:
+            log.warning(
+                "the last %d proposals were all recipes built before: stopping (the search space "
+                "has no more new recipes to offer, or the sampler has converged)",
+                self.repeats_in_row,
+            )
+            self.exhausted_logged = True
+        return True
+
+    def _timed_out(self) -> bool:
+        return self.timeout is not None and time.monotonic() - self.start >= self.timeout
+
+    def _write_tables(self) -> None:
+        table = trials_frame(self.study)
+        front = front_frame(table, self.ctx.profiles[0].name)
+        self.front = tuple(
+            FrontMember(
+                trial=int(row.trial),
+                recipe=Recipe.from_dict(
+                    {k: v for k, v in row._asdict().items() if k in RECIPE_COLUMNS}
+                ),
+                accuracy=float(row.accuracy),
+            )
+            for row in front.itertuples()
+        )
+        atomic_write_text(self.rundir.trials_csv, table.to_csv(index=False))
+        atomic_write_text(self.rundir.pareto_csv, front.to_csv(index=False))
+
+    def _report(self) -> None:
+        if self.on_progress is None:
+            return
+        failed = len(self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        stopped = len(self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+        elapsed = time.monotonic() - self.start
+        self.on_progress(
+            Progress(
+                done=self._finished(),
+                budget=self.budget,
+                failed=failed,
+                stopped=stopped,
+                running=len(self.running),
+                front_size=len(self.front),
+                elapsed_s=elapsed,
+                time_left_s=None if self.timeout is None else max(0.0, self.timeout - elapsed),
+            )
+        )
