@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from autocompress.records import Audit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,28 +36,6 @@ LIBRARIES = (
     "optuna",
     "numpy",
 )
-
-
-@dataclass(frozen=True)
-class Audit:
-    """Per-class and robustness numbers of one candidate next to the teacher's."""
-
-    per_class_accuracy: dict[str, float]
-    teacher_per_class_accuracy: dict[str, float]
-    max_class_drop: float  # teacher minus candidate accuracy on the worst class (may be < 0)
-    worst_class: str
-    agreement: float  # share of validation samples where both predict the same class
-    noise_sigma: float
-    noise_accuracy: float
-    teacher_noise_accuracy: float
-    lineage: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Audit:
-        return cls(**data)
 
 
 def class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -10,8 +10,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from autocompress.audit import Audit
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -56,6 +54,13 @@ class Recipe:
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# The recipe's fields, in order: every table, report and check derives its columns from these,
+# so a new search dimension is one field here plus its stage.
+RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
+# Training lengths: part of a recipe, but not what distinguishes one compressed model from another.
+EPOCH_FIELDS = ("distill_epochs", "finetune_epochs")
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,28 @@ class Measurement:
     peak_ram_bytes: int = 0
     macs: int = 0
     test_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class Audit:
+    """Per-class and robustness numbers of one candidate next to the teacher's."""
+
+    per_class_accuracy: dict[str, float]
+    teacher_per_class_accuracy: dict[str, float]
+    max_class_drop: float  # teacher minus candidate accuracy on the worst class (may be < 0)
+    worst_class: str
+    agreement: float  # share of validation samples where both predict the same class
+    noise_sigma: float
+    noise_accuracy: float
+    teacher_noise_accuracy: float
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Audit:
+        return cls(**data)
 
 
 @dataclass(frozen=True)

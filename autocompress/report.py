@@ -22,6 +22,7 @@ import pandas as pd
 
 from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.errors import InputError
+from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
 from autocompress.results import for_display, load_trials
 from autocompress.study.rundir import STUDY_NAME, RunDir
 from autocompress.study.tables import front_frame, latency_column, objective_columns, profiles_in
@@ -37,7 +38,6 @@ QUANT_COLOURS = {
     "weight_int4": "#17becf",
 }
 FALLBACK_COLOUR = "#7f7f7f"  # a mode added later still gets drawn
-RECIPE_KEYS = ["student_width", "sparsity", "clusters", "quantization"]
 
 
 def write_report(run: str | Path, storage: str | None = None) -> Path:
@@ -105,7 +105,9 @@ def _load_study(rundir: RunDir, url: str | None) -> optuna.Study:
 
 
 def _hover(row: pd.Series, lat: str) -> str:
-    recipe = ", ".join(f"{k}={row[k]}" for k in RECIPE_KEYS)
+    default = Recipe().to_dict()  # the hover names what the recipe changes
+    changed = [k for k in RECIPE_FIELDS if k in row and k not in EPOCH_FIELDS]
+    recipe = ", ".join(f"{k}={row[k]}" for k in changed if row[k] != default[k]) or "unchanged"
     test = row.get("test_accuracy")
     tested = f"test accuracy {test:.4f}<br>" if test is not None and test == test else ""
     return (

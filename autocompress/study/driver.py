@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autocompress.audit import audit_document
-from autocompress.records import Recipe, TrialRecord
+from autocompress.records import EPOCH_FIELDS, Recipe, TrialRecord
 from autocompress.space import SearchSpace
 from autocompress.study.constraints import Limits, constraint_values
 from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autocompress")
 
-EPOCH_PARAMS = ("distill_epochs", "finetune_epochs")
 BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
 # Proposals in a row that repeat built recipes before the search stops as exhausted.
 MAX_REPEATS_IN_ROW = 30
@@ -163,9 +162,9 @@ class Driver:
         if self.options.warm_start:
             first += [(r, "well-known") for r in WELL_KNOWN]
         queue = [
-            (self.space.params_of(r, ignore=EPOCH_PARAMS), origin)
+            (self.space.params_of(r, ignore=EPOCH_FIELDS), origin)
             for r, origin in first
-            if self.space.contains(r, ignore=EPOCH_PARAMS)
+            if self.space.contains(r, ignore=EPOCH_FIELDS)
         ]
         queue += [(params, "user") for params in self.options.enqueue]
         seen: list[dict[str, object]] = []

@@ -123,7 +123,3 @@ class RayExecutor:
                 line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 outcomes.append(TrialOutcome(number, error=f"{type(exc).__name__}: {line}"[:300]))
         return outcomes
-
-
-def default_workers() -> int:
-    return max(1, (os.cpu_count() or 1))

@@ -63,12 +63,10 @@ class RunDir:
 
     @property
     def validation(self) -> Path:
-        """The validation split, kept so that audits and export checks need only the directory."""
+        """The validation split, kept so that ``export --format onnx`` can check the ONNX file
+        against the ``.tflite`` file with the run directory alone (its only reader)."""
         return self.path / "validation.npz"
 
     @property
     def report(self) -> Path:
         return self.path / "report.html"
-
-    def storage_url(self) -> str:
-        return f"journal:{self.journal}"

@@ -14,21 +14,10 @@ import optuna
 import pandas as pd
 
 from autocompress.front import pareto_mask
-from autocompress.records import TrialRecord
+from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, TrialRecord
 from autocompress.space import on_grid
 
-RECIPE_COLUMNS = [
-    "student_width",
-    "sparsity",
-    "clusters",
-    "quantization",
-    "distill_epochs",
-    "finetune_epochs",
-    "prune_mode",
-    "exclude",
-    "rank_energy",
-    "channel_fraction",
-]
+RECIPE_COLUMNS = list(RECIPE_FIELDS)
 
 
 def latency_column(profile: str) -> str:
@@ -107,14 +96,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 FRONT_COLUMNS = [
     "trial",
-    "student_width",
-    "sparsity",
-    "clusters",
-    "quantization",
-    "prune_mode",
-    "exclude",
-    "rank_energy",
-    "channel_fraction",
+    *(f for f in RECIPE_FIELDS if f not in EPOCH_FIELDS),
     "accuracy",
     "test_accuracy",
     "size_bytes",

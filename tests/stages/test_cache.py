@@ -80,6 +80,12 @@ def test_concurrent_writers_of_one_key_leave_a_valid_entry(tmp_path: Path, tiny_
     for t in threads:
         t.join()
     assert not errors
+    hit = cache.load(key)  # after every writer: a hit for certain, so `seen` is never empty
+    assert hit is not None
+    seen.append(
+        all(np.array_equal(a, b) for a, b in zip(hit[0].get_weights(), model.get_weights()))
+        and hit[1] == record
+    )
     assert all(seen)
     assert cache.load(key) is not None
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
