@@ -101,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--min-accuracy", type=float, default=None, help="constraint")
     s.add_argument("--max-size-kb", type=float, default=None, help="constraint on the .tflite size")
     s.add_argument(
+        "--require-all-profiles",
+        action="store_true",
+        help="a candidate must run on every --profile to stand on any front",
+    )
+    s.add_argument(
         "--stop-margin",
         type=float,
         default=0.1,
@@ -114,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("run", help="run directory")
     sh.add_argument("--profile", default=None, help="recompute the front for this profile")
     sh.add_argument("--all", action="store_true", help="print every trial instead")
+    sh.add_argument("--wide", action="store_true", help="print every column")
     sh.set_defaults(func=_show)
 
     p = sub.add_parser("pick", help="choose the most accurate front model meeting constraints")
@@ -128,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="refuse models whose accuracy on any class is more than this below the teacher's",
     )
+    p.add_argument("--wide", action="store_true", help="print every column")
     p.add_argument("--export", default=None, help="export the chosen model to this path")
     p.add_argument("--format", default="tflite", help="export format (see `export --help`)")
     p.set_defaults(func=_pick)
@@ -187,6 +194,7 @@ def _search(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         storage=args.storage,
+        require_all_profiles=args.require_all_profiles,
     )
     result = search(
         task=args.task,
@@ -199,7 +207,7 @@ def _search(args: argparse.Namespace) -> int:
     from autocompress.results import for_display
 
     print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
-    print(_format(for_display(result.front)))
+    print(_format(for_display(result.front, wide=False)))
     from autocompress.report import write_report
 
     page = write_report(result.out_dir, storage=args.storage)
@@ -211,11 +219,11 @@ def _show(args: argparse.Namespace) -> int:
     from autocompress.results import for_display, load_front, load_trials
 
     if args.all:
-        print(_format(for_display(load_trials(Path(args.run)))))
+        print(_format(for_display(load_trials(Path(args.run)), wide=args.wide)))
         return 0
     front, profile = load_front(Path(args.run), args.profile)
     print(f"Pareto front of {args.run} ({len(front)} models, latency on {profile}):")
-    print(_format(for_display(front)))
+    print(_format(for_display(front, wide=args.wide)))
     return 0
 
 
@@ -233,7 +241,7 @@ def _pick(args: argparse.Namespace) -> int:
     if choice is None:
         print("no model on the front meets these constraints", file=sys.stderr)
         return 1
-    print(_format(for_display(choice.to_frame().T)))
+    print(_format(for_display(choice.to_frame().T, wide=args.wide)))
     if args.export:
         _print_export(Path(args.run), int(choice["trial"]), args.format, Path(args.export))
     return 0

@@ -11,14 +11,42 @@ from pathlib import Path
 import pandas as pd
 
 from autocompress.errors import InputError
+from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
 from autocompress.study.rundir import RunDir
 from autocompress.study.tables import front_frame, latency_column, profiles_in
 
 
-def for_display(frame: pd.DataFrame) -> pd.DataFrame:
-    """Name the split of each accuracy: ``accuracy`` is measured on the validation data, which the
-    search tuned on; ``test_accuracy`` (when the task has a test split) on data it never saw."""
-    return frame.rename(columns={"accuracy": "val_accuracy"})
+def for_display(frame: pd.DataFrame, wide: bool = True) -> pd.DataFrame:
+    """The table as printed. ``accuracy`` is named ``val_accuracy``: it is measured on the
+    validation data, which the search tuned on; ``test_accuracy`` (when the task has a test
+    split) on data it never saw.
+
+    Not ``wide``: a terminal's width of columns: trial, the recipe in words (what it changes),
+    the accuracies, the sizes and the latency on each profile.
+    """
+    shown = frame.rename(columns={"accuracy": "val_accuracy"})
+    if wide:
+        return shown
+    default = Recipe().to_dict()
+
+    def recipe(row: pd.Series) -> str:
+        changed = [
+            f"{k}={row[k]}" if k != "quantization" else str(row[k])
+            for k in RECIPE_FIELDS
+            if k not in EPOCH_FIELDS and k in row and pd.notna(row[k]) and row[k] != default[k]
+        ]
+        return ", ".join(changed) or "unchanged"
+
+    columns = ["trial", "state"] if "state" in shown.columns else ["trial"]
+    out = shown[[c for c in columns if c in shown.columns]].copy()
+    out["recipe"] = [recipe(row) for _, row in shown.iterrows()]
+    for c in ("val_accuracy", "test_accuracy", "gzip_bytes", "size_bytes"):
+        if c in shown.columns:
+            out[c] = shown[c]
+    for c in shown.columns:
+        if c.startswith("latency_ms_"):
+            out[c.removeprefix("latency_")] = shown[c]
+    return out
 
 
 def load_trials(run: Path) -> pd.DataFrame:

@@ -101,6 +101,19 @@ def test_show_prints_front(first_run, capsys) -> None:
         assert str(trial) in text
 
 
+def test_show_is_compact_unless_wide(first_run, capsys) -> None:
+    _, out, *_ = first_run
+    assert main(["show", str(out)]) == 0
+    compact = capsys.readouterr().out.splitlines()
+    assert main(["show", str(out), "--wide"]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    header, wide_header = compact[1].split(), wide[1].split()
+    assert {"trial", "recipe", "val_accuracy", "ms_cpu-host", "ms_edgetpu-usb"} <= set(header)
+    assert len(header) <= 8 < len(wide_header)
+    assert max(len(line) for line in compact) <= 120
+    assert "model_path" in wide_header and "model_path" not in header
+
+
 def test_pick_exports_most_accurate_meeting_limits(first_run, tmp_path: Path, capsys) -> None:
     _, out, *_ = first_run
     front = pd.read_csv(out / "pareto.csv")

@@ -69,6 +69,10 @@ class SearchSettings:
             dimension (see :mod:`autocompress.study.early_stop`); None never stops early.
         cpus_per_trial, gpus_per_trial: what Ray reserves for each trial; TensorFlow in the
             trial uses that many threads.
+        require_all_profiles: every listed profile must be able to run a candidate for it to
+            stand on any front (default: each profile's front holds what that profile runs,
+            and the sampler is steered by the first profile; see
+            :mod:`autocompress.study.constraints`).
         storage: an Optuna storage URL (e.g. ``postgresql://user@host/db``) holding a study that
             several drivers share, each with its own ``out`` and Ray workers; the budget and
             the front count every driver's trials. Default: a journal file in ``out``.
@@ -92,6 +96,7 @@ class SearchSettings:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     storage: str | None = None
+    require_all_profiles: bool = False
 
     def check(self) -> None:
         """One-line errors, naming the option, for values no search can run with."""
@@ -118,7 +123,9 @@ class SearchSettings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_latency_ms, self.min_accuracy, self.max_size_kb)
+        return Limits(
+            self.max_latency_ms, self.min_accuracy, self.max_size_kb, self.require_all_profiles
+        )
 
 
 @dataclass

@@ -2,8 +2,16 @@
 
 Named ``user.<limit>`` (the user's limits; the latency limit refers to the first profile) or
 ``<profile>.<limit>`` (each profile's deployability and its model / RAM limits).
-:func:`autocompress.study.tables.front_frame` reads the names back to decide, per profile, which
-candidates may stand on that profile's front.
+
+What they mean, in one place (README "Constraints and fronts" says the same):
+
+* profile P's front holds the candidates that meet every ``user.*`` limit and P's own
+  (:func:`autocompress.study.tables.front_frame` reads the names back from ``trials.csv``);
+* the sampler is steered by the ``user.*`` limits and the first profile's (:func:`for_sampler`):
+  a float model that the Edge TPU cannot run is still a good cpu-host candidate when cpu-host
+  comes first;
+* ``require_all_profiles`` makes deployability on every listed profile a user limit
+  (``user.deployable.<profile>``): then it counts on every front and for the sampler.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ class Limits:
     max_latency_ms: float | None = None
     min_accuracy: float | None = None
     max_size_kb: float | None = None
+    require_all_profiles: bool = False  # every listed profile must be able to run the file
 
 
 def constraint_values(
@@ -36,6 +45,9 @@ def constraint_values(
         out["user.min_accuracy"] = limits.min_accuracy - m.accuracy
     if limits.max_size_kb is not None:
         out["user.max_size_kb"] = m.size_bytes / 1024 - limits.max_size_kb
+    if limits.require_all_profiles:
+        for p in profiles:
+            out[f"user.deployable.{p.name}"] = 0.0 if m.latency[p.name].deployable else 1.0
     for p in profiles:
         out[f"{p.name}.deployable"] = 0.0 if m.latency[p.name].deployable else 1.0
         if p.max_model_bytes is not None:
@@ -43,3 +55,8 @@ def constraint_values(
         if p.max_ram_bytes is not None:
             out[f"{p.name}.max_ram_bytes"] = float(m.peak_ram_bytes - p.max_ram_bytes)
     return out
+
+
+def for_sampler(values: dict[str, float], primary: str) -> dict[str, float]:
+    """The constraints the sampler sees: the user's limits and the first profile's."""
+    return {k: v for k, v in values.items() if k.startswith(("user.", f"{primary}."))}

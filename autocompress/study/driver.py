@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from autocompress.audit import audit_document
 from autocompress.records import EPOCH_FIELDS, Recipe, TrialRecord
 from autocompress.space import SearchSpace
-from autocompress.study.constraints import Limits, constraint_values
+from autocompress.study.constraints import Limits, constraint_values, for_sampler
 from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
@@ -256,7 +256,7 @@ class Driver:
                 for key in ("record", "model_path", "constraint_values"):
                     trial.set_user_attr(key, earlier.user_attrs[key])
                 trial.set_user_attr("reused_from", earlier.number)
-                for key, value in earlier.user_attrs["constraint_values"].items():
+                for key, value in self._sampler_constraints(earlier.user_attrs).items():
                     trial.set_constraint(key, value)
                 self.running.pop(trial.number)
                 self.study.tell(trial, list(earlier.values))
@@ -306,13 +306,18 @@ class Driver:
         trial.set_user_attr("model_path", rel)
         m = record.measurement
         constraints = constraint_values(m, self.ctx.profiles, self.options.limits)
-        trial.set_user_attr("constraint_values", constraints)
-        for key, value in constraints.items():
+        trial.set_user_attr("constraint_values", constraints)  # all: each profile's front
+        for key, value in for_sampler(constraints, self.ctx.profiles[0].name).items():
             trial.set_constraint(key, value)
         primary = self.ctx.profiles[0].name
         self.study.tell(trial, [m.accuracy, m.latency[primary].median_ms, float(m.gzip_bytes)])
         log.info("trial %d complete: %s", outcome.number, record.recipe)
         self._write_tables()
+
+    def _sampler_constraints(self, attrs: dict[str, object]) -> dict[str, float]:
+        values = attrs.get("constraint_values")
+        assert isinstance(values, dict)
+        return for_sampler(values, self.ctx.profiles[0].name)
 
     def _tell_fail(self, number: int, reason: str) -> None:
         """A crash: FAIL, with its one-line reason in ``error``."""

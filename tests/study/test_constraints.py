@@ -1,0 +1,56 @@
+"""One meaning of feasibility: profile P's front holds what meets the user's limits and P's own;
+the sampler is steered by the user's limits and the first profile's."""
+
+from __future__ import annotations
+
+import optuna
+import pandas as pd
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from autocompress.hardware import load_profile
+from autocompress.records import LatencyResult, Measurement
+from autocompress.study.constraints import Limits, constraint_values, for_sampler
+from autocompress.study.rundir import STUDY_NAME, RunDir
+
+
+def measurement(deployable_on_tpu: bool) -> Measurement:
+    lat = {
+        "cpu-host": LatencyResult("cpu-host", 1.0, 1.0, 10, "measure"),
+        "edgetpu-usb": LatencyResult("edgetpu-usb", 2.0, 2.0, 0, "edgetpu", deployable_on_tpu),
+    }
+    return Measurement(0.9, 1000, 800, lat, {})
+
+
+PROFILES = (load_profile("cpu-host"), load_profile("edgetpu-usb"))
+
+
+def test_sampler_sees_user_limits_and_first_profile_only() -> None:
+    values = constraint_values(measurement(False), PROFILES, Limits(min_accuracy=0.95))
+    assert values["edgetpu-usb.deployable"] == 1.0
+    assert values["user.min_accuracy"] > 0
+    seen = for_sampler(values, "cpu-host")
+    assert "edgetpu-usb.deployable" not in seen and "user.min_accuracy" in seen
+    assert all(k.startswith(("user.", "cpu-host.")) for k in seen)
+
+
+def test_require_all_profiles_is_a_user_limit() -> None:
+    limits = Limits(require_all_profiles=True)
+    values = constraint_values(measurement(False), PROFILES, limits)
+    assert for_sampler(values, "cpu-host")["user.deployable.edgetpu-usb"] == 1.0
+    ok = constraint_values(measurement(True), PROFILES, limits)
+    assert all(v <= 0 for v in for_sampler(ok, "cpu-host").values())
+
+
+def test_sampler_front_and_pareto_csv_agree_with_two_profiles(first_run) -> None:
+    _, out, *_ = first_run
+    storage = JournalStorage(JournalFileBackend(str(RunDir(out).journal)))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    trials = pd.read_csv(out / "trials.csv").set_index("trial")
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        assert all(k.startswith(("user.", "cpu-host.")) for k in t.constraints)
+        if trials.loc[t.number, "quantization"] != "int8":  # the Edge TPU cannot run it
+            assert "edgetpu-usb.deployable" in str(trials.loc[t.number, "constraints_violated"])
+    pareto = set(pd.read_csv(out / "pareto.csv")["trial"])
+    best = {t.number for t in study.best_trials if "reused_from" not in t.user_attrs}
+    assert best == pareto
