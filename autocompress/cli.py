@@ -118,7 +118,17 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print the Pareto front of a run")
     sh.add_argument("run", help="run directory")
     sh.add_argument("--profile", default=None, help="recompute the front for this profile")
-    sh.add_argument("--all", action="store_true", help="print every trial instead")
+    sh.add_argument(
+        "--all",
+        action="store_true",
+        help="print every trial instead (the front hides members below the accuracy floor)",
+    )
+    sh.add_argument(
+        "--min-accuracy",
+        type=float,
+        default=None,
+        help="accuracy floor of the printed front (default: the baseline's minus 0.05)",
+    )
     sh.add_argument("--wide", action="store_true", help="print every column")
     sh.set_defaults(func=_show)
 
@@ -216,14 +226,22 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from autocompress.results import for_display, load_front, load_trials
+    from autocompress.results import accuracy_floor, for_display, load_front, load_trials
 
+    trials = load_trials(Path(args.run))
     if args.all:
-        print(_format(for_display(load_trials(Path(args.run)), wide=args.wide)))
+        print(_format(for_display(trials, wide=args.wide)))
         return 0
     front, profile = load_front(Path(args.run), args.profile)
+    floor = accuracy_floor(trials, args.min_accuracy)
+    low = front[front["accuracy"] < floor] if floor is not None else front.iloc[0:0]
     print(f"Pareto front of {args.run} ({len(front)} models, latency on {profile}):")
-    print(_format(for_display(front, wide=args.wide)))
+    print(_format(for_display(front.drop(low.index), wide=args.wide)))
+    if len(low):
+        print(
+            f"({len(low)} front member(s) below the validation accuracy floor {floor:.4g} "
+            "hidden; --all shows every trial)"
+        )
     return 0
 
 
@@ -242,6 +260,15 @@ def _pick(args: argparse.Namespace) -> int:
         print("no model on the front meets these constraints", file=sys.stderr)
         return 1
     print(_format(for_display(choice.to_frame().T, wide=args.wide)))
+    from autocompress.results import accuracy_floor, load_trials
+
+    floor = accuracy_floor(load_trials(Path(args.run)))
+    if floor is not None and float(choice["accuracy"]) < floor:
+        print(
+            f"note: trial {int(choice['trial'])} is below the accuracy floor {floor:.4g} (the "
+            "baseline's validation accuracy minus 0.05)",
+            file=sys.stderr,
+        )
     if args.export:
         _print_export(Path(args.run), int(choice["trial"]), args.format, Path(args.export))
     return 0

@@ -23,7 +23,7 @@ import pandas as pd
 from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.errors import InputError
 from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
-from autocompress.results import for_display, load_trials
+from autocompress.results import accuracy_floor, baseline_row, for_display, load_trials
 from autocompress.study.rundir import STUDY_NAME, RunDir
 from autocompress.study.tables import front_frame, latency_column, objective_columns, profiles_in
 
@@ -151,27 +151,35 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
             row=1,
             col=col,
         )
+        floor = accuracy_floor(trials)
         for mode in sorted(set(done["quantization"].dropna())):
             colour = QUANT_COLOURS.get(mode, FALLBACK_COLOUR)
             part = done[on_front & (done["quantization"] == mode)]
-            if part.empty:
-                continue
-            fig.add_trace(
-                go.Scatter(
-                    x=part[x],
-                    y=part["accuracy"],
-                    mode="markers",
-                    marker={"color": colour, "size": 10},
-                    name=f"front: {mode}",
-                    legendgroup=mode,
-                    showlegend=col == 1,
-                    hovertext=[_hover(r, lat) for _, r in part.iterrows()],
-                    hoverinfo="text",
-                ),
-                row=1,
-                col=col,
-            )
-        base = _baseline(done)
+            low = part["accuracy"] < floor if floor is not None else part["accuracy"] < -1
+            for members, symbol, suffix in (
+                (part[~low], "circle", ""),
+                (part[low], "circle-open", " (below floor)"),
+            ):
+                if members.empty:
+                    continue
+                fig.add_trace(
+                    go.Scatter(
+                        x=members[x],
+                        y=members["accuracy"],
+                        mode="markers",
+                        marker={"color": colour, "size": 10, "symbol": symbol},
+                        name=f"front: {mode}{suffix}",
+                        legendgroup=mode + suffix,
+                        showlegend=col == 1,
+                        hovertext=[_hover(r, lat) for _, r in members.iterrows()],
+                        hoverinfo="text",
+                    ),
+                    row=1,
+                    col=col,
+                )
+        if floor is not None:
+            fig.add_hline(y=floor, line_dash="dot", line_color="grey", row=1, col=col)
+        base = baseline_row(done)
         if base is not None:
             fig.add_trace(
                 go.Scatter(
@@ -195,17 +203,6 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
     return fig
 
 
-def _baseline(done: pd.DataFrame) -> pd.Series | None:
-    """The fp32 teacher converted unchanged (the first trial of every search)."""
-    plain = done[
-        (done["student_width"] == 1.0)
-        & (done["sparsity"] == 0.0)
-        & (done["clusters"] == 0)
-        & (done["quantization"] == "none")
-    ]
-    return plain.sort_values("trial").iloc[0] if len(plain) else None
-
-
 def _size_speed_png(trials: pd.DataFrame, profile: str) -> bytes:
     import matplotlib
 
@@ -214,7 +211,7 @@ def _size_speed_png(trials: pd.DataFrame, profile: str) -> bytes:
 
     lat = latency_column(profile)
     done = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()]
-    base = _baseline(done)
+    base = baseline_row(done)
     front = front_frame(trials, profile).sort_values("gzip_bytes", ascending=False)
     rows = ([base] if base is not None else []) + [r for _, r in front.iterrows()]
     labels = [

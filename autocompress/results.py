@@ -49,6 +49,34 @@ def for_display(frame: pd.DataFrame, wide: bool = True) -> pd.DataFrame:
     return out
 
 
+# Front members more than this below the baseline's validation accuracy are hidden by `show` and
+# marked by `pick` and the report (unless the user gives the floor with --min-accuracy): the front
+# stays exact, but a 40 %-accuracy model is rarely what a user is choosing between.
+FLOOR_MARGIN = 0.05
+
+
+def baseline_row(trials: pd.DataFrame) -> pd.Series | None:
+    """The fp32 teacher converted unchanged (the first trial of every search), if it completed."""
+    if trials.empty or "state" not in trials.columns:
+        return None
+    default = Recipe().to_dict()
+    mask = trials["state"] == "COMPLETE"
+    for name in RECIPE_FIELDS:
+        if name not in EPOCH_FIELDS and name in trials.columns:
+            mask &= trials[name] == default[name]
+    rows = trials[mask].sort_values("trial")
+    return rows.iloc[0] if len(rows) else None
+
+
+def accuracy_floor(trials: pd.DataFrame, min_accuracy: float | None = None) -> float | None:
+    """The user's ``min_accuracy``, else the baseline's validation accuracy minus
+    :data:`FLOOR_MARGIN`; None without a baseline."""
+    if min_accuracy is not None:
+        return min_accuracy
+    base = baseline_row(trials)
+    return None if base is None else float(base["accuracy"]) - FLOOR_MARGIN
+
+
 def load_trials(run: Path) -> pd.DataFrame:
     path = RunDir(run).trials_csv
     if not path.is_file():

@@ -76,3 +76,48 @@ def test_report_renders_in_headless_chromium_without_console_errors(report, tmp_
     dom = proc.stdout
     assert dom.count('class="main-svg"') >= 3  # plotly drew the figures
     assert "scatterlayer" in dom  # with points in them
+
+
+def test_every_front_member_is_drawn_whatever_its_mode(first_run) -> None:
+    """int16x8 had no colour and was never drawn; a mode added later gets the fallback colour."""
+    import pandas as pd
+
+    from autocompress.report import _front_figure
+    from autocompress.study.tables import front_frame
+
+    _, out, *_ = first_run
+    trials = pd.read_csv(out / "trials.csv")
+    front = front_frame(trials, "cpu-host")
+    modes = ["int16x8", "future_mode"]
+    for i, trial in enumerate(front["trial"]):  # relabel the front members' modes
+        trials.loc[trials["trial"] == trial, "quantization"] = modes[i % 2]
+    figure = _front_figure(trials, "cpu-host")
+    front_points = sum(
+        len(trace.x) for trace in figure.data if str(trace.name).startswith("front:")
+    )
+    assert front_points == 2 * len(front)  # each member once per subplot
+
+
+def test_front_members_below_the_floor_are_hidden_by_show(first_run, tmp_path, capsys) -> None:
+    import pandas as pd
+
+    from autocompress.study.tables import front_frame
+
+    _, out, *_ = first_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    trials = pd.read_csv(run / "trials.csv")
+    front = front_frame(trials, "cpu-host")
+    smallest = int(front.sort_values("gzip_bytes").iloc[0]["trial"])
+    trials.loc[trials["trial"] == smallest, "accuracy"] = 0.01  # still the smallest: on the front
+    trials.to_csv(run / "trials.csv", index=False)
+    assert smallest in set(front_frame(trials, "cpu-host")["trial"])
+    assert main(["show", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "front member(s) below the validation accuracy floor" in lines[-1]
+    shown = {int(line.split()[0]) for line in lines[2:-1]}
+    assert smallest not in shown and shown
+    assert main(["show", str(run), "--min-accuracy", "0.001"]) == 0
+    assert "below the validation accuracy floor" not in capsys.readouterr().out
+    assert main(["show", str(run), "--all"]) == 0
+    assert "0.01" in capsys.readouterr().out
