@@ -159,8 +159,47 @@ def test_estimate_json(first_run, capsys) -> None:
     model = next((out / "models").glob("*.tflite"))
     assert main(["estimate", str(model), "--profile", "edgetpu-usb", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert {"latency_ms", "deployable", "peak_ram_bytes"} <= set(result)
-    assert result["peak_ram_bytes"] > 0
+    from autocompress.hardware import latency, load_profile, read_tflite
+
+    data = model.read_bytes()
+    graph = read_tflite(data)
+    expected = latency(data, load_profile("edgetpu-usb"), graph)
+    assert result["latency_ms"] == pytest.approx(expected.median_ms)
+    assert result["deployable"] == expected.deployable
+    assert result["peak_ram_bytes"] == graph.peak_ram_bytes()
+    assert result["macs"] == graph.macs and result["size_bytes"] == len(data)
+
+
+def test_export_edgetpu_without_compiler_is_one_line(first_run, tmp_path, monkeypatch) -> None:
+    _, out, *_ = first_run
+    trials = pd.read_csv(out / "trials.csv")
+    done = trials[(trials["state"] == "COMPLETE") & trials["reused_from"].isna()]
+    int8 = int(done[done["quantization"] == "int8"].iloc[0]["trial"])
+    monkeypatch.setenv("PATH", str(tmp_path))  # no edgetpu_compiler anywhere on it
+    with pytest.raises(InputError, match="edgetpu_compiler: not found on PATH"):
+        from autocompress.export import export
+
+        export(out, int8, "edgetpu", tmp_path / "m_edgetpu.tflite")
+    assert not (tmp_path / "m_edgetpu.tflite").exists()
+    other = int(done[done["quantization"] != "int8"].iloc[0]["trial"])
+    with pytest.raises(InputError, match="cannot be compiled for the Edge TPU"):
+        export(out, other, "edgetpu", tmp_path / "f_edgetpu.tflite")
+
+
+def test_pick_honours_profile_and_size(first_run, capsys) -> None:
+    _, out, *_ = first_run
+    from autocompress.results import load_front
+
+    assert main(["pick", str(out), "--profile", "edgetpu-usb"]) == 0
+    text = capsys.readouterr().out
+    tpu_front, _ = load_front(out, "edgetpu-usb")
+    best = tpu_front.sort_values("accuracy", ascending=False).iloc[0]
+    assert text.splitlines()[1].split()[0] == str(int(best["trial"]))
+    front, _ = load_front(out)
+    limit_kb = float(front["size_bytes"].min()) / 1024
+    assert main(["pick", str(out), "--max-size-kb", f"{limit_kb:.6f}"]) == 0
+    chosen = int(capsys.readouterr().out.splitlines()[1].split()[0])
+    assert front.set_index("trial").loc[chosen, "size_bytes"] <= limit_kb * 1024
 
 
 def test_estimate_corrupt_file_exits_2(tmp_path: Path, first_run) -> None:
@@ -220,3 +259,41 @@ def test_profiles_lists_shipped_and_copied_profiles(tmp_path: Path, capsys) -> N
     assert [line.split()[:2] for line in captured.out.splitlines()] == [["my-tpu", "edgetpu"]]
     errors = captured.err.strip().splitlines()
     assert len(errors) == 1 and "broken.yaml" in errors[0] and "abacus" in errors[0]
+
+
+def test_cli_search_flags_no_cache_no_early_stop_latency_limit(
+    first_run, task_files: Path, smoke_space_file: Path, tmp_path: Path
+) -> None:
+    _, out, *_ = first_run
+    done = pd.read_csv(out / "trials.csv")
+    limit = float(done["latency_ms_cpu-host"].dropna().median())  # some trials will break it
+    run = tmp_path / "run"
+    proc = run_cli(
+        "search",
+        "--task",
+        str(task_files / "task.yaml"),
+        "--space",
+        str(smoke_space_file),
+        "--trials",
+        "3",
+        "--workers",
+        "1",
+        "--no-stage-cache",
+        "--no-early-stop",
+        "--max-latency-ms",
+        str(limit),
+        "--out",
+        str(run),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not [p for p in (run / "cache").rglob("*") if p.is_file()]  # no stage outputs kept
+    trials = pd.read_csv(run / "trials.csv")
+    assert "PRUNED" not in set(trials["state"])
+    complete = trials[trials["state"] == "COMPLETE"]
+    for _, row in complete.iterrows():
+        slow = row["latency_ms_cpu-host"] > limit
+        assert slow == ("user.max_latency_ms" in str(row["constraints_violated"]))
+    front = pd.read_csv(run / "pareto.csv")
+    assert (front["latency_ms_cpu-host"] <= limit).all()
+    stages = complete["reused_stages"].fillna("")
+    assert (stages == "").all()  # nothing taken from a stage cache
