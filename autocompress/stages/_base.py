@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,10 +36,10 @@ class CandidateStopped(Exception):
 class Stage(abc.ABC):
     """One step of the candidate pipeline (see :mod:`autocompress.stages.build` for the order).
 
-    ``applies`` says whether a recipe asks for this stage at all; ``apply`` returns a *new* model
-    (the input model is never modified) and a :class:`StageRecord` of facts measured on it.
-    ``cache_params`` names the recipe values the output depends on: trials that agree on them
-    (and on every earlier stage) share one cached output.
+    ``applies`` says whether a recipe asks for this stage at all; ``build`` returns a *new* model
+    (the input model is never modified) and the facts measured on it; :meth:`apply` times it and
+    makes the :class:`StageRecord`. ``cache_params`` names the recipe values the output depends
+    on: trials that agree on them (and on every earlier stage) share one cached output.
     """
 
     name: str
@@ -48,11 +49,27 @@ class Stage(abc.ABC):
         """Whether this recipe asks for this stage."""
 
     @abc.abstractmethod
+    def build(
+        self, model: tf_keras.Model, recipe: Recipe, ctx: BuildContext
+    ) -> tuple[tf_keras.Model, dict[str, Any]]:
+        """Build this stage's output from ``model`` without changing ``model``; return it with
+        the facts measured on it."""
+
     def apply(
         self, model: tf_keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[tf_keras.Model, StageRecord]:
-        """Build this stage's output from ``model`` without changing ``model``."""
+        """:meth:`build`, timed, with its :class:`StageRecord`."""
+        start = time.perf_counter()
+        output, facts = self.build(model, recipe, ctx)
+        return output, record_since(self.name, start, facts)
 
     def cache_params(self, recipe: Recipe) -> dict[str, Any]:
         """The recipe values this stage's output depends on (default: all of them)."""
         return recipe.to_dict()
+
+
+def record_since(stage: str, start: float, facts: dict[str, Any]) -> StageRecord:
+    """The record of a stage that started at ``start`` (``time.perf_counter()``) and ends now."""
+    from autocompress.records import StageRecord
+
+    return StageRecord(stage, time.perf_counter() - start, facts)

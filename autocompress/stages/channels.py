@@ -13,14 +13,13 @@ starts at the model input, or reaches a layer this stage does not know how to na
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import tf_keras as keras
 
-from autocompress.records import Recipe, StageRecord
+from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import excluded_layers, fine_tune, val_accuracy
 
@@ -250,10 +249,9 @@ class ChannelPrune(Stage):
             "epochs": recipe.finetune_epochs,
         }
 
-    def apply(
+    def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
-    ) -> tuple[keras.Model, StageRecord]:
-        start = time.perf_counter()
+    ) -> tuple[keras.Model, dict[str, Any]]:
         kept, left = choose_channels(
             model, recipe.channel_fraction, skip=excluded_layers(model, recipe)
         )
@@ -268,4 +266,4 @@ class ChannelPrune(Stage):
             "params_after": int(narrow.count_params()),
             "keras_val_accuracy": round(val_accuracy(narrow, ctx), 4),
         }
-        return narrow, StageRecord(self.name, time.perf_counter() - start, facts)
+        return narrow, facts

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from autocompress.records import Recipe, StageRecord
+from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
     clone_wrapping,
@@ -41,10 +41,9 @@ class Cluster(Stage):
             "exclude": recipe.exclude,
         }
 
-    def apply(
+    def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
-    ) -> tuple[keras.Model, StageRecord]:
-        start = time.perf_counter()
+    ) -> tuple[keras.Model, dict[str, Any]]:
         preserve = recipe.sparsity > 0.0
         skipped: list[str] = []
         excluded = excluded_layers(model, recipe)
@@ -82,4 +81,4 @@ class Cluster(Stage):
             **sparsity_facts(clustered),
             "keras_val_accuracy": round(val_accuracy(clustered, ctx), 4),
         }
-        return clustered, StageRecord(self.name, time.perf_counter() - start, facts)
+        return clustered, facts

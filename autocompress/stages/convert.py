@@ -12,7 +12,7 @@ import tf_keras as keras
 
 from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
 from autocompress.records import Recipe, StageRecord
-from autocompress.stages._base import BuildContext
+from autocompress.stages._base import BuildContext, record_since
 from autocompress.stages._keras import excluded_layers
 from autocompress.stages.ptq import WEIGHT_ONLY_MODES, quantize_tflite
 
@@ -33,7 +33,7 @@ def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[byte
     }
     if keep:
         facts["float_layers"] = float_layers(tflite, keep)
-    return tflite, StageRecord("convert", time.perf_counter() - start, facts)
+    return tflite, record_since("convert", start, facts)
 
 
 def to_tflite(

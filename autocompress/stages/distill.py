@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from typing import Any
 
 import tensorflow as tf
 import tf_keras as keras
 
-from autocompress.records import Recipe, StageRecord
+from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import outputs_probabilities, val_accuracy
 
@@ -60,10 +59,9 @@ class Distill(Stage):
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
         return {"student_width": recipe.student_width, "epochs": recipe.distill_epochs}
 
-    def apply(
+    def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
-    ) -> tuple[keras.Model, StageRecord]:
-        start = time.perf_counter()
+    ) -> tuple[keras.Model, dict[str, Any]]:
         config_json, widths = student_config(model, recipe.student_width)
         keras.utils.set_random_seed(ctx.seed)
         student = keras.models.model_from_json(config_json)
@@ -75,7 +73,7 @@ class Distill(Stage):
             "widths": widths,
             "keras_val_accuracy": round(val_accuracy(student, ctx), 4),
         }
-        return student, StageRecord(self.name, time.perf_counter() - start, facts)
+        return student, facts
 
     def _train(self, student: keras.Model, ctx: BuildContext, epochs: int) -> None:
         t_probs = outputs_probabilities(ctx.teacher)

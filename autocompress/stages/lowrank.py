@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from typing import Any
 
 import numpy as np
 import tf_keras as keras
 
-from autocompress.records import Recipe, StageRecord
+from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import excluded_layers, fine_tune, val_accuracy
 
@@ -135,10 +134,9 @@ class LowRank(Stage):
             "epochs": recipe.finetune_epochs,
         }
 
-    def apply(
+    def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
-    ) -> tuple[keras.Model, StageRecord]:
-        start = time.perf_counter()
+    ) -> tuple[keras.Model, dict[str, Any]]:
         factored, ranks, left = factorize(
             model, recipe.rank_energy, skip=excluded_layers(model, recipe)
         )
@@ -155,4 +153,4 @@ class LowRank(Stage):
             "params_after": int(factored.count_params()),
             "keras_val_accuracy": round(val_accuracy(factored, ctx), 4),
         }
-        return factored, StageRecord(self.name, time.perf_counter() - start, facts)
+        return factored, facts

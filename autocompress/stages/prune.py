@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from autocompress.records import Recipe, StageRecord
+from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
     clone_with_weights,
@@ -84,10 +84,9 @@ class Prune(Stage):
             "epochs": recipe.finetune_epochs,
         }
 
-    def apply(
+    def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
-    ) -> tuple[keras.Model, StageRecord]:
-        start = time.perf_counter()
+    ) -> tuple[keras.Model, dict[str, Any]]:
         total = steps_per_epoch(ctx) * recipe.finetune_epochs
         # Update the masks ~20 times, reaching the target after 60 % of the steps, so that the
         # remaining 40 % recover accuracy at the final sparsity (the mask is then fixed).
@@ -152,4 +151,4 @@ class Prune(Stage):
             facts["xnnpack_pruned_layers"] = sorted(
                 n for n, v in facts["sparsity_per_layer"].items() if v > 0
             )
-        return pruned, StageRecord(self.name, time.perf_counter() - start, facts)
+        return pruned, facts

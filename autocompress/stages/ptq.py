@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from autocompress.records import StageRecord
+from autocompress.stages._base import record_since
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -113,7 +114,7 @@ def quantize_stage(
         "integer_io": integer_io and recipe.quantization in ("int8", "int16x8"),
         "size_bytes": len(tflite),
     }
-    return tflite, StageRecord("quantize", time.perf_counter() - start, facts)
+    return tflite, record_since("quantize", start, facts)
 
 
 def _signature_input(tflite: bytes) -> tuple[str, str]:

@@ -6,12 +6,12 @@ conversion settings and live in :mod:`autocompress.stages.convert`.
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from autocompress.records import Recipe, StageRecord
+from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
     clone_with_weights,
@@ -84,10 +84,9 @@ class QuantizeAware(Stage):
             "exclude": recipe.exclude,
         }
 
-    def apply(
+    def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
-    ) -> tuple[keras.Model, StageRecord]:
-        start = time.perf_counter()
+    ) -> tuple[keras.Model, dict[str, Any]]:
         scheme_name, scheme = qat_scheme(recipe)
         excluded = excluded_layers(model, recipe)
         annotated = keras.models.clone_model(
@@ -102,4 +101,4 @@ class QuantizeAware(Stage):
             "excluded_layers": sorted(excluded),
             "keras_val_accuracy": round(val_accuracy(qat_model, ctx), 4),
         }
-        return qat_model, StageRecord(self.name, time.perf_counter() - start, facts)
+        return qat_model, facts
