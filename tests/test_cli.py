@@ -24,6 +24,15 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def search_cli(
+    task: Path, out: Path, *extra: str, space: Path | None = None, trials: int = 2
+) -> subprocess.CompletedProcess:
+    """``autocompress search`` on ``task`` with one worker, as a user runs it."""
+    where = ("--space", str(space)) if space is not None else ()
+    budget = ("--trials", str(trials), "--workers", "1")
+    return run_cli("search", "--task", str(task), *where, *budget, "--out", str(out), *extra)
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("autocompress: error:")]
@@ -268,23 +277,8 @@ def test_cli_search_flags_no_cache_no_early_stop_latency_limit(
     done = pd.read_csv(out / "trials.csv")
     limit = float(done["latency_ms_cpu-host"].dropna().median())  # some trials will break it
     run = tmp_path / "run"
-    proc = run_cli(
-        "search",
-        "--task",
-        str(task_files / "task.yaml"),
-        "--space",
-        str(smoke_space_file),
-        "--trials",
-        "3",
-        "--workers",
-        "1",
-        "--no-stage-cache",
-        "--no-early-stop",
-        "--max-latency-ms",
-        str(limit),
-        "--out",
-        str(run),
-    )
+    flags = ("--no-stage-cache", "--no-early-stop", "--max-latency-ms", str(limit))
+    proc = search_cli(task_files / "task.yaml", run, *flags, space=smoke_space_file, trials=3)
     assert proc.returncode == 0, proc.stderr
     assert not [p for p in (run / "cache").rglob("*") if p.is_file()]  # no stage outputs kept
     trials = pd.read_csv(run / "trials.csv")

@@ -12,7 +12,7 @@ import pytest
 
 from autocompress.errors import InputError
 from autocompress.task import Task, load_data
-from tests.test_cli import run_cli
+from tests.test_cli import run_cli, search_cli
 
 
 def write_split_task(root: Path, task: Task) -> Path:
@@ -50,19 +50,7 @@ def split_run(tmp_path_factory: pytest.TempPathFactory, tiny_task: Task, smoke_s
     root = tmp_path_factory.mktemp("split")
     task = write_split_task(root, tiny_task)
     out = root / "run"
-    proc = run_cli(
-        "search",
-        "--task",
-        str(task),
-        "--space",
-        str(smoke_space_file),
-        "--trials",
-        "3",
-        "--workers",
-        "1",
-        "--out",
-        str(out),
-    )
+    proc = search_cli(task, out, space=smoke_space_file, trials=3)
     assert proc.returncode == 0, proc.stderr
     return out
 

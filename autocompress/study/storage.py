@@ -73,13 +73,7 @@ def open_study(
         )
     try:
         storage = JournalStorage(JournalFileBackend(str(rundir.journal)))
-        study = optuna.create_study(
-            storage=storage,
-            study_name=STUDY_NAME,
-            directions=DIRECTIONS,
-            sampler=sampler,
-            load_if_exists=True,
-        )
+        study = _create(storage, sampler)
         trials = study.get_trials(deepcopy=False)
     except Exception as exc:  # the journal's replay raises many types on a damaged file
         raise InputError(
@@ -105,13 +99,7 @@ def _open_shared_study(
     for attempt in range(5):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-            study = optuna.create_study(
-                storage=storage,
-                study_name=STUDY_NAME,
-                directions=DIRECTIONS,
-                sampler=sampler,
-                load_if_exists=True,
-            )
+            study = _create(storage, sampler)
             break
         except ImportError as exc:
             raise InputError("--storage", f"cannot open {redact(url)}: {exc}") from None
@@ -124,6 +112,17 @@ def _open_shared_study(
     _check_objectives(study, primary, rundir.path, exists=bool(study.metric_names))
     atomic_write_text(rundir.path / "storage.txt", redact(url) + "\n")  # where the study is
     return OpenStudy(study, storage, shared=True)
+
+
+def _create(storage: BaseStorage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """The study in ``storage``, created or loaded: three objectives, the sampler given."""
+    return optuna.create_study(
+        storage=storage,
+        study_name=STUDY_NAME,
+        directions=DIRECTIONS,
+        sampler=sampler,
+        load_if_exists=True,
+    )
 
 
 def redact(url: str) -> str:

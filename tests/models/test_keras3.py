@@ -209,22 +209,10 @@ def test_every_technique_runs_on_a_keras3_model(keras3_task: Path) -> None:
 
 
 def test_cli_searches_a_keras3_model(keras3_task: Path, tmp_path: Path, smoke_space_file) -> None:
-    from tests.test_cli import run_cli
+    from tests.test_cli import search_cli
 
-    proc = run_cli(
-        "search",
-        "--task",
-        str(keras3_task / "task.yaml"),
-        "--space",
-        str(smoke_space_file),
-        "--trials",
-        "2",
-        "--workers",
-        "1",
-        "--no-warm-start",
-        "--out",
-        str(tmp_path / "run"),
-    )
+    run = tmp_path / "run"
+    proc = search_cli(keras3_task / "task.yaml", run, "--no-warm-start", space=smoke_space_file)
     assert proc.returncode == 0, proc.stderr
     import pandas as pd
 

@@ -14,7 +14,7 @@ from autocompress.evaluate import accuracy, tensor_dtypes
 from autocompress.models.tflite import TfliteTeacher
 from autocompress.stages.ptq import LITERT_MODES, quantize_tflite
 from autocompress.task import Task
-from tests.test_cli import assert_clean_error, run_cli
+from tests.test_cli import assert_clean_error, run_cli, search_cli
 
 
 @pytest.fixture(scope="module")
@@ -81,21 +81,8 @@ def test_keras_route_offers_weight_only_modes(tiny_task: Task) -> None:
 
 
 def test_search_of_a_tflite_model(tflite_task: Path, tmp_path: Path) -> None:
-    proc = run_cli(
-        "search",
-        "--task",
-        str(tflite_task / "task.yaml"),
-        "--trials",
-        "4",
-        "--workers",
-        "1",
-        "--profile",
-        "cpu-host",
-        "--profile",
-        "edgetpu-usb",
-        "--out",
-        str(tmp_path / "run"),
-    )
+    profiles = ("--profile", "cpu-host", "--profile", "edgetpu-usb")
+    proc = search_cli(tflite_task / "task.yaml", tmp_path / "run", *profiles, trials=4)
     assert proc.returncode == 0, proc.stderr
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     done = trials[trials["state"] == "COMPLETE"]
@@ -112,15 +99,7 @@ def test_search_of_a_tflite_model(tflite_task: Path, tmp_path: Path) -> None:
 def test_training_technique_on_a_tflite_model_is_one_line(
     tflite_task: Path, tmp_path: Path, smoke_space_file: Path
 ) -> None:
-    proc = run_cli(
-        "search",
-        "--task",
-        str(tflite_task / "task.yaml"),
-        "--space",
-        str(smoke_space_file),
-        "--out",
-        str(tmp_path / "run"),
-    )
+    proc = search_cli(tflite_task / "task.yaml", tmp_path / "run", space=smoke_space_file)
     assert_clean_error(proc, str(smoke_space_file), "needs a trainable model", "--space tflite")
 
 
