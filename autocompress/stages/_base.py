@@ -24,6 +24,9 @@ class BuildContext:
     seed: int = 0
     batch_size: int = 32
     calibration_samples: int = 100
+    # Integer inputs and outputs for post-training int8 / int16x8 files (the Edge TPU needs
+    # them); otherwise the quantized files keep float inputs and outputs.
+    integer_io: bool = False
     # Called with (validation accuracy, stage name) after the first epoch of every fine-tuning
     # stage; a returned reason stops the candidate (see autocompress.study.early_stop).
     gate: Callable[[float, str], str | None] | None = None

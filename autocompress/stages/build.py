@@ -14,7 +14,7 @@ from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages.cache import StageCache, child_key
 from autocompress.stages.channels import ChannelPrune
 from autocompress.stages.cluster import Cluster
-from autocompress.stages.convert import convert
+from autocompress.stages.convert import convert, convert_from_float, uses_float_file
 from autocompress.stages.distill import Distill
 from autocompress.stages.lowrank import LowRank
 from autocompress.stages.prune import Prune
@@ -60,6 +60,23 @@ def cache_plan(
     return plan
 
 
+def float_key(recipe: Recipe, key: str, stages: list[Stage] | None = None) -> str | None:
+    """The cache key of the float ``.tflite`` file of the recipe's last stage output, when the
+    recipe's file is quantized from it (None: the converter does the whole conversion)."""
+    if not uses_float_file(recipe):
+        return None
+    plan = cache_plan(recipe, key, stages)
+    parent = plan[-1][1] if plan else key
+    return child_key(parent, "float_tflite", {}) if parent is not None else None
+
+
+def cache_keys(recipe: Recipe, key: str, stages: list[Stage] | None = None) -> list[str]:
+    """Every cache entry a trial of ``recipe`` can use or build: stage outputs, float file."""
+    keys = [k for _, k in cache_plan(recipe, key, stages) if k is not None]
+    last = float_key(recipe, key, stages)
+    return keys + ([last] if last is not None else [])
+
+
 def build_candidate(
     teacher: tf_keras.Model,
     recipe: Recipe,
@@ -84,7 +101,14 @@ def build_candidate(
         if cache is not None and stage_key is not None:
             cache.store(stage_key, model, record)
         records.append(record)
-    tflite, record = convert(model, recipe, ctx)
+    fkey = float_key(recipe, key, stages) if cache is not None else None
+    if uses_float_file(recipe):
+        cached = cache.get(fkey) if cache is not None and fkey is not None else None
+        tflite, record, float_file = convert_from_float(model, recipe, ctx, cached)
+        if cache is not None and fkey is not None and cached is None:
+            cache.put(fkey, float_file)
+    else:
+        tflite, record = convert(model, recipe, ctx)
     records.append(record)
     return Candidate(tflite, records, model)
 

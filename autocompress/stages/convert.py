@@ -14,15 +14,57 @@ from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext, record_since
 from autocompress.stages._keras import excluded_layers
-from autocompress.stages.ptq import WEIGHT_ONLY_MODES, quantize_tflite
+from autocompress.stages.ptq import WEIGHT_ONLY_MODES, calibration_samples, quantize_tflite
+
+# Post-training modes done by LiteRT Quantizer on the float file of the stage output: the TF
+# converter's tracing (12-15 s on a MobileNetV2) then runs once per stage output, and every
+# further mode of the same output costs only the quantization (about a second).
+LITERT_PTQ_MODES = ("dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4")
+
+
+def uses_float_file(recipe: Recipe) -> bool:
+    """Whether the recipe's file is LiteRT Quantizer's output from the float file.
+
+    The TF converter keeps QAT (it consumes tfmot's fake-quantization graph), layer exclusions
+    (its quantization debugger keeps named layers float) and XNNPACK's sparse encoding."""
+    return (
+        recipe.quantization in LITERT_PTQ_MODES
+        and recipe.exclude == "none"
+        and recipe.prune_mode != "xnnpack"
+    )
+
+
+def convert_from_float(
+    model: keras.Model, recipe: Recipe, ctx: BuildContext, float_tflite: bytes | None
+) -> tuple[bytes, StageRecord, bytes]:
+    """The recipe's file quantized by LiteRT Quantizer from the float file of ``model``;
+    ``float_tflite`` is that file when an earlier trial converted the same stage output.
+
+    Returns the file, its record and the float file (to cache)."""
+    start = time.perf_counter()
+    reused = float_tflite is not None
+    if float_tflite is None:
+        float_tflite = to_tflite(model, "none")
+    converted = time.perf_counter()
+    calibration = calibration_samples(ctx.data.x_train, ctx.calibration_samples, ctx.seed)
+    tflite = quantize_tflite(float_tflite, recipe.quantization, calibration, ctx.integer_io)
+    facts: dict[str, Any] = {
+        "quantization": recipe.quantization,
+        "size_bytes": len(tflite),
+        "sparse": False,
+        "quantizer": "litert-quantizer",
+        "float_file_reused": reused,
+        "float_convert_seconds": 0.0 if reused else round(converted - start, 3),
+        "quantize_seconds": round(time.perf_counter() - converted, 3),
+        "integer_io": ctx.integer_io and recipe.quantization in ("int8", "int16x8"),
+    }
+    return tflite, record_since("convert", start, facts), float_tflite
 
 
 def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[bytes, StageRecord]:
-    """Convert with the recipe's quantization mode (see :func:`to_tflite`)."""
+    """Convert with the TF converter in the recipe's quantization mode (see :func:`to_tflite`)."""
     start = time.perf_counter()
-    rng = np.random.default_rng(ctx.seed)
-    x = ctx.data.x_train
-    calibration = x[rng.choice(len(x), size=min(ctx.calibration_samples, len(x)), replace=False)]
+    calibration = calibration_samples(ctx.data.x_train, ctx.calibration_samples, ctx.seed)
     sparse = recipe.prune_mode == "xnnpack"
     keep = excluded_layers(model, recipe) if recipe.quantization == "int8" else set()
     tflite = to_tflite(model, recipe.quantization, calibration, sparse=sparse, keep_float=keep)

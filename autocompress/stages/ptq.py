@@ -6,7 +6,8 @@ TF converter cannot produce (weight-only int8 / int4). It needs no TensorFlow.
 
 Modes (the recipe's ``quantization``):
 
-* ``dynamic``: int8 weights, activations quantized on the fly (``dynamic_wi8_afp32``);
+* ``dynamic``: int8 weights, activations quantized on the fly; like the TF converter, only
+  tensors of 1,024 weights or more (``dynamic_legacy_wi8_afp32``);
 * ``float16``: float16 weights (``FLOAT_CASTING``), float compute;
 * ``int8``: int8 weights and activations calibrated on training samples (``static_wi8_ai8``);
 * ``int16x8``: int16 activations with int8 weights (``static_wi8_ai16``);
@@ -65,7 +66,7 @@ def quantize_tflite(
     else:
         qt.load_quantization_recipe(
             {
-                "dynamic": recipe.dynamic_wi8_afp32,
+                "dynamic": recipe.dynamic_legacy_wi8_afp32,
                 "int8": recipe.static_wi8_ai8,
                 "int16x8": recipe.static_wi8_ai16,
                 "weight_int8": recipe.weight_only_wi8_afp32,

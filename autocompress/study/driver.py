@@ -204,10 +204,10 @@ class Driver:
         """What a trial of ``recipe`` would build: the recipe itself and its uncached stages."""
         work = {"recipe:" + json.dumps(recipe.to_dict(), sort_keys=True)}
         if self.ctx.stage_cache:
-            from autocompress.stages.build import cache_plan
+            from autocompress.stages.build import cache_keys
 
-            plan = cache_plan(recipe, self.ctx.cache_key)
-            work |= {k for _, k in plan if k is not None and not self.cache.has(k)}
+            keys = cache_keys(recipe, self.ctx.cache_key)
+            work |= {k for k in keys if not self.cache.has(k)}
         return work
 
     def _blocked(self, recipe: Recipe) -> bool:
@@ -235,11 +235,11 @@ class Driver:
         """The cached stage outputs of the recipe's chain, sent with the trial to its worker."""
         if not self.ctx.stage_cache:
             return {}
-        from autocompress.stages.build import cache_plan
+        from autocompress.stages.build import cache_keys
 
         entries = {}
-        for _, key in cache_plan(recipe, self.ctx.cache_key):
-            blob = self.cache.get(key) if key is not None else None
+        for key in cache_keys(recipe, self.ctx.cache_key):
+            blob = self.cache.get(key)
             if blob is not None:
                 entries[key] = blob
         return entries

@@ -38,6 +38,11 @@ class TrialContext:
     cache_key: str = ""  # root key: hash of teacher, data and seed
     reference: TeacherReference | None = None  # the teacher's predictions; None: each trial's own
 
+    @property
+    def integer_io(self) -> bool:
+        """Quantized files get integer inputs and outputs only for an Edge TPU profile."""
+        return any(p.backend == "edgetpu" for p in self.profiles)
+
 
 @dataclass(frozen=True)
 class TrialRequest:
@@ -154,7 +159,9 @@ def _build_keras(
         def gate(accuracy: float, stage: str) -> str | None:
             return stop.reason(recipe, accuracy, stage)
 
-    build_ctx = BuildContext(data=ctx.task.data, teacher=teacher, seed=ctx.seed, gate=gate)
+    build_ctx = BuildContext(
+        data=ctx.task.data, teacher=teacher, seed=ctx.seed, gate=gate, integer_io=ctx.integer_io
+    )
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key
     )
@@ -171,9 +178,8 @@ def _build_tflite(ctx: TrialContext, recipe: Recipe) -> tuple[bytes, list[StageR
 
     teacher = ctx.task.teacher
     assert isinstance(teacher, TfliteTeacher)
-    integer_io = any(p.backend == "edgetpu" for p in ctx.profiles)
     tflite, record = quantize_stage(
-        teacher.content, recipe, ctx.task.data.x_train, seed=ctx.seed, integer_io=integer_io
+        teacher.content, recipe, ctx.task.data.x_train, seed=ctx.seed, integer_io=ctx.integer_io
     )
     return tflite, [record]
 

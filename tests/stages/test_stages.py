@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,7 @@ def test_cluster_after_prune_keeps_sparsity(teacher_and_ctx) -> None:
 )
 def test_quantized_files_hold_quantized_tensors(teacher_and_ctx, tiny_task, mode, dtype) -> None:
     teacher, ctx = teacher_and_ctx
+    ctx = dataclasses.replace(ctx, integer_io=True)  # as for an Edge TPU profile
     tflite, records, _ = build_candidate(teacher, Recipe(quantization=mode, finetune_epochs=1), ctx)
     dtypes = tensor_dtypes(tflite)
     assert dtypes.get(dtype, 0) > 0
@@ -112,3 +115,47 @@ def test_full_pipeline_leaves_teacher_unchanged(teacher_and_ctx) -> None:
     assert [r.stage for r in records] == ["distill", "prune", "cluster", "qat", "convert"]
     assert tflite[4:8] == b"TFL3"
     assert unchanged(teacher, before)
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "float16", "int8", "int16x8"])
+@pytest.mark.parametrize("integer_io", [False, True])
+def test_litert_quantizer_files_match_the_converters(teacher_and_ctx, mode, integer_io) -> None:
+    """Post-training modes now come from LiteRT Quantizer on the float file: the same kind of
+    file as the TF converter's (compute kinds of the weighted ops), at the same accuracy."""
+    from autocompress.hardware import read_tflite
+    from autocompress.stages.convert import convert
+
+    teacher, ctx = teacher_and_ctx
+    ctx = dataclasses.replace(ctx, integer_io=integer_io)
+    recipe = Recipe(quantization=mode)
+    new, records, _ = build_candidate(teacher, recipe, ctx)
+    assert records[-1].facts["quantizer"] == "litert-quantizer"
+    old, _ = convert(teacher, recipe, ctx)
+
+    def kinds(tflite: bytes) -> set[str]:
+        return {op.compute for op in read_tflite(tflite).ops if op.macs}
+
+    assert kinds(new) == kinds(old)
+    inputs = read_tflite(new)
+    io_dtype = inputs.tensors[inputs.inputs[0]].dtype
+    if mode == "int8":
+        assert io_dtype == ("int8" if integer_io else "float32")
+    x, y = ctx.data.x_val, ctx.data.y_val
+    assert abs(accuracy(new, x, y) - accuracy(old, x, y)) <= 0.02
+
+
+def test_second_mode_of_a_stage_output_reuses_its_float_file(teacher_and_ctx) -> None:
+    from autocompress.stages.cache import MemoryCache
+
+    teacher, ctx = teacher_and_ctx
+    cache = MemoryCache()
+    recipe = Recipe(sparsity=0.5, finetune_epochs=1)
+    _, first, _ = build_candidate(
+        teacher, dataclasses.replace(recipe, quantization="int8"), ctx, cache=cache, key="k"
+    )
+    _, second, _ = build_candidate(
+        teacher, dataclasses.replace(recipe, quantization="dynamic"), ctx, cache=cache, key="k"
+    )
+    assert first[-1].facts["float_file_reused"] is False
+    assert second[-1].facts["float_file_reused"] is True
+    assert second[0].reused  # the pruned model came from the cache too
