@@ -165,6 +165,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", default=None, help="the study's storage URL if search used one")
     r.set_defaults(func=_report)
 
+    rt = sub.add_parser(
+        "retarget", help="add a simulated profile to a finished run (no candidate is rebuilt)"
+    )
+    rt.add_argument("run", help="run directory")
+    rt.add_argument(
+        "--profile", action="append", dest="profiles", required=True, help="profile (repeatable)"
+    )
+    rt.set_defaults(func=_retarget)
+
     e = sub.add_parser("estimate", help="latency, deployability and peak RAM of a .tflite file")
     e.add_argument("model", help="a .tflite file")
     e.add_argument("--profile", default="cpu-host", help="hardware profile name or YAML file")
@@ -288,6 +297,24 @@ def _print_export(run: Path, trial: int, fmt: str, out: Path) -> None:
     print(f"exported trial {trial} as {fmt} to {done.path} (audit: {done.audit_path})")
     for key, value in done.checks.items():
         print(f"  {key}: {value}")
+
+
+def _retarget(args: argparse.Namespace) -> int:
+    import time
+
+    from autocompress.results import load_front
+    from autocompress.retarget import retarget
+
+    run = Path(args.run)
+    for name in args.profiles:
+        start = time.perf_counter()
+        done = retarget(run, name)
+        front, _ = load_front(run, done.profile)
+        print(
+            f"{done.profile}: {done.candidates} candidates estimated in "
+            f"{time.perf_counter() - start:.1f} s, front of {len(front)} models ({done.path})"
+        )
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -78,6 +78,14 @@ def accuracy_floor(trials: pd.DataFrame, min_accuracy: float | None = None) -> f
 
 
 def load_trials(run: Path) -> pd.DataFrame:
+    """``trials.csv`` with the profiles added after the search (``autocompress retarget``)."""
+    from autocompress.retarget import join_profiles
+
+    return join_profiles(run, load_study_trials(run))
+
+
+def load_study_trials(run: Path) -> pd.DataFrame:
+    """``trials.csv`` as the search wrote it."""
     path = RunDir(run).trials_csv
     if not path.is_file():
         raise InputError(str(run), "not a run directory (no trials.csv)")
@@ -96,7 +104,9 @@ def load_front(run: Path, profile: str | None = None) -> tuple[pd.DataFrame, str
     chosen = profile or known[0]
     if chosen not in known:
         raise InputError(
-            "--profile", f"{chosen!r} was not measured in {run} (measured: {', '.join(known)})"
+            "--profile",
+            f"{chosen!r} was not measured in {run} (measured: {', '.join(known)}); add it with "
+            f"`autocompress retarget {run} --profile {chosen}`",
         )
     return front_frame(trials, chosen), chosen
 
