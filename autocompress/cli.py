@@ -165,6 +165,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", default=None, help="the study's storage URL if search used one")
     r.set_defaults(func=_report)
 
+    me = sub.add_parser(
+        "measure",
+        help="time a run's candidates on this machine as a measured profile (light install)",
+    )
+    me.add_argument("run", help="run directory (a copy, or a shared folder)")
+    me.add_argument("--as", dest="name", required=True, help="profile name, e.g. my-pi")
+    me.add_argument("--threads", type=int, default=None, help="LiteRT threads (default 1)")
+    me.add_argument(
+        "--min-seconds", type=float, default=None, help="time each candidate at least this long"
+    )
+    me.set_defaults(func=_measure)
+
     rt = sub.add_parser(
         "retarget", help="add a simulated profile to a finished run (no candidate is rebuilt)"
     )
@@ -297,6 +309,33 @@ def _print_export(run: Path, trial: int, fmt: str, out: Path) -> None:
     print(f"exported trial {trial} as {fmt} to {done.path} (audit: {done.audit_path})")
     for key, value in done.checks.items():
         print(f"  {key}: {value}")
+
+
+def _measure(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from autocompress.device import measure_run
+    from autocompress.hardware.profile import load_profile
+
+    settings = load_profile("cpu-host").measure
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InputError("--threads", f"must be at least 1, got {args.threads}")
+        settings = dataclasses.replace(settings, threads=args.threads)
+    if args.min_seconds is not None:
+        if not args.min_seconds > 0:
+            raise InputError("--min-seconds", f"must be positive, got {args.min_seconds}")
+        settings = dataclasses.replace(settings, min_seconds=args.min_seconds)
+
+    def progress(trial: int, ms: float) -> None:
+        print(f"trial {trial}: {ms:.3f} ms", flush=True)
+
+    done = measure_run(Path(args.run), args.name, settings, on_candidate=progress)
+    print(
+        f"{done.profile}: {done.measured} candidates measured ({done.resumed} from an earlier "
+        f"call) -> {done.path}; copy it into the run's profiles/ folder where you pick"
+    )
+    return 0
 
 
 def _retarget(args: argparse.Namespace) -> int:

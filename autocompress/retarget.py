@@ -18,10 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from autocompress._files import atomic_write_text
+from autocompress.device import PROFILES_DIR
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, latency, load_profile, read_tflite
-
-PROFILES_DIR = "profiles"  # inside the run directory
 
 
 @dataclass(frozen=True)
