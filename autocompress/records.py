@@ -34,6 +34,9 @@ class Recipe:
             share of the singular value energy (1.0 = off).
         channel_fraction: share of filters removed from each prunable Conv/Dense group by
             channel pruning (0.0 = off).
+        keep_sensitive: mixed precision: the k layers whose int8 quantization alone costs the
+            most accuracy (measured once per study) stay float in a post-training quantized
+            file (0 = off; LiteRT Quantizer modes only).
     """
 
     student_width: float = 1.0
@@ -46,6 +49,7 @@ class Recipe:
     exclude: str = "none"
     rank_energy: float = 1.0
     channel_fraction: float = 0.0
+    keep_sensitive: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

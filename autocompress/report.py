@@ -73,6 +73,13 @@ def write_report(run: str | Path, storage: str | None = None) -> Path:
         _section("What mattered (fANOVA importance per objective)", _importance_html(study))
     )
     sections.append(_section(f"Front members ({primary})", _front_table(trials, primary)))
+    sensitivity = rundir.path / "sensitivity.json"
+    if sensitivity.is_file():
+        ops = pd.DataFrame(json.loads(sensitivity.read_text())["ops"])
+        table = ops[["op", "tensor", "accuracy_drop"]].to_html(index=False, border=0)
+        sections.append(
+            _section("Layer sensitivity: accuracy drop when the layer alone is int8", table)
+        )
     page = _page(rundir.path.name, sections, trials, primary)
     atomic_write_text(rundir.report, page)
     return rundir.report

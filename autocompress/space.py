@@ -110,6 +110,10 @@ def _energy(v: float) -> str | None:
     return None if 0.0 < v <= 1.0 else "must be in (0, 1] (1.0 = no factorisation)"
 
 
+def _keep(v: int) -> str | None:
+    return None if 0 <= v <= 64 else "must be between 0 (off) and 64 layers"
+
+
 def _fraction(v: float) -> str | None:
     return None if 0.0 <= v < 1.0 else "must be in [0, 1) (0 = no channel pruning)"
 
@@ -125,6 +129,7 @@ _PARAMS: dict[str, tuple[type, Any]] = {
     "exclude": (str, _exclude),
     "rank_energy": (float, _energy),
     "channel_fraction": (float, _fraction),
+    "keep_sensitive": (int, _keep),
 }
 
 

@@ -13,7 +13,7 @@ from autocompress.records import Recipe
 from autocompress.space import QUANTIZATION_MODES, SPACES_DIR, SearchSpace
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "techniques"])
+@pytest.mark.parametrize("name", ["default", "smoke", "techniques", "tflite"])
 def test_shipped_spaces_parse_and_sample(name: str) -> None:
     space = SearchSpace.from_yaml(SPACES_DIR / f"{name}.yaml")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -27,6 +27,9 @@ class BuildContext:
     # Integer inputs and outputs for post-training int8 / int16x8 files (the Edge TPU needs
     # them); otherwise the quantized files keep float inputs and outputs.
     integer_io: bool = False
+    # Layer patterns, most sensitive to int8 first (see autocompress.stages.sensitivity): a
+    # recipe's keep_sensitive keeps the first k float.
+    sensitive: tuple[str, ...] = ()
     # Called with (validation accuracy, stage name) after the first epoch of every fine-tuning
     # stage; a returned reason stops the candidate (see autocompress.study.early_stop).
     gate: Callable[[float, str], str | None] | None = None

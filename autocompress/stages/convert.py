@@ -14,7 +14,12 @@ from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext, record_since
 from autocompress.stages._keras import excluded_layers
-from autocompress.stages.ptq import WEIGHT_ONLY_MODES, calibration_samples, quantize_tflite
+from autocompress.stages.ptq import (
+    WEIGHT_ONLY_MODES,
+    calibration_samples,
+    kept_float,
+    quantize_tflite,
+)
 
 # Post-training modes done by LiteRT Quantizer on the float file of the stage output: the TF
 # converter's tracing (12-15 s on a MobileNetV2) then runs once per stage output, and every
@@ -47,7 +52,8 @@ def convert_from_float(
         float_tflite = to_tflite(model, "none")
     converted = time.perf_counter()
     calibration = calibration_samples(ctx.data.x_train, ctx.calibration_samples, ctx.seed)
-    tflite = quantize_tflite(float_tflite, recipe.quantization, calibration, ctx.integer_io)
+    keep = kept_float(recipe, ctx.sensitive)
+    tflite = quantize_tflite(float_tflite, recipe.quantization, calibration, ctx.integer_io, keep)
     facts: dict[str, Any] = {
         "quantization": recipe.quantization,
         "size_bytes": len(tflite),
@@ -57,6 +63,7 @@ def convert_from_float(
         "float_convert_seconds": 0.0 if reused else round(converted - start, 3),
         "quantize_seconds": round(time.perf_counter() - converted, 3),
         "integer_io": ctx.integer_io and recipe.quantization in ("int8", "int16x8"),
+        "kept_float": list(keep),
     }
     return tflite, record_since("convert", start, facts), float_tflite
 

@@ -32,7 +32,7 @@ from autocompress.records import StageRecord
 from autocompress.stages._base import record_since
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from autocompress.records import Recipe
 
@@ -46,8 +46,11 @@ def quantize_tflite(
     mode: str,
     calibration: np.ndarray | None = None,
     integer_io: bool = False,
+    keep_float: Sequence[str] = (),
 ) -> bytes:
-    """The float model ``float_tflite`` quantized in ``mode`` (see the module docstring)."""
+    """The float model ``float_tflite`` quantized in ``mode`` (see the module docstring);
+    ops whose output tensor names match a regex of ``keep_float`` stay float (mixed precision,
+    see :mod:`autocompress.stages.sensitivity`)."""
     from litert_quantizer import qtyping, quantizer, recipe
 
     if mode == "none":
@@ -72,6 +75,10 @@ def quantize_tflite(
                 "weight_int8": recipe.weight_only_wi8_afp32,
                 "weight_int4": recipe.weight_only_wi4_afp32,
             }[mode]()
+        )
+    for pattern in keep_float:
+        qt.update_quantization_recipe(
+            regex=pattern, operation_name=op.ALL_SUPPORTED, algorithm_key=algorithm.NO_QUANTIZE
         )
     if not integer_io:
         for io_op in (op.INPUT, op.OUTPUT):
@@ -104,18 +111,31 @@ def quantize_stage(
     seed: int = 0,
     samples: int = 100,
     integer_io: bool = False,
+    sensitive: Sequence[str] = (),
 ) -> tuple[bytes, StageRecord]:
-    """The ``quantize`` stage of a ``.tflite`` task: the float file in the recipe's mode."""
+    """The ``quantize`` stage of a ``.tflite`` task: the float file in the recipe's mode, the
+    recipe's ``keep_sensitive`` most sensitive layers (of ``sensitive``, ranked) kept float."""
     start = time.perf_counter()
     calibration = calibration_samples(x_train, samples, seed)
-    tflite = quantize_tflite(float_tflite, recipe.quantization, calibration, integer_io)
+    keep = kept_float(recipe, sensitive)
+    tflite = quantize_tflite(float_tflite, recipe.quantization, calibration, integer_io, keep)
     facts = {
         "quantization": recipe.quantization,
         "quantizer": "none" if recipe.quantization == "none" else "litert-quantizer",
         "integer_io": integer_io and recipe.quantization in ("int8", "int16x8"),
         "size_bytes": len(tflite),
+        "kept_float": list(keep),
     }
     return tflite, record_since("quantize", start, facts)
+
+
+def kept_float(recipe: Recipe, sensitive: Sequence[str]) -> tuple[str, ...]:
+    """The layer patterns the recipe keeps float: its ``keep_sensitive`` most sensitive."""
+    if recipe.keep_sensitive == 0 or recipe.quantization == "none":
+        return ()
+    if not sensitive:
+        raise ValueError("keep_sensitive needs the layer sensitivity (measured per study)")
+    return tuple(sensitive[: recipe.keep_sensitive])
 
 
 def _signature_input(tflite: bytes) -> tuple[str, str]:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
-from autocompress.models.tflite import check_space
+from autocompress.models.tflite import TfliteTeacher, check_space
 from autocompress.space import SearchSpace, exclude_names, load_recipes, resolve_space
 from autocompress.study.constraints import Limits
 from autocompress.study.driver import Driver, Progress, SearchOptions
@@ -211,14 +211,16 @@ def search(
         from autocompress.audit import teacher_reference
         from autocompress.stages.cache import root_key
 
+        key = root_key(task_obj, s.seed)
         ctx = TrialContext(
             task=task_obj,
             profiles=hw,
             seed=s.seed,
             threads=max(1, math.ceil(s.cpus_per_trial)),
             stage_cache=s.stage_cache,
-            cache_key=root_key(task_obj, s.seed),
+            cache_key=key,
             reference=teacher_reference(task_obj.teacher.predict, task_obj.data, s.seed),
+            sensitive=_sensitivity(space_spec, task_obj, rundir, key, s.seed),
         )
         driver = Driver(
             opened, space_spec, ctx, rundir, s.trials, s.timeout, s.workers, on_progress, options
@@ -271,6 +273,42 @@ def _check_exclusions(space: SearchSpace, task: Task) -> None:
                 f"exclude names layer {name!r}, which is not a Conv/Dense layer of the model "
                 f"(those are: {shown})",
             )
+
+
+def _sensitivity(
+    space: SearchSpace, task: Task, rundir: RunDir, key: str, seed: int
+) -> tuple[str, ...]:
+    """The teacher's layers ranked by their sensitivity to int8, when the space can keep some
+    float; measured once per study and kept in ``DIR/sensitivity.json`` (and the report)."""
+    import json
+
+    param = next(p for p in space.params if p.name == "keep_sensitive")
+    top = max(param.choices) if param.choices is not None else param.high
+    if not top:
+        return ()
+    path = rundir.path / "sensitivity.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return tuple(op["pattern"] for op in stored["ops"])
+    from autocompress.stages.ptq import calibration_samples
+    from autocompress.stages.sensitivity import measure_sensitivity
+
+    teacher = task.teacher
+    if isinstance(teacher, TfliteTeacher):
+        float_file = teacher.content
+    else:
+        from autocompress.stages.convert import to_tflite
+
+        float_file = to_tflite(teacher.build(), "none")
+    d = task.data
+    ops = measure_sensitivity(
+        float_file, calibration_samples(d.x_train, 100, seed), d.x_val, d.y_val
+    )
+    document = {"key": key, "ops": [dataclasses.asdict(op) for op in ops]}
+    atomic_write_bytes(path, json.dumps(document, indent=1).encode())
+    log.info("layer sensitivity measured on %d layers (sensitivity.json)", len(ops))
+    return tuple(op.pattern for op in ops)
 
 
 def _keep_validation(rundir: RunDir, task: Task) -> None:

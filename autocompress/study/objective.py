@@ -37,6 +37,7 @@ class TrialContext:
     stage_cache: bool = True  # use and return stage cache entries
     cache_key: str = ""  # root key: hash of teacher, data and seed
     reference: TeacherReference | None = None  # the teacher's predictions; None: each trial's own
+    sensitive: tuple[str, ...] = ()  # layer patterns, most sensitive to int8 first
 
     @property
     def integer_io(self) -> bool:
@@ -160,7 +161,12 @@ def _build_keras(
             return stop.reason(recipe, accuracy, stage)
 
     build_ctx = BuildContext(
-        data=ctx.task.data, teacher=teacher, seed=ctx.seed, gate=gate, integer_io=ctx.integer_io
+        data=ctx.task.data,
+        teacher=teacher,
+        seed=ctx.seed,
+        gate=gate,
+        integer_io=ctx.integer_io,
+        sensitive=ctx.sensitive,
     )
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key
@@ -179,7 +185,12 @@ def _build_tflite(ctx: TrialContext, recipe: Recipe) -> tuple[bytes, list[StageR
     teacher = ctx.task.teacher
     assert isinstance(teacher, TfliteTeacher)
     tflite, record = quantize_stage(
-        teacher.content, recipe, ctx.task.data.x_train, seed=ctx.seed, integer_io=ctx.integer_io
+        teacher.content,
+        recipe,
+        ctx.task.data.x_train,
+        seed=ctx.seed,
+        integer_io=ctx.integer_io,
+        sensitive=ctx.sensitive,
     )
     return tflite, [record]
 

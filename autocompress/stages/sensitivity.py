@@ -1,0 +1,93 @@
+"""Layer sensitivity to int8 quantization, measured once per study on the float model.
+
+For each weighted op of the float ``.tflite`` file (convolutions, fully connected layers), the op
+alone is quantized to int8 (weights and activations, LiteRT Quantizer, one calibration shared by
+all) while everything else stays float, and the accuracy on a fixed validation subset is compared
+with the float file's: the drop is the damage that op does when quantized. The ranking feeds the
+recipe's ``keep_sensitive``: the k most sensitive layers stay float in a post-training
+quantized file (mixed precision), and the table goes into ``RUN/sensitivity.csv`` and the report.
+
+Ops are named by their Keras layer where the file came from the TF converter (tensor names
+``<model>/<layer>/<op>``), so the same layer is found again in a pruned, clustered or distilled
+candidate's file; other files (litert-torch) are named by their exact output tensor.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from autocompress.stages.ptq import _quiet, _signature_input
+
+SUBSET = 256  # validation samples the drop is measured on
+
+
+@dataclass(frozen=True)
+class OpSensitivity:
+    """One weighted op: what it is, how to find it again, and the damage of quantizing it."""
+
+    op: str  # CONV_2D, FULLY_CONNECTED, ...
+    tensor: str  # its output tensor's name in the float file
+    pattern: str  # a regex LiteRT Quantizer matches against output tensor names
+    accuracy_drop: float  # float accuracy minus accuracy with this op alone in int8
+
+
+def layer_pattern(tensor: str) -> str:
+    """The regex that finds the op's layer again in any converted file of the same network."""
+    parts = tensor.split(";")[0].split("/")
+    if len(parts) >= 3 and parts[1]:
+        return rf"(^|;)[^;/]+/{re.escape(parts[1])}/"
+    return "^" + re.escape(tensor) + "$"
+
+
+def measure_sensitivity(
+    float_tflite: bytes,
+    calibration: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    samples: int = SUBSET,
+) -> list[OpSensitivity]:
+    """Every weighted op's accuracy drop when quantized alone, most damaging first."""
+    from litert_quantizer import qtyping, quantizer, recipe
+
+    from autocompress.evaluate import accuracy
+    from autocompress.hardware import read_tflite
+
+    graph = read_tflite(float_tflite)
+    x, y = x_val[:samples], y_val[:samples]
+    base = accuracy(float_tflite, x, y)
+    signature, name = _signature_input(float_tflite)
+    cal_data = {signature: [{name: s[None].astype(np.float32)} for s in calibration]}
+    full = quantizer.Quantizer(bytearray(float_tflite))
+    full.load_quantization_recipe(recipe.static_wi8_ai8())
+    with _quiet():
+        calibrated = full.calibrate(cal_data)
+    op_kind = qtyping.TFLOperationName
+    results = []
+    seen: set[str] = set()
+    for op in graph.ops:
+        if not op.macs or not op.outputs:
+            continue
+        tensor = graph.tensors[op.outputs[0]].name
+        pattern = layer_pattern(tensor)
+        if pattern in seen:
+            continue
+        seen.add(pattern)
+        qt = quantizer.Quantizer(bytearray(float_tflite))
+        qt.add_static_config(
+            regex=pattern,
+            operation_name=op_kind.ALL_SUPPORTED,
+            activation_num_bits=8,
+            weight_num_bits=8,
+        )
+        for io_op in (op_kind.INPUT, op_kind.OUTPUT):
+            qt.update_quantization_recipe(
+                regex=".*", operation_name=io_op, algorithm_key=recipe.AlgorithmName.NO_QUANTIZE
+            )
+        with _quiet():
+            quantized = bytes(qt.quantize(calibrated, enable_progress_report=False).quantized_model)
+        drop = base - accuracy(quantized, x, y)
+        results.append(OpSensitivity(op.name, tensor, pattern, round(float(drop), 5)))
+    return sorted(results, key=lambda s: -s.accuracy_drop)
