@@ -1,7 +1,8 @@
 """How far one driver scales: trials per minute with 1 and 2 workers, and the driver's own cost
 per trial measured with trials that do no work.
 
-Run: ``.venv/bin/python benchmarks/scaling.py [--throughput-trials 12] [--noop-trials 300]``
+Run: ``.venv/bin/python benchmarks/scaling.py [--throughput-trials 12] [--noop-trials 300]
+[--task TASK.yaml --space SPACE --throughput-only]``
 
 1. The demo task, random sampler, same seed, ``--throughput-trials`` trials with 1 and then 2
    workers: trials per minute of each and the ratio (same recipes in both runs).
@@ -31,17 +32,27 @@ from autocompress.hardware import load_profile
 from autocompress.records import Recipe
 from autocompress.stages.cache import root_key
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest, run_trial
+from autocompress.task import load_task
 
 
-def throughput(root: Path, task, trials: int) -> dict[int, tuple[float, float]]:
+def throughput(
+    root: Path, task, trials: int, space: str = "default"
+) -> dict[int, tuple[float, float]]:
     rates = {}
     for workers in (1, 2):
         out = root / f"throughput-{workers}"
         out.mkdir()
-        shutil.copy(root / TEACHER_FILE, out / TEACHER_FILE)
+        if (root / TEACHER_FILE).is_file():
+            shutil.copy(root / TEACHER_FILE, out / TEACHER_FILE)
         start = time.perf_counter()
         result = autocompress.search(
-            task=task, trials=trials, workers=workers, sampler="random", seed=0, out=out
+            task=task,
+            space=space,
+            trials=trials,
+            workers=workers,
+            sampler="random",
+            seed=0,
+            out=out,
         )
         seconds = time.perf_counter() - start
         per_trial = result.trials["seconds"].dropna()
@@ -84,15 +95,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--throughput-trials", type=int, default=12)
     parser.add_argument("--noop-trials", type=int, default=300)
+    parser.add_argument("--task", default=None, help="a task YAML instead of the demo")
+    parser.add_argument("--space", default="default", help="the space of the throughput runs")
+    parser.add_argument("--throughput-only", action="store_true", help="skip the driver cost")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="autocompress-scaling-"))
     try:
-        task = demo_task(cache_dir=root)
-        rates = throughput(root, task, args.throughput_trials)
-        print(f"throughput, demo task, {args.throughput_trials} trials, random sampler, seed 0:")
+        task = demo_task(cache_dir=root) if args.task is None else load_task(args.task)
+        rates = throughput(root, task, args.throughput_trials, args.space)
+        name = "demo task" if args.task is None else args.task
+        print(f"throughput, {name}, {args.throughput_trials} trials, random sampler, seed 0:")
         for workers, (rate, trial_s) in rates.items():
             print(f"  {workers} worker(s): {rate:5.2f} trials/min (mean trial {trial_s:.1f} s)")
         print(f"  2 vs 1 workers: {rates[2][0] / rates[1][0]:.2f}x")
+        if args.throughput_only:
+            return
 
         progress = driver_cost(root, task, args.noop_trials)
         n = args.noop_trials

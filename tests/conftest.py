@@ -93,6 +93,17 @@ def smoke_space_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture()
+def run(first_run, tmp_path: Path) -> Path:
+    """A private copy of the shared run directory, for tests that add to it."""
+    import shutil
+
+    _, out, *_ = first_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    return copy
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

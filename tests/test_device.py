@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import pytest
 
 from autocompress.cli import main
 from autocompress.device import kept_candidates
@@ -57,14 +54,6 @@ def light(*args: str, **kwargs) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
-
-
-@pytest.fixture()
-def run(first_run, tmp_path: Path) -> Path:
-    _, out, *_ = first_run
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    return copy
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -3,7 +3,6 @@ recomputed for it, pick honouring its limits; the study and trials.csv never cha
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -20,14 +19,6 @@ from tests.conftest import digest
 SIMULATED = sorted(
     p.stem for p in PROFILES_DIR.glob("*.yaml") if load_profile(p.stem).backend != "measure"
 )
-
-
-@pytest.fixture()
-def run(first_run, tmp_path: Path) -> Path:
-    _, out, *_ = first_run
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    return copy
 
 
 def test_every_shipped_simulated_profile_is_added(run: Path, capsys) -> None:
