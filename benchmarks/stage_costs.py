@@ -1,7 +1,8 @@
 """What each stage of a candidate costs on a realistic task (issue 18's stage-cost table).
 
-Run: ``.venv/bin/python benchmarks/stage_costs.py ~/.cache/autocompress-tasks/mobilenet_v2/task.yaml
-[--distill-epochs 2] [--finetune-epochs 1]`` (tasks from ``benchmarks/tasks/build.py``).
+Run: ``.venv/bin/python benchmarks/stage_costs.py TASKS/mobilenet_v2/task.yaml
+[--distill-epochs 2] [--finetune-epochs 1] [--skip width]`` (``TASKS`` is
+``~/.cache/autocompress-tasks`` after ``benchmarks/tasks/build.py``).
 
 Prints the task's fp32 facts (validation and test accuracy of the float ``.tflite`` file, size,
 cpu-host latency) and, for one recipe per technique, built from the teacher with one worker and
@@ -44,6 +45,9 @@ def main() -> None:
     parser.add_argument("task")
     parser.add_argument("--distill-epochs", type=int, default=2)
     parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument(
+        "--skip", action="append", default=[], help="leave out recipes whose name contains this"
+    )
     args = parser.parse_args()
     task = load_task(args.task)
     data = task.data
@@ -54,6 +58,8 @@ def main() -> None:
     print(f"task {task.name}: {len(data.y_train)} train / {len(data.y_val)} val images")
     print(header + f"{'evaluate':>9s}{'measure':>9s}{'val_acc':>9s}{'size_kB':>9s}{'cpu_ms':>8s}")
     for name, recipe in recipes(args.distill_epochs, args.finetune_epochs).items():
+        if any(s in name for s in args.skip):
+            continue
         tflite, records, _ = build_candidate(teacher, recipe, ctx)
         seconds = {r.stage: r.seconds for r in records}
         start = time.perf_counter()

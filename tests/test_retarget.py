@@ -78,3 +78,11 @@ def test_a_resumed_search_keeps_the_added_profile(run: Path, task_files, smoke_s
     )
     front, _ = load_front(run, "gpu-t4")
     assert len(front) >= 1
+
+
+def test_report_draws_the_added_profiles_front(run: Path) -> None:
+    from autocompress.report import write_report
+
+    retarget(run, "gpu-jetson-nano")
+    page = write_report(run).read_text()
+    assert "Pareto front on gpu-jetson-nano" in page

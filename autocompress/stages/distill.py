@@ -43,6 +43,23 @@ def _log_probs(outputs: tf.Tensor, probabilities: bool) -> tf.Tensor:
     return tf.nn.log_softmax(outputs)
 
 
+def distillation_loss(
+    y: tf.Tensor, s_log: tf.Tensor, t_log: tf.Tensor, temperature: float, alpha: float
+) -> tf.Tensor:
+    """Hinton et al.'s loss from log-probabilities: ``alpha`` x cross-entropy with the labels +
+    (1 - ``alpha``) x T^2 x KL(teacher || student) of the temperature-softened distributions."""
+    hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=s_log))
+    soft_t = tf.nn.softmax(t_log / temperature)
+    kl = tf.reduce_mean(
+        tf.reduce_sum(
+            soft_t
+            * (tf.nn.log_softmax(t_log / temperature) - tf.nn.log_softmax(s_log / temperature)),
+            axis=-1,
+        )
+    )
+    return alpha * hard + (1.0 - alpha) * temperature**2 * kl
+
+
 class Distill(Stage):
     """Train a narrower student to mimic the teacher."""
 
@@ -95,15 +112,7 @@ class Distill(Stage):
         def step(x: tf.Tensor, y: tf.Tensor, t_log: tf.Tensor) -> None:
             with tf.GradientTape() as tape:
                 s_log = _log_probs(student(x, training=True), s_probs)
-                hard = tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=s_log)
-                )
-                soft_t = tf.nn.softmax(t_log / temp)
-                soft_s = tf.nn.log_softmax(s_log / temp)
-                kl = tf.reduce_mean(
-                    tf.reduce_sum(soft_t * (tf.nn.log_softmax(t_log / temp) - soft_s), axis=-1)
-                )
-                loss = self.alpha * hard + (1.0 - self.alpha) * temp**2 * kl
+                loss = distillation_loss(y, s_log, t_log, temp, self.alpha)
             grads = tape.gradient(loss, student.trainable_variables)
             optimizer.apply_gradients(zip(grads, student.trainable_variables))
 
