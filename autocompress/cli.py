@@ -113,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
         "front model that is at least as compressed in every dimension (default 0.1)",
     )
     s.add_argument("--no-early-stop", action="store_true", help="finish every candidate")
+    s.add_argument(
+        "--fidelity",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto: build candidates with less training first and promote the best to full "
+        "training, when the space file has a 'fidelity:' entry; off: full training always",
+    )
     s.set_defaults(func=_search)
 
     sh = sub.add_parser("show", help="print the Pareto front of a run")
@@ -226,6 +233,7 @@ def _search(args: argparse.Namespace) -> int:
         gpus_per_trial=args.gpus_per_trial,
         storage=args.storage,
         require_all_profiles=args.require_all_profiles,
+        fidelity=args.fidelity,
     )
     result = search(
         task=args.task,

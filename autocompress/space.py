@@ -23,6 +23,8 @@ from autocompress.records import Recipe
 if TYPE_CHECKING:
     import optuna
 
+    from autocompress.study.fidelity import Fidelity
+
 QUANTIZATION_MODES = (
     "none", "dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4", "qat"
 )  # fmt: skip
@@ -139,6 +141,9 @@ class SearchSpace:
 
     params: tuple[Param, ...]
     source: str = "<dict>"
+    # The space's multi-fidelity levels (``fidelity: {levels: [...], eta: 3}``); None: the
+    # space has none, and every candidate is built once with its full training.
+    fidelity: Fidelity | None = None
 
     def sample(self, trial: optuna.Trial) -> Recipe:
         return Recipe(**{p.name: p.suggest(trial) for p in self.params})
@@ -202,13 +207,16 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> SearchSpace:
-        check_keys(source, data, set(_PARAMS), set())
+        from autocompress.study.fidelity import Fidelity  # (the study package imports this one)
+
+        check_keys(source, data, {*_PARAMS, "fidelity"}, set())
         defaults = Recipe()
         params = []
         for name in _PARAMS:
             value = data.get(name, getattr(defaults, name))
             params.append(_parse_param(source, name, value))
-        return cls(params=tuple(params), source=source)
+        fidelity = Fidelity.from_dict(source, data["fidelity"]) if "fidelity" in data else None
+        return cls(params=tuple(params), source=source, fidelity=fidelity)
 
 
 def load_recipes(path: str | Path, space: SearchSpace) -> list[dict[str, Any]]:

@@ -49,6 +49,11 @@ class Stage(abc.ABC):
     """
 
     name: str
+    # The recipe field holding this stage's training epochs (None: the stage does not train),
+    # and the fewest epochs it can run: 0 is a calibration (see ``_keras.fine_tune``); a student
+    # trained from scratch needs 1. A multi-fidelity search scales these epochs per level.
+    epochs_field: str | None = None
+    min_epochs: int = 0
 
     @abc.abstractmethod
     def applies(self, recipe: Recipe) -> bool:

@@ -80,6 +80,10 @@ def loss_for(ctx: BuildContext) -> keras.losses.Loss:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
 
 
+# Training batches a zero-epoch fine-tune shows the model (see fine_tune).
+CALIBRATION_BATCHES = 10
+
+
 def fine_tune(
     model: keras.Model,
     ctx: BuildContext,
@@ -92,16 +96,27 @@ def fine_tune(
 
     With ``ctx.gate``, the validation accuracy after the first epoch is handed to the gate, and
     :class:`CandidateStopped` ends the candidate there when the gate gives a reason.
+
+    ``epochs=0`` is a calibration, not a no-op: the model sees :data:`CALIBRATION_BATCHES`
+    training batches at learning rate 0, so no weight moves but everything computed from data
+    is set as training would set it -- BatchNorm moving statistics, pruning masks at their
+    target, QAT quantization ranges. It is the lowest fidelity level of a multi-fidelity search
+    (see :mod:`autocompress.study.fidelity`): compression applied, no recovery training.
     """
+    x, y = ctx.data.x_train, ctx.data.y_train
+    extra = [_Gate(model, ctx, stage)] if ctx.gate is not None else []
+    if epochs == 0:
+        rng = np.random.default_rng(ctx.seed)
+        pick = rng.permutation(len(x))[: CALIBRATION_BATCHES * ctx.batch_size]
+        x, y, epochs, learning_rate, extra = x[pick], y[pick], 1, 0.0, []
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss_for(ctx),
         metrics=["accuracy"],
     )
-    extra = [_Gate(model, ctx, stage)] if ctx.gate is not None else []
     model.fit(
-        ctx.data.x_train,
-        ctx.data.y_train,
+        x,
+        y,
         epochs=epochs,
         batch_size=ctx.batch_size,
         shuffle=True,

@@ -60,6 +60,17 @@ def cache_plan(
     return plan
 
 
+def epoch_floors(recipe: Recipe, stages: list[Stage] | None = None) -> dict[str, int]:
+    """The epoch fields some stage of the recipe's chain trains for, each with the fewest epochs
+    those stages can run (what a multi-fidelity level may scale; see ``study.fidelity``)."""
+    floors: dict[str, int] = {}
+    for stage in stages if stages is not None else default_stages():
+        if stage.epochs_field is not None and stage.applies(recipe):
+            field = stage.epochs_field
+            floors[field] = max(floors.get(field, 0), stage.min_epochs)
+    return floors
+
+
 def float_key(recipe: Recipe, key: str, stages: list[Stage] | None = None) -> str | None:
     """The cache key of the float ``.tflite`` file of the recipe's last stage output, when the
     recipe's file is quantized from it (None: the converter does the whole conversion)."""

@@ -235,6 +235,7 @@ class ChannelPrune(Stage):
     """Remove ``recipe.channel_fraction`` of the filters of every prunable group, fine-tune."""
 
     name = "channels"
+    epochs_field = "finetune_epochs"
 
     def __init__(self, lr: float = 3e-4) -> None:
         self.lr = lr

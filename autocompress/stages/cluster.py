@@ -26,6 +26,7 @@ class Cluster(Stage):
     """Cluster every Conv/Dense kernel to ``recipe.clusters`` centroids, then fine-tune."""
 
     name = "cluster"
+    epochs_field = "finetune_epochs"
 
     def __init__(self, lr: float = 1e-4) -> None:
         self.lr = lr

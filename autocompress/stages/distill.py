@@ -64,6 +64,8 @@ class Distill(Stage):
     """Train a narrower student to mimic the teacher."""
 
     name = "distill"
+    epochs_field = "distill_epochs"
+    min_epochs = 1
 
     def __init__(self, temperature: float = 4.0, alpha: float = 0.3, lr: float = 1e-3) -> None:
         self.temperature = temperature

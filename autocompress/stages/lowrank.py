@@ -119,6 +119,7 @@ class LowRank(Stage):
     then fine-tune."""
 
     name = "lowrank"
+    epochs_field = "finetune_epochs"
 
     def __init__(self, lr: float = 3e-4) -> None:
         self.lr = lr

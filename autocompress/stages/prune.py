@@ -69,6 +69,7 @@ class Prune(Stage):
     """Prune Conv/Dense kernels to ``recipe.sparsity`` while fine-tuning."""
 
     name = "prune"
+    epochs_field = "finetune_epochs"
 
     def __init__(self, lr: float = 3e-4) -> None:
         self.lr = lr

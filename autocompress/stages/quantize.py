@@ -70,6 +70,7 @@ class QuantizeAware(Stage):
     """Insert fake-quantization and fine-tune; the converter then emits an int8 model."""
 
     name = "qat"
+    epochs_field = "finetune_epochs"
 
     def __init__(self, lr: float = 1e-4) -> None:
         self.lr = lr

@@ -37,6 +37,7 @@ from autocompress.task import Task, load_task
 log = logging.getLogger("autocompress")
 
 SAMPLERS = ("tpe", "tpe-multivariate", "nsga2", "random")
+FIDELITY_CHOICES = ("auto", "off")
 # The logger of Ray's start-up notices (token authentication) that belong in search.log.
 RAY_NOTICES_LOGGER = "ray._private.authentication"
 
@@ -73,6 +74,11 @@ class SearchSettings:
             stand on any front (default: each profile's front holds what that profile runs,
             and the sampler is steered by the first profile; see
             :mod:`autocompress.study.constraints`).
+        fidelity: ``auto`` builds every candidate first with a share of its training and
+            promotes the most promising to full training, with the levels and promotion rate of
+            the space file's ``fidelity:`` entry (see :mod:`autocompress.study.fidelity`; it
+            supersedes ``stop_margin``); ``off``, or a space without the entry, builds every
+            candidate once at full training.
         storage: an Optuna storage URL (e.g. ``postgresql://user@host/db``) holding a study that
             several drivers share, each with its own ``out`` and Ray workers; the budget and
             the front count every driver's trials. Default: a journal file in ``out``.
@@ -97,6 +103,7 @@ class SearchSettings:
     gpus_per_trial: float = 0.0
     storage: str | None = None
     require_all_profiles: bool = False
+    fidelity: str = "auto"
 
     def check(self) -> None:
         """One-line errors, naming the option, for values no search can run with."""
@@ -117,6 +124,8 @@ class SearchSettings:
         ):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise InputError(option, f"must be a positive number, got {value}")
+        if self.fidelity not in FIDELITY_CHOICES:
+            raise InputError("--fidelity", f"must be one of {', '.join(FIDELITY_CHOICES)}")
         margin = self.stop_margin
         if margin is not None and not (math.isfinite(margin) and 0 <= margin <= 1):
             raise InputError("--stop-margin", f"must be between 0 and 1, got {margin}")
@@ -197,11 +206,15 @@ def search(
             _check_exclusions(space_spec, task_obj)
         else:
             check_space(space_spec, task_obj.source)
+        fidelity = space_spec.fidelity if s.fidelity == "auto" else None
+        if not task_obj.teacher.trainable:
+            fidelity = None  # post-training quantization only: nothing to train less
         options = SearchOptions(
             warm_start=s.warm_start,
             enqueue=tuple(load_recipes(s.enqueue, space_spec)) if s.enqueue is not None else (),
             limits=s.limits,
-            stop_margin=s.stop_margin,
+            stop_margin=s.stop_margin if fidelity is None else None,
+            fidelity=fidelity,
             cpus_per_trial=s.cpus_per_trial,
             gpus_per_trial=s.gpus_per_trial,
             trial_fn=trial_fn,

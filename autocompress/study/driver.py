@@ -4,6 +4,13 @@ Trials run on Ray (see :mod:`autocompress.study.executor`); the driver decides w
 (the sampler, the warm start, repeats answered for free, trials that wait for a stage output a
 running trial builds), records what came back, and keeps ``trials.csv`` / ``pareto.csv`` current
 after every trial. Its shape follows Optuna's ``study/_optimize.py``: ask -> run -> tell.
+
+Multi-fidelity (``SearchOptions.fidelity``, rule in :mod:`autocompress.study.fidelity`): a new
+candidate is built at level 0; a free worker first takes a promotion that is due (queued as an
+enqueued trial with ``promoted_from`` and ``level``), else a new candidate. Each level's build is
+its own trial; only a top-level build is COMPLETE with values, a lower one is PRUNED with its
+record and ``level_values`` in user attributes. The rungs are rebuilt from the study when the
+driver starts, so a killed search resumes mid-rung: an interrupted promotion is promoted again.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from autocompress.records import EPOCH_FIELDS, Recipe, TrialRecord
 from autocompress.space import SearchSpace
 from autocompress.study.constraints import Limits, constraint_values, for_sampler
 from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
+from autocompress.study.fidelity import Fidelity, Point, Rungs
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.storage import OpenStudy, driver_id
@@ -70,6 +78,7 @@ class SearchOptions:
     stop_margin: float | None = DEFAULT_MARGIN  # early stop of hopeless candidates; None: off
     cpus_per_trial: float = 1.0  # what Ray reserves per trial
     gpus_per_trial: float = 0.0
+    fidelity: Fidelity | None = None  # multi-fidelity levels; None: every build at full effort
     # What each Ray task runs instead of run_trial (benchmarks: a no-op trial); None: run_trial.
     trial_fn: Callable[[TrialContext, TrialRequest], TrialOutcome] | None = None
 
@@ -111,11 +120,14 @@ class Driver:
         # What each Ray task runs (default: run_trial); benchmarks/scaling.py passes a no-op
         # trial to measure the driver's own cost per trial.
         self.trial_fn = options.trial_fn
+        self.fidelity = options.fidelity
+        self.rungs = Rungs(options.fidelity) if options.fidelity is not None else None
 
     def run(self, ray_address: str | None) -> None:
         from autocompress.study.executor import RayExecutor
 
         self._fail_orphans()
+        self._rebuild_rungs()
         if not self.study.trials:
             self._enqueue_first()
         self._write_tables()
@@ -135,9 +147,8 @@ class Driver:
                     while (
                         executor.in_flight < self.workers
                         and len(self.held) < self.workers
-                        and self._finished() + self._running() < self.budget
                         and not self._timed_out()
-                        and not self._exhausted()
+                        and self._more_work()
                     ):
                         self._submit(executor)
                     if executor.in_flight == 0:
@@ -184,15 +195,73 @@ class Driver:
             return
         self.running[trial.number] = trial
         trial.set_user_attr("recipe", recipe.to_dict())
-        if self._reuse(trial, recipe):
-            self.repeats_in_row += 1
-            return
-        self.repeats_in_row = 0
-        if self._blocked(recipe):
+        promoted_from = trial.user_attrs.get("promoted_from")
+        if promoted_from is None:
+            if self._reuse(trial, recipe):
+                self.repeats_in_row += 1
+                return
+            self.repeats_in_row = 0
+        built = self._at_level(trial, recipe, promoted_from)
+        if self._blocked(built):
             log.info("trial %d waits: a running trial builds what it needs", trial.number)
-            self.held.append((trial, recipe))
+            self.held.append((trial, built))
         else:
-            self._start(executor, trial.number, recipe)
+            self._start(executor, trial.number, built)
+
+    def _at_level(self, trial: optuna.Trial, recipe: Recipe, promoted_from: object) -> Recipe:
+        """What the trial builds: the recipe at its fidelity level (the recipe itself when the
+        search has no levels). Records the candidate, the level and the last level this build
+        counts for in the trial's user attributes."""
+        if self.fidelity is None:
+            return recipe
+        from autocompress.stages.build import epoch_floors
+
+        floors = epoch_floors(recipe)
+        if promoted_from is None:
+            candidate, level = trial.number, 0
+        else:
+            candidate, level = int(str(promoted_from)), int(str(trial.user_attrs["level"]))
+        last = self.fidelity.last_same(recipe, level, floors)
+        for key, value in (("candidate", candidate), ("level", level), ("last_level", last)):
+            trial.set_user_attr(key, value)
+        return self.fidelity.recipe_at(recipe, level, floors)
+
+    def _more_work(self) -> bool:
+        """Whether a free worker has something to start: a promotion (queued here when one is
+        due), or a new candidate while the budget lasts. Promotions do not use the budget."""
+        if self.rungs is not None:
+            due = self.rungs.next_promotion()
+            if due is not None:
+                candidate, level = due
+                self.rungs.going_on(candidate, level)
+                source = next(
+                    t for t in self.study.get_trials(deepcopy=False) if t.number == candidate
+                )
+                self.study.enqueue_trial(
+                    source.params, user_attrs={"promoted_from": candidate, "level": level + 1}
+                )
+                log.info("candidate %d promoted to level %d", candidate, level + 1)
+            waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if any("promoted_from" in t.user_attrs for t in waiting):
+                return True
+        return self._finished() + self._running() < self.budget and not self._exhausted()
+
+    def _rebuild_rungs(self) -> None:
+        """The rungs from the study: every level result, and every promotion issued (except one
+        interrupted by a stopped driver: that candidate is promoted again)."""
+        if self.rungs is None:
+            return
+        for t in self.study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            if "promoted_from" in attrs:
+                error = str(attrs.get("error", ""))
+                if not (t.state == TrialState.FAIL and error.startswith("interrupted")):
+                    self.rungs.going_on(int(attrs["promoted_from"]), int(attrs["level"]) - 1)
+            if "level_values" in attrs and "reused_from" not in attrs:
+                point: Point = tuple(attrs["level_values"])  # type: ignore[assignment]
+                self.rungs.add(
+                    int(attrs["candidate"]), int(attrs["level"]), int(attrs["last_level"]), point
+                )
 
     def _start(self, executor: RayExecutor, number: int, recipe: Recipe) -> None:
         margin = self.options.stop_margin
@@ -228,7 +297,7 @@ class Driver:
             if self._blocked(recipe):
                 continue
             self.held.remove((trial, recipe))
-            if not self._reuse(trial, recipe):
+            if "candidate" in trial.user_attrs or not self._reuse(trial, recipe):
                 self._start(executor, trial.number, recipe)
 
     def _entries_for(self, recipe: Recipe) -> dict[str, bytes]:
@@ -291,8 +360,14 @@ class Driver:
                 log.error("trial %d failed:\n%s", outcome.number, outcome.detail)
             self._tell_fail(outcome.number, outcome.error or "unknown error")
             return
-        trial = self.running.pop(outcome.number)
         record: TrialRecord = outcome.record
+        m = record.measurement
+        primary = self.ctx.profiles[0].name
+        values = [m.accuracy, m.latency[primary].median_ms, float(m.gzip_bytes)]
+        constraints = constraint_values(m, self.ctx.profiles, self.options.limits)
+        if self._record_level(outcome.number, record, values, constraints):
+            return
+        trial = self.running.pop(outcome.number)
         path = self.rundir.model_path(outcome.number)
         atomic_write_bytes(path, outcome.tflite)  # the model first: a told trial has its file
         if outcome.keras is not None:
@@ -304,15 +379,38 @@ class Driver:
         )
         trial.set_user_attr("record", record.to_dict())
         trial.set_user_attr("model_path", rel)
-        m = record.measurement
-        constraints = constraint_values(m, self.ctx.profiles, self.options.limits)
         trial.set_user_attr("constraint_values", constraints)  # all: each profile's front
-        for key, value in for_sampler(constraints, self.ctx.profiles[0].name).items():
+        for key, value in for_sampler(constraints, primary).items():
             trial.set_constraint(key, value)
-        primary = self.ctx.profiles[0].name
-        self.study.tell(trial, [m.accuracy, m.latency[primary].median_ms, float(m.gzip_bytes)])
+        self.study.tell(trial, values)
         log.info("trial %d complete: %s", outcome.number, record.recipe)
         self._write_tables()
+
+    def _record_level(
+        self,
+        number: int,
+        record: TrialRecord,
+        values: list[float],
+        constraints: dict[str, float],
+    ) -> bool:
+        """Enter a multi-fidelity build into its rungs; a build below the top level is told
+        PRUNED here, with its record and values (no model file: it is not a result). Whether
+        the trial was told (False: a top-level or single-fidelity result, told as COMPLETE)."""
+        trial = self.running.get(number)
+        if self.rungs is None or trial is None or "candidate" not in trial.user_attrs:
+            return False
+        attrs = trial.user_attrs
+        level, last = int(attrs["level"]), int(attrs["last_level"])
+        trial.set_user_attr("level_values", values)
+        self.rungs.add(int(attrs["candidate"]), level, last, (values[0], values[1], values[2]))
+        if last == self.rungs.fidelity.top:
+            return False
+        trial.set_user_attr("record", record.to_dict())
+        trial.set_user_attr("constraint_values", constraints)
+        reason = f"fidelity level {last} of {self.rungs.fidelity.top}: goes on if promoted"
+        self._tell_unfinished(number, TrialState.PRUNED, "stopped", reason)
+        log.info("trial %d reached level %d: %s", number, last, record.recipe)
+        return True
 
     def _sampler_constraints(self, attrs: dict[str, object]) -> dict[str, float]:
         values = attrs.get("constraint_values")
@@ -352,8 +450,10 @@ class Driver:
             log.warning("trial %d was left running by an earlier run: marked FAIL", t.number)
 
     def _running(self) -> int:
-        """Trials running now, this driver's and (in a shared study) the others'."""
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        """New candidates running now, this driver's and (in a shared study) the others'
+        (promotions are not counted: they do not use the budget)."""
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return sum("promoted_from" not in t.user_attrs for t in running)
 
     def _finished(self) -> int:
         """Trials that count against the budget: built (or failed, or stopped) candidates.
@@ -363,7 +463,7 @@ class Driver:
         """
         states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
         return sum(
-            "reused_from" not in t.user_attrs
+            "reused_from" not in t.user_attrs and "promoted_from" not in t.user_attrs
             for t in self.study.get_trials(deepcopy=False, states=states)
         )
 

@@ -1,5 +1,12 @@
-"""The promotion rule of multi-fidelity search: asynchronous successive halving for three
-objectives (accuracy up, latency and size down). Pure numpy: no Optuna, no Ray.
+"""Multi-fidelity search: levels of fine-tuning effort and the promotion rule between them,
+asynchronous successive halving for three objectives (accuracy up, latency and size down).
+Pure numpy: no Optuna, no Ray, no TensorFlow; the driver (``driver.py``) consults it.
+
+Levels: a candidate is first built with a share of its recipe's training epochs (level 0: none,
+share 0.0 -- compression applied, then only a calibration pass that re-estimates BatchNorm
+statistics, pruning masks and QAT ranges; a distilled student gets its one minimum epoch), then,
+if promoted, again with a larger share, up to the full recipe at the top level. A recipe that
+trains nothing (quantization alone) is the same build at every level and goes to the top at once.
 
 A candidate that finished a fidelity level (a rung) is promoted to the next level when it ranks in
 the top ``1 / eta`` of every candidate that reached that rung so far, and its accuracy is not
@@ -15,9 +22,15 @@ could stop such a candidate).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from autocompress.errors import InputError
+from autocompress.records import Recipe
 
 # (accuracy, latency_ms, size) per candidate; accuracy is maximised, the others minimised.
 Point = tuple[float, float, float]
@@ -127,3 +140,104 @@ def promotions(
     keep = len(results) // eta
     eligible = {i: p for i, p in results.items() if floor is None or p[0] >= floor}
     return [i for i in ranking(eligible)[:keep] if i not in promoted]
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The levels of a multi-fidelity search and its promotion rate.
+
+    Attributes:
+        levels: the share of the recipe's training epochs at each level, increasing, the last
+            1.0 (the recipe as sampled).
+        eta: each level promotes the top ``1 / eta`` of the candidates that reached it.
+    """
+
+    levels: tuple[float, ...] = (0.0, 0.34, 1.0)
+    eta: int = 3
+
+    @property
+    def top(self) -> int:
+        return len(self.levels) - 1
+
+    def recipe_at(self, recipe: Recipe, level: int, floors: Mapping[str, int]) -> Recipe:
+        """What a candidate builds at ``level``: each trained epoch field (``floors``: field ->
+        fewest epochs its stages can run, from ``stages.build.epoch_floors``) scaled."""
+        share = self.levels[level]
+        return dataclasses.replace(
+            recipe,
+            **{f: max(low, round(getattr(recipe, f) * share)) for f, low in floors.items()},
+        )
+
+    def last_same(self, recipe: Recipe, level: int, floors: Mapping[str, int]) -> int:
+        """The highest level whose build equals the one at ``level`` (a result at ``level``
+        counts for every level up to it: no need to build the same model twice)."""
+        built = self.recipe_at(recipe, level, floors)
+        last = level
+        while last < self.top and self.recipe_at(recipe, last + 1, floors) == built:
+            last += 1
+        return last
+
+    @classmethod
+    def from_dict(cls, source: str, data: Any) -> Fidelity:
+        """The ``fidelity:`` entry of a search space file: ``{levels: [...], eta: 3}``."""
+        where = f"{source}: fidelity"
+        if not isinstance(data, dict) or set(data) - {"levels", "eta"}:
+            raise InputError(where, "expected a mapping with 'levels' and optionally 'eta'")
+        levels = data.get("levels", list(cls.levels))
+        if not isinstance(levels, list) or len(levels) < 2:
+            raise InputError(where, "levels must be a list of at least two epoch shares")
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in levels):
+            raise InputError(where, f"levels must be numbers, got {levels!r}")
+        if any(b <= a for a, b in zip(levels, levels[1:])) or levels[0] < 0 or levels[-1] != 1:
+            raise InputError(where, f"levels must increase from >= 0 to 1.0, got {levels!r}")
+        eta = data.get("eta", cls.eta)
+        if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
+            raise InputError(where, f"eta must be an integer of at least 2, got {eta!r}")
+        return cls(levels=tuple(float(v) for v in levels), eta=eta)
+
+
+@dataclass
+class Rungs:
+    """Who reached each level with what values, and who went on from it.
+
+    The driver rebuilds this from the study when it starts (so a killed search resumes mid-rung
+    with nothing lost) and updates it as results come back.
+    """
+
+    fidelity: Fidelity
+    results: list[dict[int, Point]] = field(default_factory=list)
+    promoted: list[set[int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = self.fidelity.top + 1
+        self.results = self.results or [{} for _ in range(n)]
+        self.promoted = self.promoted or [set() for _ in range(n)]
+
+    def add(self, candidate: int, first: int, last: int, point: Point) -> None:
+        """A result of ``candidate`` built at level ``first`` that counts up to level ``last``."""
+        for level in range(first, last + 1):
+            self.results[level][candidate] = point
+        for level in range(first, last):
+            self.promoted[level].add(candidate)
+
+    def going_on(self, candidate: int, level: int) -> None:
+        """``candidate`` was promoted from ``level`` (its next build may still be running)."""
+        self.promoted[level].add(candidate)
+
+    def floor(self, level: int) -> float | None:
+        """The accuracy a candidate needs to be promoted from ``level``: the median of the
+        level. Accuracy at a low level is not the final one, so no absolute floor fits every
+        level; the median keeps the useless half (tiny models that win on size and latency
+        alone) from being promoted, whatever the level's accuracy scale."""
+        values = [p[0] for p in self.results[level].values()]
+        return float(np.median(values)) if values else None
+
+    def next_promotion(self) -> tuple[int, int] | None:
+        """(candidate, the level it goes on from) due now, the highest level first; None."""
+        for level in reversed(range(self.fidelity.top)):
+            due = promotions(
+                self.results[level], self.promoted[level], self.fidelity.eta, self.floor(level)
+            )
+            if due:
+                return due[0], level
+        return None

@@ -31,6 +31,9 @@ def objective_columns(profile: str) -> list[tuple[str, bool]]:
 
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name}
+    if "level" in trial.user_attrs:  # a multi-fidelity build: its level and its candidate
+        row["level"] = trial.user_attrs["level"]
+        row["candidate"] = trial.user_attrs.get("candidate", trial.user_attrs.get("promoted_from"))
     data = trial.user_attrs.get("record")
     if data is None:
         # Raw Optuna values, rounded as the search space rounds the recipes it builds.
@@ -76,7 +79,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row["node"] = trial.user_attrs.get("node")
     row["driver"] = trial.user_attrs.get("driver")
     row["error"] = ""
-    row["stopped"] = ""
+    row["stopped"] = trial.user_attrs.get("stopped", "")  # a lower fidelity level's build
     return row
 
 

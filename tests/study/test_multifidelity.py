@@ -1,0 +1,90 @@
+"""Multi-fidelity search in the driver: levels, promotions, PRUNED lower levels, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from autocompress import search
+from autocompress.task import Task
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+SPACE = """
+student_width: [1.0, 0.5]
+sparsity: {low: 0.0, high: 0.6, step: 0.3}
+clusters: [0, 8]
+quantization: [none, int8]
+distill_epochs: 3
+finetune_epochs: 3
+fidelity: {levels: [0.0, 0.34, 1.0], eta: 2}
+"""
+
+
+def _run(tmp_path: Path, task: Task, trials: int, **options: Any):
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    kwargs: dict[str, Any] = {"sampler": "random", "seed": 0, "workers": 2, **options}
+    return search(task=task, space=space, out=tmp_path / "run", trials=trials, **kwargs)
+
+
+def test_candidates_climb_the_levels_and_only_the_top_is_complete(
+    tmp_path: Path, tiny_task: Task
+) -> None:
+    result = _run(tmp_path, tiny_task, trials=8)
+    trials = result.study.get_trials(deepcopy=False)
+    new = [t for t in trials if "promoted_from" not in t.user_attrs]
+    assert sum("reused_from" not in t.user_attrs for t in new if t.state.is_finished()) == 8
+    promoted = [t for t in trials if "promoted_from" in t.user_attrs]
+    assert promoted, "no candidate was promoted"
+    for t in trials:
+        attrs = t.user_attrs
+        if t.state == TrialState.COMPLETE and "reused_from" not in attrs:
+            assert attrs["last_level"] == 2  # a result is built with the full training
+        if t.state == TrialState.PRUNED and "level_values" in attrs:
+            assert attrs["last_level"] < 2 and t.values is None
+            assert attrs["stopped"].startswith(f"fidelity level {attrs['last_level']}")
+    by_number = {t.number: t for t in trials}
+    for t in promoted:
+        source = by_number[t.user_attrs["promoted_from"]]
+        assert t.params == source.params  # the same candidate, built again with more training
+        below = [  # the build it was promoted from: the candidate's, ending one level lower
+            u
+            for u in trials
+            if u.user_attrs.get("candidate") == source.number
+            and u.user_attrs.get("last_level") == t.user_attrs["level"] - 1
+        ]
+        assert len(below) == 1 and below[0].state == TrialState.PRUNED
+        if t.state == TrialState.COMPLETE:
+            full = t.user_attrs["record"]["recipe"]
+            assert full["finetune_epochs"] == 3 or full["sparsity"] == full["clusters"] == 0
+    # Level 0 of a training recipe: no fine-tuning epoch (a calibration), a student's 1 epoch.
+    for t in new:
+        attrs = t.user_attrs
+        if "record" in attrs and attrs.get("last_level") == 0:
+            built = attrs["record"]["recipe"]
+            assert built["finetune_epochs"] == 0  # (level 0 is level 1 for a student alone)
+            assert built["distill_epochs"] == (1 if built["student_width"] < 1 else 3)
+    table = pd.read_csv(tmp_path / "run" / "trials.csv")
+    lower = table[(table["state"] == "PRUNED") & table["accuracy"].notna()]
+    assert not lower.empty and lower["level"].notna().all()  # lower levels' values are visible
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")
+    complete = set(table.loc[table["state"] == "COMPLETE", "trial"])
+    assert set(front["trial"]) <= complete
+
+
+def test_training_free_recipes_go_to_the_top_at_once(tmp_path: Path, tiny_task: Task) -> None:
+    result = _run(tmp_path, tiny_task, trials=3, warm_start=False, enqueue=None)
+    baseline = result.study.get_trials(deepcopy=False)[0]  # the fp32 baseline trains nothing
+    assert baseline.state == TrialState.COMPLETE
+    assert baseline.user_attrs["level"] == 0 and baseline.user_attrs["last_level"] == 2
+
+
+def test_fidelity_off_builds_every_candidate_once(tmp_path: Path, tiny_task: Task) -> None:
+    result = _run(tmp_path, tiny_task, trials=4, fidelity="off")
+    for t in result.study.get_trials(deepcopy=False):
+        assert "level" not in t.user_attrs and "promoted_from" not in t.user_attrs
