@@ -78,6 +78,27 @@ class Stage(abc.ABC):
         """The recipe values this stage's output depends on (default: all of them)."""
         return recipe.to_dict()
 
+    def shorter(self, recipe: Recipe) -> list[tuple[int, dict[str, Any]]]:
+        """Shorter trainings this stage can continue from, longest first: (epochs done, the
+        ``cache_params`` of that output). Default none; a stage that offers some implements
+        :meth:`continue_build`. A candidate promoted to a higher fidelity level continues from
+        its lower level's output instead of training from scratch."""
+        return []
+
+    def continue_build(
+        self, done: tf_keras.Model, epochs_done: int, recipe: Recipe, ctx: BuildContext
+    ) -> tuple[tf_keras.Model, dict[str, Any]]:
+        """Train ``done`` (this stage's output after ``epochs_done`` epochs) to the recipe's."""
+        raise NotImplementedError(f"stage {self.name} cannot continue a shorter training")
+
+    def apply_continued(
+        self, done: tf_keras.Model, epochs_done: int, recipe: Recipe, ctx: BuildContext
+    ) -> tuple[tf_keras.Model, StageRecord]:
+        """:meth:`continue_build`, timed (only the added epochs), with its record."""
+        start = time.perf_counter()
+        output, facts = self.continue_build(done, epochs_done, recipe, ctx)
+        return output, record_since(self.name, start, {**facts, "continued_from": epochs_done})
+
 
 def record_since(stage: str, start: float, facts: dict[str, Any]) -> StageRecord:
     """The record of a stage that started at ``start`` (``time.perf_counter()``) and ends now."""

@@ -88,6 +88,19 @@ def cache_keys(recipe: Recipe, key: str, stages: list[Stage] | None = None) -> l
     return keys + ([last] if last is not None else [])
 
 
+def shorter_keys(recipe: Recipe, key: str, stages: list[Stage] | None = None) -> list[str]:
+    """Cache keys of shorter trainings the recipe's stages can continue from (see
+    :meth:`Stage.shorter`): what a trial may also use, though it never builds them."""
+    keys: list[str] = []
+    parent = key
+    for stage, stage_key in cache_plan(recipe, key, stages):
+        keys += [child_key(parent, stage.name, params) for _, params in stage.shorter(recipe)]
+        if stage_key is None:
+            break
+        parent = stage_key
+    return keys
+
+
 def build_candidate(
     teacher: tf_keras.Model,
     recipe: Recipe,
@@ -107,8 +120,12 @@ def build_candidate(
     records: list[StageRecord] = []
     if cache is not None:
         start, model, records = _resume(plan, cache, teacher)
-    for stage, stage_key in plan[start:]:
-        model, record = stage.apply(model, recipe, ctx)
+    for index, (stage, stage_key) in enumerate(plan[start:], start):
+        shorter = _shorter(plan, index, recipe, key, cache) if index == start else None
+        if shorter is not None:
+            model, record = stage.apply_continued(shorter[0], shorter[1], recipe, ctx)
+        else:
+            model, record = stage.apply(model, recipe, ctx)
         if cache is not None and stage_key is not None:
             cache.store(stage_key, model, record)
         records.append(record)
@@ -122,6 +139,28 @@ def build_candidate(
         tflite, record = convert(model, recipe, ctx)
     records.append(record)
     return Candidate(tflite, records, model)
+
+
+def _shorter(
+    plan: list[tuple[Stage, str | None]],
+    index: int,
+    recipe: Recipe,
+    key: str,
+    cache: StageCache | None,
+) -> tuple[tf_keras.Model, int] | None:
+    """The longest cached shorter training of the stage at ``index`` (on the same input), with
+    its epochs: the stage continues it instead of starting over."""
+    if cache is None:
+        return None
+    stage, stage_key = plan[index]
+    parent = key if index == 0 else plan[index - 1][1]
+    if stage_key is None or parent is None:
+        return None
+    for epochs, params in stage.shorter(recipe):
+        hit = cache.load(child_key(parent, stage.name, params))
+        if hit is not None:
+            return hit[0], epochs
+    return None
 
 
 def _resume(

@@ -16,7 +16,7 @@ import tf_keras as keras
 
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import outputs_probabilities, val_accuracy
+from autocompress.stages._keras import clone_with_weights, outputs_probabilities, val_accuracy
 
 _WIDTH_KEYS = {"Conv1D": "filters", "Conv2D": "filters", "Dense": "units"}
 
@@ -85,14 +85,35 @@ class Distill(Stage):
         keras.utils.set_random_seed(ctx.seed)
         student = keras.models.model_from_json(config_json)
         self._train(student, ctx, recipe.distill_epochs)
-        facts: dict[str, Any] = {
+        return student, {**self._facts(model, student, recipe, ctx), "widths": widths}
+
+    def shorter(self, recipe: Recipe) -> list[tuple[int, dict[str, Any]]]:
+        """The same student trained for fewer epochs (a lower fidelity level's)."""
+        return [
+            (e, {"student_width": recipe.student_width, "epochs": e})
+            for e in range(recipe.distill_epochs - 1, 0, -1)
+        ]
+
+    def continue_build(
+        self, done: keras.Model, epochs_done: int, recipe: Recipe, ctx: BuildContext
+    ) -> tuple[keras.Model, dict[str, Any]]:
+        """The remaining epochs on a copy of ``done`` (a fresh optimizer: Adam's moments are
+        not cached, so the result is close to, not equal to, an unbroken training)."""
+        student = clone_with_weights(done)
+        keras.utils.set_random_seed(ctx.seed + epochs_done)
+        self._train(student, ctx, recipe.distill_epochs - epochs_done)
+        widths = student_config(ctx.teacher, recipe.student_width)[1]
+        return student, {**self._facts(ctx.teacher, student, recipe, ctx), "widths": widths}
+
+    def _facts(
+        self, teacher: keras.Model, student: keras.Model, recipe: Recipe, ctx: BuildContext
+    ) -> dict[str, Any]:
+        return {
             "student_width": recipe.student_width,
-            "teacher_params": int(model.count_params()),
+            "teacher_params": int(teacher.count_params()),
             "student_params": int(student.count_params()),
-            "widths": widths,
             "keras_val_accuracy": round(val_accuracy(student, ctx), 4),
         }
-        return student, facts
 
     def _train(self, student: keras.Model, ctx: BuildContext, epochs: int) -> None:
         t_probs = outputs_probabilities(ctx.teacher)

@@ -237,31 +237,42 @@ class Driver:
                 source = next(
                     t for t in self.study.get_trials(deepcopy=False) if t.number == candidate
                 )
-                self.study.enqueue_trial(
-                    source.params, user_attrs={"promoted_from": candidate, "level": level + 1}
-                )
-                log.info("candidate %d promoted to level %d", candidate, level + 1)
+                self._queue_promotion(candidate, level + 1, source.params)
             waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             if any("promoted_from" in t.user_attrs for t in waiting):
                 return True
         return self._finished() + self._running() < self.budget and not self._exhausted()
 
     def _rebuild_rungs(self) -> None:
-        """The rungs from the study: every level result, and every promotion issued (except one
-        interrupted by a stopped driver: that candidate is promoted again)."""
+        """The rungs from the study: every level result and every promotion issued. A promotion
+        whose build a stopped driver interrupted stands: it is queued again."""
         if self.rungs is None:
             return
+        issued: set[tuple[int, int]] = set()
+        interrupted: dict[tuple[int, int], dict[str, object]] = {}
         for t in self.study.get_trials(deepcopy=False):
             attrs = t.user_attrs
             if "promoted_from" in attrs:
+                step = (int(attrs["promoted_from"]), int(attrs["level"]))
+                self.rungs.going_on(step[0], step[1] - 1)
                 error = str(attrs.get("error", ""))
-                if not (t.state == TrialState.FAIL and error.startswith("interrupted")):
-                    self.rungs.going_on(int(attrs["promoted_from"]), int(attrs["level"]) - 1)
+                if t.state == TrialState.FAIL and error.startswith("interrupted"):
+                    interrupted[step] = t.params
+                else:
+                    issued.add(step)
             if "level_values" in attrs and "reused_from" not in attrs:
                 point: Point = tuple(attrs["level_values"])  # type: ignore[assignment]
                 self.rungs.add(
                     int(attrs["candidate"]), int(attrs["level"]), int(attrs["last_level"]), point
                 )
+        for (candidate, level), params in interrupted.items():
+            if (candidate, level) not in issued:
+                self._queue_promotion(candidate, level, params)
+
+    def _queue_promotion(self, candidate: int, level: int, params: dict[str, object]) -> None:
+        """Queue ``candidate``'s build at ``level`` (the next free worker starts it)."""
+        self.study.enqueue_trial(params, user_attrs={"promoted_from": candidate, "level": level})
+        log.info("candidate %d promoted to level %d", candidate, level)
 
     def _start(self, executor: RayExecutor, number: int, recipe: Recipe) -> None:
         margin = self.options.stop_margin
@@ -301,16 +312,22 @@ class Driver:
                 self._start(executor, trial.number, recipe)
 
     def _entries_for(self, recipe: Recipe) -> dict[str, bytes]:
-        """The cached stage outputs of the recipe's chain, sent with the trial to its worker."""
+        """The cached stage outputs of the recipe's chain, sent with the trial to its worker,
+        and the longest shorter training it can continue (a lower fidelity level's)."""
         if not self.ctx.stage_cache:
             return {}
-        from autocompress.stages.build import cache_keys
+        from autocompress.stages.build import cache_keys, shorter_keys
 
         entries = {}
         for key in cache_keys(recipe, self.ctx.cache_key):
             blob = self.cache.get(key)
             if blob is not None:
                 entries[key] = blob
+        for key in shorter_keys(recipe, self.ctx.cache_key):
+            blob = self.cache.get(key)
+            if blob is not None:
+                entries[key] = blob
+                break
         return entries
 
     def _reuse(self, trial: optuna.Trial, recipe: Recipe) -> bool:

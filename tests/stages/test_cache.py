@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from autocompress.evaluate import accuracy
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages.cache import DirCache, MemoryCache, child_key, root_key
@@ -125,3 +127,27 @@ def test_worker_starts_from_the_deepest_entry_it_is_given(tmp_path: Path, tiny_t
         ("convert", False),
     ]
     assert list(node_b.added) == [chain[2]]  # only the new cluster entry
+
+
+def test_a_longer_distillation_continues_a_cached_shorter_one(tiny_task: Task) -> None:
+    """A candidate promoted to more distillation epochs trains only the missing ones."""
+    from autocompress.stages.build import shorter_keys
+
+    teacher = tiny_task.teacher.build()
+    ctx = BuildContext(data=tiny_task.data, teacher=teacher)
+    cache = MemoryCache()
+    short = Recipe(student_width=0.5, distill_epochs=2, quantization="int8")
+    first = build_candidate(teacher, short, ctx, cache=cache, key="root")[0]
+    long = replace(short, distill_epochs=12)
+    assert any(k in cache.added for k in shorter_keys(long, "root"))
+    continued, records, _ = build_candidate(teacher, long, ctx, cache=cache, key="root")
+    assert records[0].stage == "distill" and records[0].facts["continued_from"] == 2
+    fresh, fresh_records, _ = build_candidate(teacher, long, ctx, cache=None)
+    assert "continued_from" not in fresh_records[0].facts
+
+    def acc(tflite: bytes) -> float:
+        return accuracy(tflite, ctx.data.x_val, ctx.data.y_val)
+
+    # 2 + 10 epochs learn what 12 do (measured: 0.74 against 0.76; 0.14 after 2 epochs).
+    assert acc(continued) > acc(first) + 0.3
+    assert abs(acc(continued) - acc(fresh)) < 0.1

@@ -187,3 +187,17 @@ def test_distillation_loss_by_hand() -> None:
     assert kl > 0
     same = float(distillation_loss(y, t_log.astype("float32"), t_log.astype("float32"), temp, 0.0))
     assert same == pytest.approx(0.0, abs=1e-6)
+
+
+def test_zero_epochs_is_a_calibration_not_a_no_op(teacher_and_ctx) -> None:
+    """Level 0 of a multi-fidelity search: compression applied, no weight trained."""
+    teacher, ctx = teacher_and_ctx
+    pruned, record = Prune().apply(teacher, Recipe(sparsity=0.5, finetune_epochs=0), ctx)
+    assert record.facts["sparsity"] == pytest.approx(0.5, abs=0.02)  # masks set by calibration
+    for name, k in kernels(pruned).items():
+        kept = k != 0
+        assert np.array_equal(k[kept], kernels(teacher)[name][kept])  # the rest did not move
+    clustered, _ = Cluster().apply(teacher, Recipe(clusters=8, finetune_epochs=0), ctx)
+    assert all(np.unique(k).size <= 8 for k in kernels(clustered).values())
+    tflite, _ = build_candidate(teacher, Recipe(quantization="qat", finetune_epochs=0), ctx)[:2]
+    assert accuracy(tflite, ctx.data.x_val, ctx.data.y_val) > 0.8  # ranges calibrated

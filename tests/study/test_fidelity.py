@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from autocompress.errors import InputError
+from autocompress.records import Recipe
 from autocompress.study.fidelity import (
+    Fidelity,
+    Rungs,
     contributions,
     front_indices,
     hypervolume,
@@ -71,3 +77,70 @@ def test_tiny_useless_model_is_not_promoted_by_size_and_latency() -> None:
 def test_eta_below_two_is_refused() -> None:
     with pytest.raises(ValueError, match="eta"):
         promotions({}, set(), eta=1)
+
+
+def _fidelity() -> Fidelity:
+    return Fidelity(levels=(0.0, 0.34, 1.0), eta=3)
+
+
+def test_levels_scale_only_the_epochs_a_stage_trains() -> None:
+    fid = _fidelity()
+    recipe = Recipe(student_width=0.5, sparsity=0.5, distill_epochs=12, finetune_epochs=3)
+    floors = {"distill_epochs": 1, "finetune_epochs": 0}
+    assert fid.recipe_at(recipe, 0, floors) == replace(recipe, distill_epochs=1, finetune_epochs=0)
+    assert fid.recipe_at(recipe, 1, floors) == replace(recipe, distill_epochs=4, finetune_epochs=1)
+    assert fid.recipe_at(recipe, 2, floors) == recipe
+    pruned = Recipe(sparsity=0.5, distill_epochs=12, finetune_epochs=2)  # no student
+    assert fid.recipe_at(pruned, 0, {"finetune_epochs": 0}).distill_epochs == 12
+    # 2 epochs x 0.34 rounds to 1 at level 1; level 0 differs (0 epochs): three builds.
+    assert fid.last_same(pruned, 0, {"finetune_epochs": 0}) == 0
+    assert fid.last_same(Recipe(quantization="int8"), 0, {}) == 2  # trains nothing: the top
+    student = Recipe(student_width=0.5, distill_epochs=2)
+    assert fid.last_same(student, 0, {"distill_epochs": 1}) == 1  # 1 epoch at levels 0 and 1
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"levels": [0.0, 0.5]},  # does not end at the full training
+        {"levels": [0.5, 0.2, 1.0]},  # not increasing
+        {"levels": [1.0]},
+        {"levels": [0.0, 1.0], "eta": 1},
+        {"levels": [0.0, 1.0], "rate": 3},
+        [0.0, 1.0],
+    ],
+)
+def test_bad_fidelity_entry_is_one_line(entry: object) -> None:
+    with pytest.raises(InputError, match="space.yaml: fidelity"):
+        Fidelity.from_dict("space.yaml", entry)
+
+
+def test_rungs_promote_from_the_highest_level_first_and_never_below_the_median() -> None:
+    rungs = Rungs(_fidelity())
+    # Level 0: six candidates; 5 is tiny and fast but useless, the best by size and latency.
+    for c, point in enumerate(
+        [(0.80, 2.0, 900), (0.70, 2.0, 900), (0.60, 2.0, 900), (0.75, 1.0, 500), (0.5, 2, 900)]
+    ):
+        rungs.add(c, 0, 0, point)
+    rungs.add(5, 0, 0, (0.10, 0.1, 10))
+    assert rungs.floor(0) == pytest.approx(0.65)
+    first = rungs.next_promotion()
+    assert first is not None and first[1] == 0 and first[0] in (0, 3)
+    rungs.going_on(first[0], 0)
+    second = rungs.next_promotion()
+    assert second is not None and {first[0], second[0]} == {0, 3}  # 6 // 3 = 2 places, not 5
+    rungs.going_on(second[0], 0)
+    assert rungs.next_promotion() is None
+    # Three candidates at level 1: one place; it goes before any new level-0 promotion.
+    rungs.add(0, 1, 1, (0.85, 2.0, 900))
+    rungs.add(3, 1, 1, (0.80, 1.0, 500))
+    rungs.add(7, 1, 1, (0.90, 0.5, 400))  # dominates the level: promoted first
+    rungs.add(8, 0, 0, (0.95, 0.5, 100))  # level 0 has seven now: still two places
+    assert rungs.next_promotion() == (7, 1)
+
+
+def test_a_build_counting_for_several_levels_is_promoted_through_them() -> None:
+    rungs = Rungs(_fidelity())
+    rungs.add(0, 0, 1, (0.9, 1.0, 100))  # the same build at levels 0 and 1
+    assert 0 in rungs.promoted[0] and 0 not in rungs.promoted[1]
+    assert rungs.results[0][0] == rungs.results[1][0]

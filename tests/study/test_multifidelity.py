@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +93,53 @@ def test_fidelity_off_builds_every_candidate_once(tmp_path: Path, tiny_task: Tas
     result = _run(tmp_path, tiny_task, trials=4, fidelity="off")
     for t in result.study.get_trials(deepcopy=False):
         assert "level" not in t.user_attrs and "promoted_from" not in t.user_attrs
+
+
+def test_driver_killed_mid_rung_resumes_without_loss(tmp_path: Path, task_files: Path) -> None:
+    """SIGKILL while a promoted build runs: on resume every lower-level result stands, the
+    interrupted promotion is promoted again, and nothing is left running."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "autocompress", "search",
+        "--task", str(task_files / "task.yaml"), "--space", str(space),
+        "--trials", "10", "--workers", "2", "--sampler", "random", "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    before: pd.DataFrame | None = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        csv = out / "trials.csv"
+        if csv.exists() and csv.stat().st_size:
+            t = pd.read_csv(csv)
+            if "level" in t and ((t["state"] == "RUNNING") & (t["level"] > 0)).any():
+                before = t
+                break
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
+    proc.wait(30)
+    assert before is not None, "no promoted build was seen running"
+    interrupted = before[(before["state"] == "RUNNING") & (before["level"] > 0)]
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    after = pd.read_csv(out / "trials.csv").set_index("trial")
+    assert not (after["state"] == "RUNNING").any()
+    for _, row in before[before["state"].isin(["PRUNED", "COMPLETE"])].iterrows():
+        kept = after.loc[row["trial"]]
+        assert kept["state"] == row["state"]
+        if pd.notna(row.get("accuracy")):
+            assert kept["accuracy"] == row["accuracy"]
+    for _, row in interrupted.iterrows():
+        assert after.loc[row["trial"], "error"].startswith("interrupted")
+        again = after[
+            (after["candidate"] == row["candidate"])
+            & (after["level"] == row["level"])
+            & (after.index > row["trial"])
+        ]
+        assert not again.empty, f"candidate {row['candidate']} was not promoted again"
+    new = after[after["level"].isna() | (after["candidate"] == after.index)]
+    assert (new["state"] != "RUNNING").all() and len(new) >= 10
