@@ -73,6 +73,8 @@ def write_report(run: str | Path, storage: str | None = None) -> Path:
         _section("What mattered (fANOVA importance per objective)", _importance_html(study))
     )
     sections.append(_section(f"Front members ({primary})", _front_table(trials, primary)))
+    if "level" in trials.columns and trials["level"].notna().any():
+        sections.append(_section("Multi-fidelity levels", _fidelity_html(trials)))
     sensitivity = rundir.path / "sensitivity.json"
     if sensitivity.is_file():
         ops = pd.DataFrame(json.loads(sensitivity.read_text())["ops"])
@@ -305,6 +307,29 @@ def _front_table(trials: pd.DataFrame, profile: str) -> str:
         rows.append({**r.to_dict(), "stage facts": summary})
     table = for_display(pd.DataFrame(rows))
     return table.to_html(index=False, border=0, classes="front", float_format=lambda v: f"{v:.4g}")
+
+
+def _fidelity_html(trials: pd.DataFrame) -> str:
+    """Builds and build time per level, and each promoted candidate's accuracy at every level
+    it reached (its lower levels are PRUNED trials: no model file, values kept)."""
+    built = trials[trials["level"].notna() & trials["accuracy"].notna()]
+    built = built[built["reused_from"].isna()] if "reused_from" in built else built
+    per_level = (
+        built.groupby("level")
+        .agg(builds=("trial", "size"), seconds=("seconds", "sum"))
+        .reset_index()
+        .astype({"level": int})
+    )
+    table = built.pivot_table(index="candidate", columns="level", values="accuracy")
+    table.columns = [f"val_accuracy L{int(c)}" for c in table.columns]
+    climbed = table[table.notna().sum(axis=1) > 1].reset_index().astype({"candidate": int})
+    return (
+        "<p>Every candidate is first built with a share of its training; the best are promoted "
+        "to more (successive halving). Only top-level builds are results (COMPLETE).</p>"
+        + per_level.to_html(index=False, border=0, float_format="%.1f")
+        + "<p>Candidates built at more than one level:</p>"
+        + climbed.to_html(index=False, border=0, float_format="%.4f", na_rep="-")
+    )
 
 
 def _short(facts: dict) -> dict:

@@ -37,8 +37,10 @@ def for_display(frame: pd.DataFrame, wide: bool = True) -> pd.DataFrame:
         ]
         return ", ".join(changed) or "unchanged"
 
-    columns = ["trial", "state"] if "state" in shown.columns else ["trial"]
+    columns = ["trial", "state", "level"]  # level: a multi-fidelity build's
     out = shown[[c for c in columns if c in shown.columns]].copy()
+    if "level" in out.columns:
+        out["level"] = out["level"].astype("Int64")
     out["recipe"] = [recipe(row) for _, row in shown.iterrows()]
     for c in ("val_accuracy", "test_accuracy", "gzip_bytes", "size_bytes"):
         if c in shown.columns:

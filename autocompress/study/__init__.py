@@ -10,11 +10,12 @@ A newcomer's map, in the order data flows:
   for a stage output another trial builds, the budget and the timeout).
 * ``executor.py``: the only module that imports Ray; runs trials as Ray tasks.
 * ``objective.py``: one trial, pure: (context, request) -> outcome; no Optuna, no Ray.
-* ``early_stop.py``: when a fine-tuning candidate is hopeless against the front.
+* ``fidelity.py``: multi-fidelity levels (a share of the training epochs each) and the
+  promotion rule (successive halving for three objectives); the driver keeps the rungs.
+* ``early_stop.py``: when a fine-tuning candidate is hopeless against the front (used when the
+  search has no fidelity levels).
 * ``constraints.py``: constraint values of a candidate (user limits, profile limits).
 * ``tables.py``: ``trials.csv`` / ``pareto.csv`` from the study; ``rundir.py``: the files.
-
-A new multi-fidelity rule would live beside ``early_stop.py`` and be consulted by the driver.
 """
 
 from autocompress.study.api import SearchResult, SearchSettings, search

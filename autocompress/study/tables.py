@@ -31,8 +31,8 @@ def objective_columns(profile: str) -> list[tuple[str, bool]]:
 
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name}
-    if "level" in trial.user_attrs:  # a multi-fidelity build: its level and its candidate
-        row["level"] = trial.user_attrs["level"]
+    if "level" in trial.user_attrs:  # a multi-fidelity build: the highest level it counts for
+        row["level"] = trial.user_attrs.get("last_level", trial.user_attrs["level"])
         row["candidate"] = trial.user_attrs.get("candidate", trial.user_attrs.get("promoted_from"))
     data = trial.user_attrs.get("record")
     if data is None:

@@ -15,6 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autocompress import search
+from autocompress.report import write_report
 from autocompress.task import Task
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -80,6 +81,8 @@ def test_candidates_climb_the_levels_and_only_the_top_is_complete(
     front = pd.read_csv(tmp_path / "run" / "pareto.csv")
     complete = set(table.loc[table["state"] == "COMPLETE", "trial"])
     assert set(front["trial"]) <= complete
+    page = write_report(tmp_path / "run").read_text()
+    assert "Multi-fidelity levels" in page and "val_accuracy L1" in page
 
 
 def test_training_free_recipes_go_to_the_top_at_once(tmp_path: Path, tiny_task: Task) -> None:

@@ -1,0 +1,158 @@
+"""Hypervolume against wall time: full-fidelity default search, multi-fidelity search, and random
+search at full fidelity (issue 18). Same task, workers, time budget and seeds, run one after
+the other, the three configurations interleaved seed by seed.
+
+Run: ``.venv/bin/python benchmarks/fidelity_search.py [--task TASK.yaml] [--space default]
+[--minutes 6] [--seeds 0 1 2] [--workers 2] [--out /tmp/fidelity_search]``
+(no ``--task``: the built-in digits demo).
+
+* ``full``: the space as given, ``--fidelity off`` (TPE, the early stop at its default margin);
+* ``multi-fidelity``: the same space with its ``fidelity:`` entry (or levels [0, 0.34, 1] and
+  eta 3 when it has none), ``--fidelity auto``;
+* ``random``: random sampler, ``--fidelity off``, no early stop.
+
+Every front is measured on full-fidelity values only: a run's COMPLETE trials, which are
+top-level builds in the multi-fidelity run. Hypervolume of (1 - accuracy, latency / baseline
+latency, gzip size / baseline gzip size), minimised, reference point (1.0, 2.0, 1.1): a model as
+accurate as chance-free zero, twice as slow as the fp32 baseline or 10 % bigger adds nothing.
+Prints each run's HV at quarters of the budget, and for the multi-fidelity run the time it took
+to reach 95 % of the same seed's full run's final HV, as a share of the full run's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import yaml
+
+import autocompress
+from autocompress.space import resolve_space
+from autocompress.study.fidelity import hypervolume
+
+REFERENCE = np.array([1.0, 2.0, 1.1])
+DEFAULT_LEVELS = {"levels": [0.0, 0.34, 1.0], "eta": 3}
+
+
+def run(config: str, seed: int, args: argparse.Namespace, out: Path) -> dict:
+    space = yaml.safe_load(resolve_space(args.space).read_text())
+    options: dict = {"fidelity": "off"}
+    if config == "multi-fidelity":
+        space.setdefault("fidelity", DEFAULT_LEVELS)
+        options = {"fidelity": "auto"}
+    else:
+        space.pop("fidelity", None)
+    if config == "random":
+        options.update(sampler="random", stop_margin=None)
+    run_dir = out / f"{config}-{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    space_file = run_dir.with_suffix(".yaml")
+    space_file.write_text(yaml.safe_dump(space))
+    start = time.time()
+    result = autocompress.search(
+        task=args.task,
+        space=space_file,
+        trials=100_000,
+        timeout=args.minutes * 60,
+        workers=args.workers,
+        seed=seed,
+        out=run_dir,
+        **options,
+    )
+    wall = time.time() - start
+    done = [
+        t
+        for t in result.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if "reused_from" not in t.user_attrs and t.datetime_complete is not None
+    ]
+    points = [(t.datetime_complete.timestamp() - start, list(t.values), t.number) for t in done]
+    builds = len(result.trials)
+    return {"config": config, "seed": seed, "wall_s": wall, "points": points, "builds": builds}
+
+
+def hv_curve(points: list, baseline: tuple[float, float, float], times: list[float]) -> list:
+    acc0, lat0, size0 = baseline
+    out = []
+    for limit in times:
+        pts = np.array(
+            [(1 - v[0], v[1] / lat0, v[2] / size0) for t, v, _ in points if t <= limit]
+        ).reshape(-1, 3)
+        out.append(hypervolume(pts, REFERENCE) if len(pts) else 0.0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", default=None)
+    parser.add_argument("--space", default="default")
+    parser.add_argument("--minutes", type=float, default=6.0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="/tmp/fidelity_search")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for seed in args.seeds:
+        for config in ("full", "multi-fidelity", "random"):
+            runs.append(run(config, seed, args, out))
+            (out / "runs.json").write_text(json.dumps(runs, indent=1))
+            r = runs[-1]
+            print(
+                f"{config} seed {seed}: {len(r['points'])} results from {r['builds']} "
+                f"trials in {r['wall_s']:.0f} s",
+                flush=True,
+            )
+    print(
+        f"\ntask {args.task or 'demo'}, space {args.space}, {args.minutes} min per run, "
+        f"{args.workers} workers, reference point {REFERENCE.tolist()}"
+    )
+    print(
+        f"{'config':16s}{'seed':>5s}{'results':>8s}"
+        + "".join(f"{f'HV@{q}%':>9s}" for q in (25, 50, 75, 100))
+        + f"{'t95/T_full':>12s}"
+    )
+    ratios: list[float] = []
+    for seed in args.seeds:
+        by = {r["config"]: r for r in runs if r["seed"] == seed}
+        full = by["full"]
+        baseline = next(v for _, v, n in full["points"] if n == 0)  # trial 0: the fp32 baseline
+        final_full = hv_curve(full["points"], baseline, [full["wall_s"]])[0]
+        for config, r in by.items():
+            quarters = [r["wall_s"] * q / 4 for q in (1, 2, 3, 4)]
+            curve = hv_curve(r["points"], baseline, quarters)
+            cell = ""
+            if config != "full":
+                times = sorted(t for t, _, _ in r["points"])
+                reach = next(
+                    (
+                        t
+                        for t in times
+                        if hv_curve(r["points"], baseline, [t])[0] >= 0.95 * final_full
+                    ),
+                    None,
+                )
+                share = reach / full["wall_s"] if reach is not None else float("nan")
+                cell = f"{share:12.2f}" if reach is not None else f"{'never':>12s}"
+                if config == "multi-fidelity":
+                    ratios.append(share)
+            print(
+                f"{config:16s}{seed:5d}{len(r['points']):8d}"
+                + "".join(f"{h:9.4f}" for h in curve)
+                + cell
+            )
+    print(
+        f"\nmulti-fidelity time to 95 % of the full run's final HV, median of "
+        f"{len(ratios)} seeds: {statistics.median(ratios):.2f} x the full run's wall time"
+    )
+
+
+if __name__ == "__main__":
+    main()
