@@ -51,13 +51,15 @@ def _build(job: tuple[int, int, dict[str, object]]) -> tuple[int, int, float, fl
     return index, level, outcome.record.measurement.accuracy, seconds, ""
 
 
-def sample_recipes(space: SearchSpace, n: int, seed: int) -> list[Recipe]:
+def sample_recipes(space: SearchSpace, n: int, seed: int, students: bool = True) -> list[Recipe]:
     from autocompress.stages.build import epoch_floors
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     chosen: list[Recipe] = []
     for _ in range(50 * n):
         recipe = space.sample(study.ask())
+        if not students and recipe.student_width < 1:
+            continue
         if epoch_floors(recipe) and recipe not in chosen:
             chosen.append(recipe)
         if len(chosen) == n:
@@ -72,6 +74,11 @@ def main() -> None:
     parser.add_argument("--recipes", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-students",
+        action="store_true",
+        help="only recipes without distillation (width 1.0)",
+    )
     parser.add_argument("--out", default=None, help="write every build's figures as JSON")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -80,7 +87,7 @@ def main() -> None:
     space = SearchSpace.from_yaml(args.space)
     fidelity = space.fidelity
     assert fidelity is not None, f"{args.space} has no fidelity: entry"
-    recipes = sample_recipes(space, args.recipes, args.seed)
+    recipes = sample_recipes(space, args.recipes, args.seed, not args.no_students)
     jobs = [
         (i, level, fidelity.recipe_at(r, level, epoch_floors(r)).to_dict())
         for i, r in enumerate(recipes)
