@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from autocompress.errors import InputError
 from autocompress.records import Recipe
 from autocompress.space import QUANTIZATION_MODES, SPACES_DIR, SearchSpace
+from autocompress.study.fidelity import Fidelity
 
 
 @pytest.mark.parametrize("name", ["default", "smoke", "techniques", "tflite"])
@@ -98,12 +99,14 @@ values = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.sampled_from(["low", "high", "step", "x"]), inner, max_size=4),
+        st.dictionaries(
+            st.sampled_from(["low", "high", "step", "levels", "eta", "x"]), inner, max_size=4
+        ),
     ),
     max_leaves=8,
 )
 keys = st.sampled_from(
-    ["student_width", "sparsity", "clusters", "quantization", "finetune_epochs", "typo"]
+    ["student_width", "sparsity", "clusters", "quantization", "finetune_epochs", "fidelity", "typo"]
 )
 
 
@@ -191,3 +194,15 @@ def test_rows_without_a_record_show_values_on_the_grid() -> None:
         assert row["sparsity"] == recipe.sparsity
         shown.add(row["sparsity"])
     assert {0.3, 0.6, 0.7} <= shown
+
+
+def test_fidelity_entry_is_read_and_checked(tmp_path: Path) -> None:
+    space = SearchSpace.from_dict(
+        {"sparsity": [0.0, 0.5], "fidelity": {"levels": [0, 0.5, 1], "eta": 4}}, "s.yaml"
+    )
+    assert space.fidelity == Fidelity(levels=(0.0, 0.5, 1.0), eta=4)
+    assert SearchSpace.from_dict({"sparsity": [0.0, 0.5]}).fidelity is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sparsity: [0.0, 0.5]\nfidelity: {levels: [0.0, 0.5]}\n")
+    with pytest.raises(InputError, match=r"bad.yaml: fidelity.*1.0"):
+        SearchSpace.from_yaml(bad)

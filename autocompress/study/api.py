@@ -48,7 +48,8 @@ class SearchSettings:
 
     Attributes:
         trials: total budget of candidates built, counting earlier (resumed) runs; repeats of a
-            built recipe are answered free.
+            built recipe are answered free; with multi-fidelity levels, a candidate's
+            promotions to higher levels come on top (they do not use the budget).
         timeout: seconds after which no new trial starts (running ones finish).
         workers: trials in flight at once; more than the cluster's free CPUs queue in Ray.
         out: the run directory (resumed if it holds a study).

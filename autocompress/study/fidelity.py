@@ -23,6 +23,7 @@ could stop such a candidate).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,7 +187,10 @@ class Fidelity:
         levels = data.get("levels", list(cls.levels))
         if not isinstance(levels, list) or len(levels) < 2:
             raise InputError(where, "levels must be a list of at least two epoch shares")
-        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in levels):
+        if any(
+            isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+            for v in levels
+        ):
             raise InputError(where, f"levels must be numbers, got {levels!r}")
         if any(b <= a for a, b in zip(levels, levels[1:])) or levels[0] < 0 or levels[-1] != 1:
             raise InputError(where, f"levels must increase from >= 0 to 1.0, got {levels!r}")
