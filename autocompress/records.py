@@ -37,6 +37,10 @@ class Recipe:
         keep_sensitive: mixed precision: the k layers whose int8 quantization alone costs the
             most accuracy (measured once per study) stay float in a post-training quantized
             file (0 = off; LiteRT Quantizer modes only).
+        ptq_algorithm: how LiteRT Quantizer picks quantization ranges in the int8, int16x8 and
+            weight-only modes: ``min_max``, ``mse``, ``octav`` or ``gptq``.
+        keep_as: what the ``keep_sensitive`` layers become: ``float``, or ``a16w8`` (int16
+            activations, int8 weights; in an int8 file only, elsewhere they stay float).
     """
 
     student_width: float = 1.0
@@ -50,6 +54,8 @@ class Recipe:
     rank_energy: float = 1.0
     channel_fraction: float = 0.0
     keep_sensitive: int = 0
+    ptq_algorithm: str = "min_max"
+    keep_as: str = "float"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

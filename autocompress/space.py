@@ -29,6 +29,8 @@ QUANTIZATION_MODES = (
     "none", "dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4", "qat"
 )  # fmt: skip
 PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
+PTQ_ALGORITHMS = ("min_max", "mse", "octav", "gptq")  # LiteRT Quantizer's (stages/ptq.py)
+KEEP_AS = ("float", "a16w8")
 EXCLUDE_KEYWORDS = ("none", "ends")
 SPACES_DIR = shipped_dir("search_spaces")
 
@@ -116,6 +118,14 @@ def _keep(v: int) -> str | None:
     return None if 0 <= v <= 64 else "must be between 0 (off) and 64 layers"
 
 
+def _algorithm(v: str) -> str | None:
+    return None if v in PTQ_ALGORITHMS else f"must be one of {', '.join(PTQ_ALGORITHMS)}"
+
+
+def _keep_as(v: str) -> str | None:
+    return None if v in KEEP_AS else f"must be one of {', '.join(KEEP_AS)}"
+
+
 def _fraction(v: float) -> str | None:
     return None if 0.0 <= v < 1.0 else "must be in [0, 1) (0 = no channel pruning)"
 
@@ -132,6 +142,8 @@ _PARAMS: dict[str, tuple[type, Any]] = {
     "rank_energy": (float, _energy),
     "channel_fraction": (float, _fraction),
     "keep_sensitive": (int, _keep),
+    "ptq_algorithm": (str, _algorithm),
+    "keep_as": (str, _keep_as),
 }
 
 

@@ -17,7 +17,7 @@ from autocompress.stages._keras import excluded_layers
 from autocompress.stages.ptq import (
     WEIGHT_ONLY_MODES,
     calibration_samples,
-    kept_float,
+    quantize_for,
     quantize_tflite,
 )
 
@@ -52,18 +52,16 @@ def convert_from_float(
         float_tflite = to_tflite(model, "none")
     converted = time.perf_counter()
     calibration = calibration_samples(ctx.data.x_train, ctx.calibration_samples, ctx.seed)
-    keep = kept_float(recipe, ctx.sensitive)
-    tflite = quantize_tflite(float_tflite, recipe.quantization, calibration, ctx.integer_io, keep)
+    tflite, quantized = quantize_for(
+        recipe, float_tflite, calibration, ctx.integer_io, ctx.sensitive
+    )
     facts: dict[str, Any] = {
-        "quantization": recipe.quantization,
-        "size_bytes": len(tflite),
+        **quantized,
         "sparse": False,
         "quantizer": "litert-quantizer",
         "float_file_reused": reused,
         "float_convert_seconds": 0.0 if reused else round(converted - start, 3),
         "quantize_seconds": round(time.perf_counter() - converted, 3),
-        "integer_io": ctx.integer_io and recipe.quantization in ("int8", "int16x8"),
-        "kept_float": list(keep),
     }
     return tflite, record_since("convert", start, facts), float_tflite
 

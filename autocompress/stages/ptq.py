@@ -15,6 +15,12 @@ Modes (the recipe's ``quantization``):
 
 Inputs and outputs stay float unless ``integer_io`` asks for integer ones (the Edge TPU does):
 the static recipes would otherwise make them int8 / int16.
+
+The recipe's ``ptq_algorithm`` picks how int8 / int16x8 / weight-only ranges are chosen
+(``min_max``, ``mse``, ``octav``, ``gptq``; in LiteRT Quantizer 0.11 GPTQ serves fully connected
+layers only, so the convolutions of a static int8 / int16x8 file stay float); ``keep_sensitive`` keeps the k layers most sensitive
+to int8 at higher precision, ``keep_as`` says which: ``float``, or ``a16w8`` (int16 activations,
+int8 weights; in an int8 file only, elsewhere they stay float).
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ if TYPE_CHECKING:
     from autocompress.records import Recipe
 
 LITERT_MODES = ("dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4")
+# The recipe's ptq_algorithm -> LiteRT Quantizer's AlgorithmName value, for the modes that take
+# one (static and weight-only); dynamic (the legacy recipe) and float16 have none.
+ALGORITHMS = {"min_max": "min_max_uniform_quantize", "mse": "MSE", "octav": "OCTAV", "gptq": "GPTQ"}
+ALGORITHM_MODES = ("int8", "int16x8", "weight_int8", "weight_int4")
 # Modes only LiteRT Quantizer produces; the Keras route converts to float first for them.
 WEIGHT_ONLY_MODES = ("weight_int8", "weight_int4")
 
@@ -47,43 +57,57 @@ def quantize_tflite(
     calibration: np.ndarray | None = None,
     integer_io: bool = False,
     keep_float: Sequence[str] = (),
+    algorithm: str = "min_max",
+    keep_as: str = "float",
 ) -> bytes:
-    """The float model ``float_tflite`` quantized in ``mode`` (see the module docstring);
-    ops whose output tensor names match a regex of ``keep_float`` stay float (mixed precision,
-    see :mod:`autocompress.stages.sensitivity`)."""
+    """The float model ``float_tflite`` quantized in ``mode`` with ``algorithm`` (see the module
+    docstring); ops whose output tensor names match a regex of ``keep_float`` stay float, or
+    a16w8 in an int8 file with ``keep_as="a16w8"`` (mixed precision, see
+    :mod:`autocompress.stages.sensitivity`)."""
     from litert_quantizer import qtyping, quantizer, recipe
 
     if mode == "none":
         return float_tflite
     if mode not in LITERT_MODES:
         raise ValueError(f"LiteRT Quantizer has no mode {mode!r}")
-    algorithm, op = recipe.AlgorithmName, qtyping.TFLOperationName
+    names, op = recipe.AlgorithmName, qtyping.TFLOperationName
+    key = names(ALGORITHMS[algorithm])
     qt = quantizer.Quantizer(bytearray(float_tflite))
     if mode == "float16":
         qt.add_weight_only_config(
             regex=".*",
             operation_name=op.ALL_SUPPORTED,
             num_bits=16,
-            algorithm_key=algorithm.FLOAT_CASTING,
+            algorithm_key=names.FLOAT_CASTING,
         )
+    elif mode == "dynamic":
+        qt.load_quantization_recipe(recipe.dynamic_legacy_wi8_afp32())
     else:
         qt.load_quantization_recipe(
             {
-                "dynamic": recipe.dynamic_legacy_wi8_afp32,
                 "int8": recipe.static_wi8_ai8,
                 "int16x8": recipe.static_wi8_ai16,
                 "weight_int8": recipe.weight_only_wi8_afp32,
                 "weight_int4": recipe.weight_only_wi4_afp32,
-            }[mode]()
+            }[mode](key)
         )
     for pattern in keep_float:
-        qt.update_quantization_recipe(
-            regex=pattern, operation_name=op.ALL_SUPPORTED, algorithm_key=algorithm.NO_QUANTIZE
-        )
+        if keep_as == "a16w8" and mode == "int8":
+            qt.add_static_config(
+                regex=pattern,
+                operation_name=op.ALL_SUPPORTED,
+                activation_num_bits=16,
+                weight_num_bits=8,
+                algorithm_key=key,
+            )
+        else:
+            qt.update_quantization_recipe(
+                regex=pattern, operation_name=op.ALL_SUPPORTED, algorithm_key=names.NO_QUANTIZE
+            )
     if not integer_io:
         for io_op in (op.INPUT, op.OUTPUT):
             qt.update_quantization_recipe(
-                regex=".*", operation_name=io_op, algorithm_key=algorithm.NO_QUANTIZE
+                regex=".*", operation_name=io_op, algorithm_key=names.NO_QUANTIZE
             )
     calibrated = None
     if qt.need_calibration:
@@ -117,16 +141,34 @@ def quantize_stage(
     recipe's ``keep_sensitive`` most sensitive layers (of ``sensitive``, ranked) kept float."""
     start = time.perf_counter()
     calibration = calibration_samples(x_train, samples, seed)
+    tflite, facts = quantize_for(recipe, float_tflite, calibration, integer_io, sensitive)
+    facts["quantizer"] = "none" if recipe.quantization == "none" else "litert-quantizer"
+    return tflite, record_since("quantize", start, facts)
+
+
+def quantize_for(
+    recipe: Recipe,
+    float_tflite: bytes,
+    calibration: np.ndarray,
+    integer_io: bool,
+    sensitive: Sequence[str],
+) -> tuple[bytes, dict[str, object]]:
+    """The float file quantized as ``recipe`` says (mode, algorithm, the layers it keeps at
+    higher precision and how), with the facts of what was done."""
     keep = kept_float(recipe, sensitive)
-    tflite = quantize_tflite(float_tflite, recipe.quantization, calibration, integer_io, keep)
-    facts = {
-        "quantization": recipe.quantization,
-        "quantizer": "none" if recipe.quantization == "none" else "litert-quantizer",
-        "integer_io": integer_io and recipe.quantization in ("int8", "int16x8"),
+    mode = recipe.quantization
+    tflite = quantize_tflite(
+        float_tflite, mode, calibration, integer_io, keep, recipe.ptq_algorithm, recipe.keep_as
+    )
+    facts: dict[str, object] = {
+        "quantization": mode,
+        "ptq_algorithm": recipe.ptq_algorithm if mode in ALGORITHM_MODES else None,
+        "integer_io": integer_io and mode in ("int8", "int16x8"),
         "size_bytes": len(tflite),
         "kept_float": list(keep),
+        "kept_as": (recipe.keep_as if mode == "int8" else "float") if keep else None,
     }
-    return tflite, record_since("quantize", start, facts)
+    return tflite, facts
 
 
 def kept_float(recipe: Recipe, sensitive: Sequence[str]) -> tuple[str, ...]:
