@@ -1,0 +1,208 @@
+"""Quantization that keeps accuracy (issue 19): uniform recipes against per-layer mixed precision,
+all post-training, all on one float ``.tflite`` file per task.
+
+Run: ``.venv/bin/python benchmarks/quantization.py [--tasks demo mobilenet_v2 resnet]
+[--trials 30] [--seeds 0 1 2] [--out /tmp/quantization]`` (realistic tasks from
+``benchmarks/tasks/build.py``, in ``~/.cache/autocompress-tasks``).
+
+Part 1, per task: the teacher converted to float once, then uniform int8 by the TF converter,
+uniform int8 by LiteRT Quantizer with each range algorithm, int16 activations with int8 weights
+(a16w8), weight-only int8 / int4, and int8 with the k layers most sensitive to int8 kept float
+or a16w8: test accuracy (validation where the task has no test split), size, gzip size, the
+measured cpu-host latency and the simulated Edge TPU (USB) latency.
+
+Part 2, per task and seed: two searches of ``--trials`` trials (TPE, cpu-host) on the float file
+as a ``.tflite`` task, the same budget: ``uniform`` (quantization none / dynamic / float16 /
+int8, min-max: what the converter offered) and ``mixed`` (every LiteRT mode, range algorithm,
+keep_sensitive k and keep_as). Prints the hypervolume of each front (1 - accuracy, latency /
+fp32 latency, gzip / fp32 gzip; reference (1, 2, 1.1)) and the mixed-precision front members no
+uniform recipe of the same or smaller gzip size matches in validation accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+import autocompress
+from autocompress.evaluate import accuracy
+from autocompress.hardware import latency, load_profile
+from autocompress.stages.convert import to_tflite
+from autocompress.stages.ptq import calibration_samples, quantize_tflite
+from autocompress.stages.sensitivity import measure_sensitivity
+from autocompress.study.fidelity import hypervolume
+from autocompress.task import Task, load_task
+
+TASKS = Path.home() / ".cache" / "autocompress-tasks"
+REFERENCE = np.array([1.0, 2.0, 1.1])
+UNIFORM = {"quantization": ["none", "dynamic", "float16", "int8"]}
+MIXED = {
+    "quantization": ["none", "dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4"],
+    "ptq_algorithm": ["min_max", "mse", "octav"],
+    "keep_sensitive": [0, 1, 2, 4],
+    "keep_as": ["float", "a16w8"],
+}
+
+
+def load(name: str) -> Task:
+    if name == "demo":
+        from autocompress.demo import demo_task
+
+        return demo_task(Path.home() / ".cache" / "autocompress")
+    return load_task(TASKS / name / "task.yaml")
+
+
+def uniform_table(task: Task) -> tuple[pd.DataFrame, bytes, tuple[str, ...]]:
+    d = task.data
+    x, y = (d.x_test, d.y_test) if d.has_test else (d.x_val, d.y_val)
+    cal = calibration_samples(d.x_train, 100, 0)
+    teacher = task.teacher.build()
+    float_file = to_tflite(teacher, "none")
+    ranked = measure_sensitivity(float_file, cal, d.x_val, d.y_val)
+    sensitive = tuple(s.pattern for s in ranked)
+    cpu, tpu = load_profile("cpu-host"), load_profile("edgetpu-usb")
+    files = {
+        "float (TF converter)": float_file,
+        "int8 (TF converter)": to_tflite(teacher, "int8", cal),
+    }
+    for algorithm in ("min_max", "mse", "octav", "gptq"):
+        files[f"int8 {algorithm}"] = quantize_tflite(float_file, "int8", cal, algorithm=algorithm)
+    for algorithm in ("min_max", "mse"):
+        files[f"a16w8 {algorithm}"] = quantize_tflite(
+            float_file, "int16x8", cal, algorithm=algorithm
+        )
+    files["weight-only int8"] = quantize_tflite(float_file, "weight_int8", cal)
+    for algorithm in ("min_max", "mse", "octav"):
+        files[f"weight-only int4 {algorithm}"] = quantize_tflite(
+            float_file, "weight_int4", cal, algorithm=algorithm
+        )
+    for k in (1, 2, 4):
+        for keep_as in ("float", "a16w8"):
+            files[f"int8, {k} kept {keep_as}"] = quantize_tflite(
+                float_file, "int8", cal, keep_float=sensitive[:k], keep_as=keep_as
+            )
+    rows = []
+    for name, tflite in files.items():
+        rows.append(
+            {
+                "recipe": name,
+                "test_acc" if d.has_test else "val_acc": round(accuracy(tflite, x, y), 4),
+                "size_kB": round(len(tflite) / 1024, 1),
+                "gzip_kB": round(len(gzip.compress(tflite)) / 1024, 1),
+                "cpu_ms": round(latency(tflite, cpu).median_ms, 3),
+                "edgetpu_ms": round(latency(tflite, tpu).median_ms, 3),
+                "edgetpu_mapped": latency(tflite, tpu).deployable,
+            }
+        )
+    return pd.DataFrame(rows), float_file, sensitive
+
+
+def tflite_task_dir(task: Task, float_file: bytes, root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "model.tflite").write_bytes(float_file)
+    d = task.data
+    arrays = {"x_train": d.x_train, "y_train": d.y_train, "x_val": d.x_val, "y_val": d.y_val}
+    if d.has_test:
+        arrays.update(x_test=d.x_test, y_test=d.y_test)
+    np.savez(root / "data.npz", **arrays)
+    (root / "task.yaml").write_text(
+        f"name: {task.name}-float\nmodel: model.tflite\ndata: data.npz\n"
+    )
+    return root / "task.yaml"
+
+
+def search_front(task_yaml: Path, space: dict, out: Path, trials: int, seed: int) -> pd.DataFrame:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    space_file = out.with_suffix(".yaml")
+    space_file.write_text(yaml.safe_dump(space))
+    result = autocompress.search(
+        task=task_yaml, space=space_file, trials=trials, workers=2, seed=seed, out=out
+    )
+    return result.trials[
+        (result.trials["state"] == "COMPLETE") & result.trials["reused_from"].isna()
+    ]
+
+
+def hv(trials: pd.DataFrame, baseline: pd.Series) -> float:
+    lat = "latency_ms_cpu-host"
+    pts = np.array(
+        [
+            (1 - r.accuracy, r[lat] / baseline[lat], r.gzip_bytes / baseline.gzip_bytes)
+            for _, r in trials.iterrows()
+        ]
+    ).reshape(-1, 3)
+    return hypervolume(pts, REFERENCE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", nargs="+", default=["demo", "mobilenet_v2", "resnet"])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", default="/tmp/quantization")
+    parser.add_argument("--table-only", action="store_true")
+    args = parser.parse_args()
+    out = Path(args.out)
+    for name in args.tasks:
+        task = load(name)
+        table, float_file, _ = uniform_table(task)
+        print(f"\n== {name}: post-training recipes on one float file ==")
+        print(table.to_string(index=False), flush=True)
+        if args.table_only:
+            continue
+        task_yaml = tflite_task_dir(task, float_file, out / name / "task")
+        hvs: dict[str, list[float]] = {"uniform": [], "mixed": []}
+        beaten: list[str] = []
+        for seed in args.seeds:
+            fronts = {}
+            for label, space in (("uniform", UNIFORM), ("mixed", MIXED)):
+                fronts[label] = search_front(
+                    task_yaml, space, out / name / f"{label}-{seed}", args.trials, seed
+                )
+            baseline = fronts["uniform"][fronts["uniform"]["trial"] == 0].iloc[0]
+            for label, done in fronts.items():
+                hvs[label].append(hv(done, baseline))
+            uni = fronts["uniform"]
+            for _, r in fronts["mixed"].iterrows():
+                same_or_smaller = uni[uni["gzip_bytes"] <= r.gzip_bytes]
+                best = same_or_smaller["accuracy"].max() if len(same_or_smaller) else -1.0
+                mixed_kind = (
+                    r.keep_sensitive > 0
+                    or r.quantization in ("int16x8", "weight_int8", "weight_int4")
+                    or r.ptq_algorithm != "min_max"
+                )
+                if mixed_kind and r.accuracy > best:
+                    beaten.append(
+                        f"seed {seed} trial {int(r.trial)}: {r.quantization} "
+                        f"{r.ptq_algorithm} keep {int(r.keep_sensitive)} {r.keep_as}: val "
+                        f"{r.accuracy:.4f} at {r.gzip_bytes / 1024:.1f} kB gzip; best uniform at "
+                        f"that size or smaller {best:.4f}"
+                    )
+            print(
+                f"seed {seed}: HV uniform {hvs['uniform'][-1]:.4f}, mixed {hvs['mixed'][-1]:.4f}",
+                flush=True,
+            )
+        print(
+            f"{name}: HV median of {len(args.seeds)} seeds: uniform "
+            f"{statistics.median(hvs['uniform']):.4f}, mixed {statistics.median(hvs['mixed']):.4f}"
+        )
+        print(
+            "models of the mixed search no uniform model of the same or smaller gzip size "
+            f"matches in validation accuracy: {len(beaten)}"
+        )
+        for line in beaten:
+            print("  " + line)
+        (out / f"{name}.json").write_text(json.dumps({"hv": hvs, "beaten": beaten}))
+
+
+if __name__ == "__main__":
+    main()
