@@ -206,3 +206,15 @@ def test_fidelity_entry_is_read_and_checked(tmp_path: Path) -> None:
     bad.write_text("sparsity: [0.0, 0.5]\nfidelity: {levels: [0.0, 0.5]}\n")
     with pytest.raises(InputError, match=r"bad.yaml: fidelity.*1.0"):
         SearchSpace.from_yaml(bad)
+
+
+def test_every_recipe_field_has_one_rule() -> None:
+    """A new search dimension is a Recipe field plus its rule here: none can be forgotten."""
+    from dataclasses import fields
+
+    from autocompress.records import RECIPE_FIELDS
+    from autocompress.space import _PARAMS
+
+    assert tuple(_PARAMS) == RECIPE_FIELDS
+    for f in fields(Recipe):
+        assert _PARAMS[f.name][0].__name__ == f.type  # (annotations are strings here)

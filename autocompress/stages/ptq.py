@@ -17,10 +17,11 @@ Inputs and outputs stay float unless ``integer_io`` asks for integer ones (the E
 the static recipes would otherwise make them int8 / int16.
 
 The recipe's ``ptq_algorithm`` picks how int8 / int16x8 / weight-only ranges are chosen
-(``min_max``, ``mse``, ``octav``, ``gptq``; in LiteRT Quantizer 0.11 GPTQ serves fully connected
-layers only, so the convolutions of a static int8 / int16x8 file stay float); ``keep_sensitive`` keeps the k layers most sensitive
-to int8 at higher precision, ``keep_as`` says which: ``float``, or ``a16w8`` (int16 activations,
-int8 weights; in an int8 file only, elsewhere they stay float).
+(``min_max``, ``mse``, ``octav``, ``gptq``; in LiteRT Quantizer 0.11 GPTQ serves fully
+connected layers only, so the convolutions of a static int8 / int16x8 file stay float);
+``keep_sensitive`` keeps the k layers most sensitive to int8 at higher precision, ``keep_as``
+says which: ``float``, or ``a16w8`` (int16 activations, int8 weights; in an int8 file only,
+elsewhere they stay float).
 """
 
 from __future__ import annotations

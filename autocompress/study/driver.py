@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("autocompress")
 
 BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every candidate is judged by
+# The tables are rewritten after a tell at most once per this many times their last rewrite
+# took: at 10,000 trials a rewrite takes seconds (benchmarks/tables_cost.py), and the driver
+# must keep up with 100+ workers; small studies still see every tell at once.
+TABLE_INTERVAL_FACTOR = 20
 # Proposals in a row that repeat built recipes before the search stops as exhausted.
 MAX_REPEATS_IN_ROW = 30
 # Well-known recipes tried first (after the baseline), so the front is good from the first minutes.
@@ -113,6 +117,9 @@ class Driver:
         self.exhausted_logged = False
         self.start = time.monotonic()
         self.front: tuple[FrontMember, ...] = ()
+        self.tables_due = False  # a tell since the tables were last written
+        self.tables_written_at = -float("inf")
+        self.tables_seconds = 0.0
         from autocompress.stages.cache import DirCache  # (imports TensorFlow: not at module load)
 
         self.cache = DirCache(rundir.cache)  # only the driver keeps cache entries on disk
@@ -130,7 +137,7 @@ class Driver:
         self._rebuild_rungs()
         if not self.study.trials:
             self._enqueue_first()
-        self._write_tables()
+        self._write_tables(force=True)
         if self._finished() >= self.budget:
             log.info("budget of %d trials already reached", self.budget)
             self._report()
@@ -155,6 +162,8 @@ class Driver:
                         break
                     for outcome in executor.wait(timeout=1.0):
                         self._record(outcome)
+                    if self.tables_due:
+                        self._write_tables()
                     self._report()
             finally:
                 for number in executor.pending_numbers():
@@ -164,7 +173,7 @@ class Driver:
                         trial.number, "interrupted: the search stopped before this trial started"
                     )
                 self.held.clear()
-                self._write_tables()
+                self._write_tables(force=True)
                 self._report()
 
     def _enqueue_first(self) -> None:
@@ -501,7 +510,14 @@ class Driver:
     def _timed_out(self) -> bool:
         return self.timeout is not None and time.monotonic() - self.start >= self.timeout
 
-    def _write_tables(self) -> None:
+    def _write_tables(self, force: bool = False) -> None:
+        """Rewrite ``trials.csv`` / ``pareto.csv`` (and the front the early stop reads) from
+        the study; unless ``force``d, not sooner than ``TABLE_INTERVAL_FACTOR`` times the last
+        rewrite's duration after it (the loop writes a pending one within a second after)."""
+        now = time.monotonic()
+        if not force and now - self.tables_written_at < TABLE_INTERVAL_FACTOR * self.tables_seconds:
+            self.tables_due = True
+            return
         table = trials_frame(self.study)
         front = front_frame(table, self.ctx.profiles[0].name)
         self.front = tuple(
@@ -516,6 +532,9 @@ class Driver:
         )
         atomic_write_text(self.rundir.trials_csv, table.to_csv(index=False))
         atomic_write_text(self.rundir.pareto_csv, front.to_csv(index=False))
+        self.tables_due = False
+        self.tables_written_at = time.monotonic()
+        self.tables_seconds = self.tables_written_at - now
 
     def _report(self) -> None:
         if self.on_progress is None:

@@ -104,6 +104,7 @@ def test_every_algorithm_quantizes_every_mode_it_serves(
     float_file = to_tflite(tiny_task.teacher.build(), "none")
     plain = quantize_tflite(float_file, mode, d.x_train[:100])
     other = quantize_tflite(float_file, mode, d.x_train[:100], algorithm=algorithm)
+
     def kinds(tflite: bytes, ops: tuple[str, ...]) -> list[str]:
         return [op.compute for op in read_tflite(tflite).ops if op.macs and op.name in ops]
 
