@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -80,6 +81,12 @@ def main() -> None:
         help="only recipes without distillation (width 1.0)",
     )
     parser.add_argument("--out", default=None, help="write every build's figures as JSON")
+    parser.add_argument(
+        "--done",
+        default=None,
+        help="the printed log of an interrupted run with the same arguments: its builds are "
+        "taken from it instead of being built again",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from autocompress.stages.build import epoch_floors
@@ -94,9 +101,20 @@ def main() -> None:
         for level in range(fidelity.top + 1)
     ]
     results: dict[tuple[int, int], tuple[float, float, str]] = {}
+    if args.done:
+        for line in Path(args.done).read_text(errors="replace").splitlines():
+            found = re.match(r"recipe (\d+) level (\d+): acc (\S+) in (\d+) s ?(.*)", line)
+            if found:
+                i, k, acc, sec, err = found.groups()
+                results[int(i), int(k)] = (float(acc), float(sec), err.strip())
+                print(line, flush=True)
+        jobs = [j for j in jobs if (j[0], j[1]) not in results]
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.workers, context, _init, (args.task,)) as pool:
+    # A fresh process per build: TensorFlow keeps growing in a process that builds many models.
+    with ProcessPoolExecutor(
+        args.workers, context, _init, (args.task,), max_tasks_per_child=1
+    ) as pool:
         for index, level, acc, seconds, error in pool.map(_build, jobs):
             results[index, level] = (acc, seconds, error)
             print(

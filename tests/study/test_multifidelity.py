@@ -98,6 +98,11 @@ def test_fidelity_off_builds_every_candidate_once(tmp_path: Path, tiny_task: Tas
         assert "level" not in t.user_attrs and "promoted_from" not in t.user_attrs
 
 
+def _promotions_running(t: pd.DataFrame) -> pd.Series:
+    """Rows of promoted builds still running (a promoted build is not its own candidate)."""
+    return (t["state"] == "RUNNING") & t["candidate"].notna() & (t["candidate"] != t["trial"])
+
+
 def test_driver_killed_mid_rung_resumes_without_loss(tmp_path: Path, task_files: Path) -> None:
     """SIGKILL while a promoted build runs: on resume every lower-level result stands, the
     interrupted promotion is promoted again, and nothing is left running."""
@@ -119,13 +124,13 @@ def test_driver_killed_mid_rung_resumes_without_loss(tmp_path: Path, task_files:
         csv = out / "trials.csv"
         if csv.exists() and csv.stat().st_size:
             t = pd.read_csv(csv)
-            if "level" in t and ((t["state"] == "RUNNING") & (t["level"] > 0)).any():
+            if "candidate" in t and _promotions_running(t).any():
                 before = t
                 break
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray cluster it started
     proc.wait(30)
     assert before is not None, "no promoted build was seen running"
-    interrupted = before[(before["state"] == "RUNNING") & (before["level"] > 0)]
+    interrupted = before[_promotions_running(before)]
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
