@@ -15,8 +15,10 @@ Part 2, per task and seed: two searches of ``--trials`` trials (TPE, cpu-host) o
 as a ``.tflite`` task, the same budget: ``uniform`` (quantization none / dynamic / float16 /
 int8, min-max: what the converter offered) and ``mixed`` (every LiteRT mode, range algorithm,
 keep_sensitive k and keep_as). Prints the hypervolume of each front (1 - accuracy, latency /
-fp32 latency, gzip / fp32 gzip; reference (1, 2, 1.1)) and the mixed-precision front members no
-uniform recipe of the same or smaller gzip size matches in validation accuracy.
+fp32 latency, gzip / fp32 gzip; reference (1, 2, 1.1)) and, for each member of the mixed
+search's front, the most accurate model of the uniform search of the same or smaller gzip size:
+"beats" when the member is more accurate, "smaller than any" when the uniform search has no
+model that small. ``--analyse-only`` reprints part 2 from the run directories of an earlier run.
 """
 
 from __future__ import annotations
@@ -150,43 +152,34 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="/tmp/quantization")
     parser.add_argument("--table-only", action="store_true")
+    parser.add_argument("--analyse-only", action="store_true", help="part 2 from earlier runs")
     args = parser.parse_args()
     out = Path(args.out)
     for name in args.tasks:
-        task = load(name)
-        table, float_file, _ = uniform_table(task)
-        print(f"\n== {name}: post-training recipes on one float file ==")
-        print(table.to_string(index=False), flush=True)
-        if args.table_only:
-            continue
-        task_yaml = tflite_task_dir(task, float_file, out / name / "task")
+        task_yaml = out / name / "task" / "task.yaml"
+        if not args.analyse_only:
+            task = load(name)
+            table, float_file, _ = uniform_table(task)
+            print(f"\n== {name}: post-training recipes on one float file ==")
+            print(table.to_string(index=False), flush=True)
+            if args.table_only:
+                continue
+            task_yaml = tflite_task_dir(task, float_file, out / name / "task")
         hvs: dict[str, list[float]] = {"uniform": [], "mixed": []}
-        beaten: list[str] = []
+        lines: list[str] = []
         for seed in args.seeds:
             fronts = {}
             for label, space in (("uniform", UNIFORM), ("mixed", MIXED)):
-                fronts[label] = search_front(
-                    task_yaml, space, out / name / f"{label}-{seed}", args.trials, seed
-                )
+                run_dir = out / name / f"{label}-{seed}"
+                if args.analyse_only:
+                    t = pd.read_csv(run_dir / "trials.csv")
+                    fronts[label] = t[(t["state"] == "COMPLETE") & t["reused_from"].isna()]
+                else:
+                    fronts[label] = search_front(task_yaml, space, run_dir, args.trials, seed)
             baseline = fronts["uniform"][fronts["uniform"]["trial"] == 0].iloc[0]
             for label, done in fronts.items():
                 hvs[label].append(hv(done, baseline))
-            uni = fronts["uniform"]
-            for _, r in fronts["mixed"].iterrows():
-                same_or_smaller = uni[uni["gzip_bytes"] <= r.gzip_bytes]
-                best = same_or_smaller["accuracy"].max() if len(same_or_smaller) else -1.0
-                mixed_kind = (
-                    r.keep_sensitive > 0
-                    or r.quantization in ("int16x8", "weight_int8", "weight_int4")
-                    or r.ptq_algorithm != "min_max"
-                )
-                if mixed_kind and r.accuracy > best:
-                    beaten.append(
-                        f"seed {seed} trial {int(r.trial)}: {r.quantization} "
-                        f"{r.ptq_algorithm} keep {int(r.keep_sensitive)} {r.keep_as}: val "
-                        f"{r.accuracy:.4f} at {r.gzip_bytes / 1024:.1f} kB gzip; best uniform at "
-                        f"that size or smaller {best:.4f}"
-                    )
+            lines += compare_fronts(out / name / f"mixed-{seed}", fronts["uniform"], seed)
             print(
                 f"seed {seed}: HV uniform {hvs['uniform'][-1]:.4f}, mixed {hvs['mixed'][-1]:.4f}",
                 flush=True,
@@ -195,13 +188,31 @@ def main() -> None:
             f"{name}: HV median of {len(args.seeds)} seeds: uniform "
             f"{statistics.median(hvs['uniform']):.4f}, mixed {statistics.median(hvs['mixed']):.4f}"
         )
-        print(
-            "models of the mixed search no uniform model of the same or smaller gzip size "
-            f"matches in validation accuracy: {len(beaten)}"
-        )
-        for line in beaten:
+        print("the mixed search's front members against the uniform search's models:")
+        for line in lines:
             print("  " + line)
-        (out / f"{name}.json").write_text(json.dumps({"hv": hvs, "beaten": beaten}))
+        (out / f"{name}.json").write_text(json.dumps({"hv": hvs, "front": lines}))
+
+
+def compare_fronts(mixed_dir: Path, uniform: pd.DataFrame, seed: int) -> list[str]:
+    """Each mixed front member against the most accurate uniform model of the same or smaller
+    gzip size: "beats", "matched", or "smaller than any" (no uniform model that small)."""
+    lines = []
+    for _, r in pd.read_csv(mixed_dir / "pareto.csv").iterrows():
+        same_or_smaller = uniform[uniform["gzip_bytes"] <= r.gzip_bytes]
+        if len(same_or_smaller):
+            best = same_or_smaller["accuracy"].max()
+            verdict = "beats" if r.accuracy > best else "matched"
+            against = f"best uniform at that size or smaller {best:.4f}"
+        else:
+            verdict, against = "smaller than any", "no uniform model that small"
+        kept = f" {int(r.keep_sensitive)} kept {r.keep_as}" if r.keep_sensitive else ""
+        lines.append(
+            f"seed {seed} trial {int(r.trial)} [{verdict}]: {r.quantization} "
+            f"{r.ptq_algorithm}{kept}: val {r.accuracy:.4f} at {r.gzip_bytes / 1024:.1f} kB "
+            f"gzip; {against}"
+        )
+    return lines
 
 
 if __name__ == "__main__":
