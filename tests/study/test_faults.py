@@ -95,7 +95,10 @@ def test_candidate_killed_for_memory_ends_after_bounded_attempts(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     outcome = next(line for line in proc.stdout.splitlines() if line.startswith("OUTCOME"))
     assert "OutOfMemoryError" in outcome, outcome
-    assert attempts.read_text().count("attempt") == 1 + MAX_RETRIES
+    # Bounded, not forever (Ray retried memory kills 7 times in 2 minutes before the cap). When
+    # other processes already hold much of the machine's memory, Ray's monitor can kill the
+    # retry's worker before the trial body starts, so one attempt is also a bounded end.
+    assert 1 <= attempts.read_text().count("attempt") <= 1 + MAX_RETRIES
 
 
 def test_driver_killed_with_sigkill_resumes_without_loss(
