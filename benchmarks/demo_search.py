@@ -1,6 +1,7 @@
 """Demo search benchmark: the front against the fp32 baseline, and throughput with 1 vs 2 workers.
 
-Run: ``.venv/bin/python benchmarks/demo_search.py [--trials 40] [--throughput-trials 12]``.
+Run: ``.venv/bin/python benchmarks/demo_search.py [--trials 40] [--throughput-trials 12]
+[--keep runs/demo]``.
 Everything printed is measured in this run. The 1- and 2-worker runs use the random sampler with
 the same seed, so they build the same recipes; each starts its own local Ray cluster.
 """
@@ -29,6 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=40, help="trials of the demo search")
     parser.add_argument("--throughput-trials", type=int, default=12)
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="copy the demo search's run directory here"
+    )
     args = parser.parse_args()
     wall_start = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="autocompress-bench-"))
@@ -73,6 +77,7 @@ def main() -> None:
             {
                 "model": "fp32 baseline (trial 0)",
                 "accuracy": base["accuracy"],
+                "test_acc": base.get("test_accuracy"),
                 "size_bytes": base["size_bytes"],
                 "gzip_bytes": base["gzip_bytes"],
                 lat: base[lat],
@@ -86,6 +91,7 @@ def main() -> None:
                     "model": f"trial {int(row['trial'])}: w={row['student_width']} "
                     f"s={row['sparsity']:.1f} c={int(row['clusters'])} {row['quantization']}",
                     "accuracy": row["accuracy"],
+                    "test_acc": row.get("test_accuracy"),
                     "size_bytes": row["size_bytes"],
                     "gzip_bytes": row["gzip_bytes"],
                     lat: row[lat],
@@ -103,6 +109,9 @@ def main() -> None:
             f"\nfront models with gzip <= 25 % of baseline and <= 1 point accuracy loss: "
             f"{len(small)}"
         )
+        if args.keep is not None:
+            shutil.copytree(out, args.keep, dirs_exist_ok=True)
+            print(f"demo run kept in {args.keep}")
         print(f"wall time of this benchmark: {time.perf_counter() - wall_start:.0f} s")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -21,7 +21,9 @@ Converted files are cached in ``--cache`` (default ~/.cache/autocompress/validat
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -31,25 +33,18 @@ from _kernels import MODES, KernelPredictor, features, file_kind, micro_models
 
 import autocompress  # noqa: F401  (Keras-2 switch)
 from autocompress.hardware import latency, load_profile, read_tflite
+from autocompress.hardware.edgetpu import fit_timing
 from autocompress.hardware.flatbuffer import Graph
 from autocompress.hardware.profile import RooflineSettings
 from autocompress.hardware.roofline import graph_seconds
 from autocompress.stages.convert import to_tflite
 
-# name -> (builder, input size, {profile: published ms}, used for fitting?)
-# Coral: coral.ai/docs/edgetpu/benchmarks (table 1). TFLite Pixel 2: the issue's numbers.
-CORAL = {
-    "MobileNet v1": ("MobileNet", 224, 2.4, 2.4, True),
-    "MobileNet v2": ("MobileNetV2", 224, 2.6, 2.6, True),
-    "DenseNet-121": ("DenseNet121", 224, 20.0, 25.0, False),
-    "ResNet-50 V1": ("ResNet50", 299, 49.0, 56.0, False),
-    "ResNet-50 V2": ("ResNet50V2", 299, 50.0, 59.0, False),
-    "ResNet-152 V2": ("ResNet152V2", 299, 128.0, 151.0, False),
-    "Inception-ResNet V2": ("InceptionResNetV2", 299, 57.0, 69.0, False),
-    "VGG16": ("VGG16", 224, 296.0, 343.0, False),
-    "VGG19": ("VGG19", 224, 308.0, 357.0, False),
-}
-PIXEL2 = {("MobileNet v1", "none"): 124.0, ("MobileNet v1", "int8"): 64.0}
+HERE = Path(__file__).resolve().parent
+PUBLISHED = HERE / "data" / "edgetpu_published.csv"  # published Edge TPU latencies, with sources
+FIT_GRAPHS = HERE / "data" / "edgetpu_graphs"  # the fit rows' graphs (what tests refit from)
+DEFAULT_CACHE = Path.home() / ".cache/autocompress/validate"
+# TFLite's Pixel 2 numbers (the issue's): one big core.
+PIXEL2 = {("MobileNet", 224, "none"): 124.0, ("MobileNet", 224, "int8"): 64.0}
 
 
 def convert(model, mode: str) -> bytes:
@@ -59,36 +54,132 @@ def convert(model, mode: str) -> bytes:
     return to_tflite(model, mode, calibration)
 
 
-def reference_file(cache: Path, name: str, mode: str) -> bytes:
+def unet_mobilenet_v2(size: int):
+    """Coral's "Unet Mv2 (128x128)": TensorFlow's segmentation tutorial, a MobileNetV2 encoder
+    (five skip outputs) and pix2pix upsampling blocks (transposed conv, BatchNorm, ReLU)."""
     import tf_keras as keras
 
-    builder, size, *_ = CORAL[name]
-    path = cache / f"{builder}_{size}_{mode}.tflite"
+    layers = keras.layers
+    base = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), include_top=False, weights=None
+    )
+    names = [
+        "block_1_expand_relu",
+        "block_3_expand_relu",
+        "block_6_expand_relu",
+        "block_13_expand_relu",
+        "block_16_project",
+    ]
+    encoder = keras.Model(base.input, [base.get_layer(n).output for n in names])
+    inputs = keras.Input((size, size, 3))
+    skips = encoder(inputs)
+    x = skips[-1]
+    for filters, skip in zip((512, 256, 128, 64), reversed(skips[:-1]), strict=True):
+        x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", use_bias=False)(x)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.Concatenate()([x, skip])
+    return keras.Model(inputs, layers.Conv2DTranspose(3, 3, strides=2, padding="same")(x))
+
+
+def build(builder: str, size: int, alpha: float):
+    import tf_keras as keras
+
+    if builder == "UnetMobileNetV2":
+        return unet_mobilenet_v2(size)
+    kwargs = {"alpha": alpha} if builder in ("MobileNet", "MobileNetV2") else {}
+    return getattr(keras.applications, builder)(weights=None, input_shape=(size, size, 3), **kwargs)
+
+
+def reference_graph(cache: Path, row: dict[str, str], mode: str = "int8") -> Graph:
+    """The graph of a reference architecture (``weights=None``: latency does not depend on the
+    weights' values), converted as a candidate would be; the file is cached in ``cache``."""
+    import tf_keras as keras
+
+    size, alpha = int(row["input"]), float(row["alpha"])
+    path = cache / f"{row['builder']}_{size}_{alpha:g}_{mode}.tflite"
     if not path.exists():
         start = time.perf_counter()
-        model = getattr(keras.applications, builder)(weights=None, input_shape=(size, size, 3))
-        data = convert(model, mode)
+        data = convert(build(row["builder"], size, alpha), mode)
         cache.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         keras.backend.clear_session()
-        print(f"  converted {name} ({mode}) in {time.perf_counter() - start:.0f} s")
-    return path.read_bytes()
+        print(f"  converted {row['model']} ({mode}) in {time.perf_counter() - start:.0f} s")
+    return read_tflite(path.read_bytes(), row["model"])
 
 
-def fit_edgetpu(graphs: dict[str, Graph]) -> tuple[float, float]:
-    """Least squares for (invoke overhead, per-op overhead) on the calibration rows."""
-    profile = load_profile("edgetpu-usb")
-    zero = dataclasses.replace(profile.edgetpu, op_overhead_s=0.0, invoke_overhead_s=0.0)
-    base = dataclasses.replace(profile, edgetpu=zero)
-    rows, target = [], []
-    for name, g in graphs.items():
-        if not CORAL[name][4]:
-            continue
-        r = latency(b"", base, g)
-        rows.append([1.0, r.details["ops_mapped"]])
-        target.append(CORAL[name][2] - r.median_ms)
-    (invoke_ms, op_ms), *_ = np.linalg.lstsq(np.array(rows), np.array(target), rcond=None)
-    return invoke_ms / 1e3, op_ms / 1e3
+def published_rows() -> list[dict[str, str]]:
+    with PUBLISHED.open() as f:
+        return list(csv.DictReader(f))
+
+
+def published_table(cache: Path, fit: bool) -> None:
+    print("\n== Edge TPU (full int8 files) ==")
+    rows = published_rows()
+    graphs = {row["model"]: reference_graph(cache, row) for row in rows}
+    if fit:
+        fit_rows = [(graphs[r["model"]], float(r["usb_ms"])) for r in rows if r["role"] == "fit"]
+        timing = fit_timing(fit_rows, load_profile("edgetpu-usb"))
+        print("fit (write these into hardware_profiles/edgetpu-*.yaml):")
+        for key, value in timing.items():
+            print(f"  {key}: {value:.4g}")
+        FIT_GRAPHS.mkdir(exist_ok=True)
+        for r in rows:
+            if r["role"] == "fit":
+                name = r["model"].replace(" ", "_") + ".json"
+                (FIT_GRAPHS / name).write_text(json.dumps(graphs[r["model"]].to_dict()))
+    table = []
+    for profile_name, col in (("edgetpu-usb", "usb_ms"), ("edgetpu-devboard", "devboard_ms")):
+        profile = load_profile(profile_name)
+        for row in rows:
+            if not row[col]:
+                continue
+            g = graphs[row["model"]]
+            r = latency(b"", profile, g)
+            published = float(row[col])
+            table.append(
+                {
+                    "profile": profile_name,
+                    "model": f"{row['model']} {row['input']}",
+                    "role": row["role"],
+                    "MMACs": round(g.macs / 1e6),
+                    "params_MB": round(g.weight_bytes / 1e6, 1),
+                    "mapped": f"{r.details['ops_mapped']}/{r.details['ops_total']}",
+                    "streamed_MB": round(r.details["streamed_param_bytes"] / 1e6, 1),
+                    "published_ms": published,
+                    "predicted_ms": round(r.median_ms, 2),
+                    "error_%": round(100 * (r.median_ms - published) / published, 1),
+                }
+            )
+    frame = pd.DataFrame(table)
+    print(frame.to_string(index=False))
+    held = frame[frame["role"] == "held out"]
+    print(
+        f"held-out rows within 25 %: {int((held['error_%'].abs() <= 25).sum())}/{len(held)}; "
+        f"median |error| {held['error_%'].abs().median():.1f} %"
+    )
+
+    print("\n== Pixel 2, one big core ==")
+    profile = load_profile("pixel2-cpu")
+    out = []
+    for (builder, size, mode), published in PIXEL2.items():
+        row = {"model": f"{builder} {size}", "builder": builder, "input": str(size), "alpha": "1"}
+        g = reference_graph(cache, row, mode)
+        if fit:
+            kind = "float32" if mode == "none" else "int8"
+            print(f"fit: macs_per_s.{kind} = {fit_rate(g, profile.roofline, kind, published):.3g}")
+        r = latency(b"", profile, g)
+        out.append(
+            {
+                "model": row["model"],
+                "file": mode,
+                "role": "fit",
+                "published_ms": published,
+                "predicted_ms": round(r.median_ms, 1),
+                "error_%": round(100 * (r.median_ms - published) / published, 1),
+            }
+        )
+    print(pd.DataFrame(out).to_string(index=False))
+    print("No other published Pixel 2 numbers are at hand: nothing held out for this profile.")
 
 
 def fit_rate(graph: Graph, settings: RooflineSettings, kind: str, target_ms: float) -> float:
@@ -100,63 +191,6 @@ def fit_rate(graph: Graph, settings: RooflineSettings, kind: str, target_ms: flo
         ms = (graph_seconds(graph.ops, s) + s.invoke_overhead_s) * 1e3
         lo, hi = (lo, mid) if ms < target_ms else (mid, hi)
     return (lo * hi) ** 0.5
-
-
-def published_table(cache: Path, fit: bool) -> None:
-    print("\n== Edge TPU (full int8 files) ==")
-    graphs = {name: read_tflite(reference_file(cache, name, "int8"), name) for name in CORAL}
-    if fit:
-        invoke, op = fit_edgetpu(graphs)
-        print(f"fit: invoke_overhead_s = {invoke:.3g}, op_overhead_s = {op:.3g}")
-    rows = []
-    for profile_name, col in (("edgetpu-usb", 2), ("edgetpu-devboard", 3)):
-        profile = load_profile(profile_name)
-        for name, g in graphs.items():
-            r = latency(b"", profile, g)
-            published = CORAL[name][col]
-            rows.append(
-                {
-                    "profile": profile_name,
-                    "model": name,
-                    "role": "fit" if CORAL[name][4] else "held out",
-                    "MMACs": round(g.macs / 1e6),
-                    "params_MB": round(g.weight_bytes / 1e6, 1),
-                    "mapped": f"{r.details['ops_mapped']}/{r.details['ops_total']}",
-                    "streamed_MB": round(r.details["streamed_param_bytes"] / 1e6, 1),
-                    "published_ms": published,
-                    "predicted_ms": round(r.median_ms, 2),
-                    "error_%": round(100 * (r.median_ms - published) / published, 1),
-                }
-            )
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False))
-    held = table[table["role"] == "held out"]
-    print(
-        f"held-out rows within 25 %: {int((held['error_%'].abs() <= 25).sum())}/{len(held)}; "
-        f"median |error| {held['error_%'].abs().median():.1f} %"
-    )
-
-    print("\n== Pixel 2, one big core ==")
-    profile = load_profile("pixel2-cpu")
-    rows = []
-    for (name, mode), published in PIXEL2.items():
-        g = read_tflite(reference_file(cache, name, mode), name)
-        if fit:
-            kind = "float32" if mode == "none" else "int8"
-            print(f"fit: macs_per_s.{kind} = {fit_rate(g, profile.roofline, kind, published):.3g}")
-        r = latency(b"", profile, g)
-        rows.append(
-            {
-                "model": name,
-                "file": mode,
-                "role": "fit",
-                "published_ms": published,
-                "predicted_ms": round(r.median_ms, 1),
-                "error_%": round(100 * (r.median_ms - published) / published, 1),
-            }
-        )
-    print(pd.DataFrame(rows).to_string(index=False))
-    print("No other published Pixel 2 numbers are at hand: nothing held out for this profile.")
 
 
 def cpu_host(run: Path | None) -> None:
@@ -278,7 +312,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fit", action="store_true", help="print the constants the fit implies")
     parser.add_argument("--run", type=Path, default=None, help="a finished search directory")
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache/autocompress/validate")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--skip-published", action="store_true")
     args = parser.parse_args()
     start = time.perf_counter()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from autocompress.hardware.flatbuffer import Graph, OpInfo
-from autocompress.hardware.profile import HardwareProfile
+from autocompress.hardware.profile import EdgeTPUSettings, HardwareProfile
 from autocompress.hardware.roofline import graph_seconds
 from autocompress.records import LatencyResult
 
@@ -131,6 +131,49 @@ def map_ops(graph: Graph) -> Mapping:
     return Mapping(ops[:start], ops[start:end], ops[end:], None, None)
 
 
+@dataclass(frozen=True)
+class TPUWork:
+    """What the chip's timing constants multiply, for one graph: the simulator's latency and the
+    fit of those constants to published latencies (:func:`fit_timing`) both use it."""
+
+    mapping: Mapping
+    weighted_macs: float  # sum of the mapped ops' MACs / their utilisation prior
+    link_seconds: float  # streamed parameters and activations crossing the link
+    host_seconds: float  # ops left on the host CPU
+    cached_bytes: int
+    streamed_bytes: int
+
+    @property
+    def ops(self) -> int:
+        return len(self.mapping.tpu)
+
+    def seconds(self, s: EdgeTPUSettings) -> float:
+        chip = self.weighted_macs / s.macs_per_s + self.ops * s.op_overhead_s
+        invoke = s.invoke_overhead_s if self.ops else 0.0
+        return chip + invoke + self.link_seconds + self.host_seconds
+
+
+def tpu_work(graph: Graph, profile: HardwareProfile) -> TPUWork:
+    assert profile.edgetpu is not None and profile.host is not None
+    s = profile.edgetpu
+    m = map_ops(graph)
+    weighted = sum(
+        op.macs / s.utilisation.get(op.name, s.utilisation.get("default", 1.0)) for op in m.tpu
+    )
+    params = sum(op.weight_bytes for op in m.tpu)
+    cached = min(params, s.sram_bytes)
+    streamed = params - cached
+    io_bytes = _segment_io_bytes(graph, m.tpu)
+    return TPUWork(
+        mapping=m,
+        weighted_macs=float(weighted),
+        link_seconds=(streamed + io_bytes) / s.link_bytes_per_s,
+        host_seconds=graph_seconds(m.head + m.host, profile.host),
+        cached_bytes=int(cached),
+        streamed_bytes=int(streamed),
+    )
+
+
 def simulate_edgetpu(tflite: bytes, graph: Graph, profile: HardwareProfile) -> LatencyResult:
     assert profile.edgetpu is not None and profile.host is not None
     s = profile.edgetpu
@@ -141,32 +184,52 @@ def simulate_edgetpu(tflite: bytes, graph: Graph, profile: HardwareProfile) -> L
         ms = (graph_seconds(graph.ops, profile.host) + profile.host.invoke_overhead_s) * 1e3
         details = {"reason": reason, "latency_is": "host CPU only"}
         return LatencyResult(profile.name, ms, ms, 0, "edgetpu", deployable=False, details=details)
-    m = map_ops(graph)
-    tpu_seconds = 0.0
-    for op in m.tpu:
-        util = s.utilisation.get(op.name, s.utilisation.get("default", 1.0))
-        tpu_seconds += op.macs / (s.macs_per_s * util) + s.op_overhead_s
-    params = sum(op.weight_bytes for op in m.tpu)
-    cached = min(params, s.sram_bytes)
-    streamed = params - cached
-    io_bytes = _segment_io_bytes(graph, m.tpu)
-    link_seconds = (streamed + io_bytes) / s.link_bytes_per_s
-    host_seconds = graph_seconds(m.head + m.host, profile.host)
-    total = tpu_seconds + link_seconds + host_seconds + (s.invoke_overhead_s if m.tpu else 0.0)
-    ms = total * 1e3
+    work = tpu_work(graph, profile)
+    m = work.mapping
+    chip_seconds = work.weighted_macs / s.macs_per_s + work.ops * s.op_overhead_s
+    ms = work.seconds(s) * 1e3
     details = {
         "ops_mapped": len(m.tpu),
         "ops_total": len(graph.ops),
         "share_mapped": round(len(m.tpu) / max(1, len(graph.ops)), 4),
         "break_op": m.break_op,
         "break_reason": m.break_reason,
-        "cached_param_bytes": int(cached),
-        "streamed_param_bytes": int(streamed),
-        "tpu_ms": round(tpu_seconds * 1e3, 4),
-        "link_ms": round(link_seconds * 1e3, 4),
-        "host_ms": round(host_seconds * 1e3, 4),
+        "cached_param_bytes": work.cached_bytes,
+        "streamed_param_bytes": work.streamed_bytes,
+        "tpu_ms": round(chip_seconds * 1e3, 4),
+        "link_ms": round(work.link_seconds * 1e3, 4),
+        "host_ms": round(work.host_seconds * 1e3, 4),
     }
     return LatencyResult(profile.name, ms, ms, 0, "edgetpu", details=details)
+
+
+FITTED = ("macs_per_s", "op_overhead_s", "invoke_overhead_s")
+
+
+def fit_timing(rows: list[tuple[Graph, float]], profile: HardwareProfile) -> dict[str, float]:
+    """The chip's timing constants (``FITTED``) that make the simulator reproduce published
+    latencies, by least squares (``rows``: graph, published milliseconds). The effective MAC
+    rate, the cost of each mapped op and of each invoke are fitted; the utilisation per op type,
+    the SRAM size and the link rate stay priors. Latency is linear in (invoke, per op, 1 / MAC
+    rate) once the mapping is known, so this is one linear solve."""
+    design, target = [], []
+    for graph, published_ms in rows:
+        work = tpu_work(graph, profile)
+        design.append([1.0, work.ops, work.weighted_macs])
+        target.append(published_ms / 1e3 - work.link_seconds - work.host_seconds)
+    (invoke, op, seconds_per_mac), *_ = np.linalg.lstsq(
+        np.array(design), np.array(target), rcond=None
+    )
+    if min(invoke, op, seconds_per_mac) <= 0:
+        raise ValueError(
+            f"the fit gives a non-positive constant (invoke {invoke:.3g} s, per op {op:.3g} s, "
+            f"per MAC {seconds_per_mac:.3g} s): the rows do not fit this model"
+        )
+    return {
+        "macs_per_s": float(1.0 / seconds_per_mac),
+        "op_overhead_s": float(op),
+        "invoke_overhead_s": float(invoke),
+    }
 
 
 def _eight_bit_in(graph: Graph, op: OpInfo) -> bool:

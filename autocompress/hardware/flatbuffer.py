@@ -8,7 +8,9 @@ must never take the process down).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
@@ -132,6 +134,28 @@ class Graph:
             )
             peak = max(peak, live)
         return peak
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form: what the simulators read of a file, without its weights'
+        values (benchmarks/data keeps the Edge TPU calibration graphs in this form)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Graph:
+        def tensor(t: dict[str, Any]) -> TensorInfo:
+            return TensorInfo(**{**t, "shape": tuple(t["shape"])})
+
+        def op(o: dict[str, Any]) -> OpInfo:
+            return OpInfo(**{**o, "inputs": tuple(o["inputs"]), "outputs": tuple(o["outputs"])})
+
+        return cls(
+            ops=[op(o) for o in data["ops"]],
+            tensors=[tensor(t) for t in data["tensors"]],
+            inputs=tuple(data["inputs"]),
+            outputs=tuple(data["outputs"]),
+            size_bytes=int(data["size_bytes"]),
+            extra=dict(data.get("extra", {})),
+        )
 
     def peak_ram_bytes(self) -> int:
         """Activation arena plus every weight the interpreter keeps in memory."""
@@ -293,7 +317,11 @@ def _op_info(
         elementwise = out_elems
     present = [t for t in (*inputs, *outputs) if t is not None]
     weights = [t for t in inputs if t is not None and t.constant]
-    act_in = next((t for t in inputs if t is not None and not t.constant), None)
+    # The data input, not an index tensor: TRANSPOSE_CONV's first input is its output shape
+    # (int32, computed at run time when the batch is dynamic).
+    data_inputs = [t for t in inputs if t is not None and not t.constant]
+    act_in = next((t for t in data_inputs if t.dtype not in ("int32", "int64")), None)
+    act_in = act_in or (data_inputs[0] if data_inputs else None)
     act_dtype = act_in.dtype if act_in else (out.dtype if out else "float32")
     w_dtype = weights[0].dtype if weights and macs else None
     if act_dtype in ("int8", "uint8"):

@@ -86,3 +86,31 @@ def test_fuzzed_files_never_crash(float_file: bytes) -> None:
         except InputError as exc:
             assert str(exc).startswith("fuzz.tflite: ") and "\n" not in str(exc)
     assert clean < len(corpus)  # the corpus does exercise the error path
+
+
+def test_transposed_convolution_computes_in_its_data_type() -> None:
+    """TRANSPOSE_CONV's first input is its output shape (int32, computed at run time when the
+    batch is dynamic); the compute type comes from the data input, so an int8 file maps."""
+    import tf_keras as keras
+
+    from autocompress.hardware.edgetpu import deployability
+
+    L = keras.layers
+    inputs = keras.Input((4, 4, 3))  # dynamic batch: the output shape is a run-time tensor
+    model = keras.Model(inputs, L.Conv2DTranspose(5, 3, strides=2, padding="same")(inputs))
+    int8 = read_tflite(to_tflite(model, "int8"))
+    (op,) = [op for op in int8.ops if op.name == "TRANSPOSE_CONV"]
+    assert int8.tensors[op.inputs[0]].dtype == "int32" and not int8.tensors[op.inputs[0]].constant
+    assert op.compute == "int8" and op.macs == (4 * 4 * 3) * (5 * 3 * 3)  # each input to 3x3x5
+    assert deployability(int8) is None
+    (fop,) = [op for op in read_tflite(to_tflite(model)).ops if op.name == "TRANSPOSE_CONV"]
+    assert fop.compute == "float32"
+
+
+def test_graph_round_trips_through_its_plain_form(float_file: bytes) -> None:
+    import json
+
+    from autocompress.hardware.flatbuffer import Graph
+
+    g = read_tflite(float_file)
+    assert Graph.from_dict(json.loads(json.dumps(g.to_dict()))) == g
