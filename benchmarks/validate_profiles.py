@@ -33,7 +33,7 @@ from _kernels import MODES, KernelPredictor, features, file_kind, micro_models
 
 import autocompress  # noqa: F401  (Keras-2 switch)
 from autocompress.hardware import latency, load_profile, read_tflite
-from autocompress.hardware.edgetpu import fit_timing
+from autocompress.hardware.edgetpu import fit_coral
 from autocompress.hardware.flatbuffer import Graph
 from autocompress.hardware.profile import RooflineSettings
 from autocompress.hardware.roofline import graph_seconds
@@ -117,11 +117,15 @@ def published_table(cache: Path, fit: bool) -> None:
     rows = published_rows()
     graphs = {row["model"]: reference_graph(cache, row) for row in rows}
     if fit:
-        fit_rows = [(graphs[r["model"]], float(r["usb_ms"])) for r in rows if r["role"] == "fit"]
-        timing = fit_timing(fit_rows, load_profile("edgetpu-usb"))
-        print("fit (write these into hardware_profiles/edgetpu-*.yaml):")
-        for key, value in timing.items():
-            print(f"  {key}: {value:.4g}")
+        fit_rows = [
+            (graphs[r["model"]], float(r["usb_ms"]), float(r["devboard_ms"] or "nan"))
+            for r in rows
+            if r["role"] == "fit"
+        ]
+        for name, values in fit_coral(fit_rows).items():
+            print(f"fit (write these into hardware_profiles/{name}.yaml):")
+            for key, value in values.items():
+                print(f"  {key}: {value:.4g}")
         FIT_GRAPHS.mkdir(exist_ok=True)
         for r in rows:
             if r["role"] == "fit":
@@ -152,11 +156,13 @@ def published_table(cache: Path, fit: bool) -> None:
             )
     frame = pd.DataFrame(table)
     print(frame.to_string(index=False))
-    held = frame[frame["role"] == "held out"]
-    print(
-        f"held-out rows within 25 %: {int((held['error_%'].abs() <= 25).sum())}/{len(held)}; "
-        f"median |error| {held['error_%'].abs().median():.1f} %"
-    )
+    for profile_name, part in frame.groupby("profile", sort=False):
+        held = part[part["role"] == "held out"]
+        print(
+            f"{profile_name}: held-out rows within 25 %: "
+            f"{int((held['error_%'].abs() <= 25).sum())}/{len(held)}; "
+            f"median |error| {held['error_%'].abs().median():.1f} %"
+        )
 
     print("\n== Pixel 2, one big core ==")
     profile = load_profile("pixel2-cpu")

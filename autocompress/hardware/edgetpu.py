@@ -16,12 +16,12 @@ Rules modelled (Coral documentation, "TensorFlow models on the Edge TPU", model 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from autocompress.hardware.flatbuffer import Graph, OpInfo
-from autocompress.hardware.profile import EdgeTPUSettings, HardwareProfile
+from autocompress.hardware.profile import EdgeTPUSettings, HardwareProfile, load_profile
 from autocompress.hardware.roofline import graph_seconds
 from autocompress.records import LatencyResult
 
@@ -138,7 +138,7 @@ class TPUWork:
 
     mapping: Mapping
     weighted_macs: float  # sum of the mapped ops' MACs / their utilisation prior
-    link_seconds: float  # streamed parameters and activations crossing the link
+    link_bytes: int  # streamed parameters and activations crossing the link, per inference
     host_seconds: float  # ops left on the host CPU
     cached_bytes: int
     streamed_bytes: int
@@ -150,7 +150,7 @@ class TPUWork:
     def seconds(self, s: EdgeTPUSettings) -> float:
         chip = self.weighted_macs / s.macs_per_s + self.ops * s.op_overhead_s
         invoke = s.invoke_overhead_s if self.ops else 0.0
-        return chip + invoke + self.link_seconds + self.host_seconds
+        return chip + invoke + self.link_bytes / s.link_bytes_per_s + self.host_seconds
 
 
 def tpu_work(graph: Graph, profile: HardwareProfile) -> TPUWork:
@@ -167,7 +167,7 @@ def tpu_work(graph: Graph, profile: HardwareProfile) -> TPUWork:
     return TPUWork(
         mapping=m,
         weighted_macs=float(weighted),
-        link_seconds=(streamed + io_bytes) / s.link_bytes_per_s,
+        link_bytes=int(streamed + io_bytes),
         host_seconds=graph_seconds(m.head + m.host, profile.host),
         cached_bytes=int(cached),
         streamed_bytes=int(streamed),
@@ -197,39 +197,72 @@ def simulate_edgetpu(tflite: bytes, graph: Graph, profile: HardwareProfile) -> L
         "cached_param_bytes": work.cached_bytes,
         "streamed_param_bytes": work.streamed_bytes,
         "tpu_ms": round(chip_seconds * 1e3, 4),
-        "link_ms": round(work.link_seconds * 1e3, 4),
+        "link_ms": round(work.link_bytes / s.link_bytes_per_s * 1e3, 4),
         "host_ms": round(work.host_seconds * 1e3, 4),
     }
     return LatencyResult(profile.name, ms, ms, 0, "edgetpu", details=details)
 
 
-FITTED = ("macs_per_s", "op_overhead_s", "invoke_overhead_s")
+CHIP = ("macs_per_s", "op_overhead_s", "invoke_overhead_s")  # the chip and its runtime
+FITTED = (*CHIP, "link_bytes_per_s")
+# edgetpu-usb fits FITTED on its rows; edgetpu-devboard keeps the USB fit's CHIP (the same chip
+# and runtime) and fits only its own link (PCIe and the i.MX 8M memory system) on its rows.
 
 
-def fit_timing(rows: list[tuple[Graph, float]], profile: HardwareProfile) -> dict[str, float]:
-    """The chip's timing constants (``FITTED``) that make the simulator reproduce published
-    latencies, by least squares (``rows``: graph, published milliseconds). The effective MAC
-    rate, the cost of each mapped op and of each invoke are fitted; the utilisation per op type,
-    the SRAM size and the link rate stay priors. Latency is linear in (invoke, per op, 1 / MAC
-    rate) once the mapping is known, so this is one linear solve."""
+def fit_timing(
+    rows: list[tuple[Graph, float]], profile: HardwareProfile, keys: tuple[str, ...] = FITTED
+) -> dict[str, float]:
+    """The timing constants named in ``keys`` (of ``FITTED``) that make the simulator reproduce
+    published latencies, by least squares (``rows``: graph, published milliseconds); the other
+    constants keep the profile's values. ``FITTED``: the effective MAC rate, the cost of each
+    mapped op and of each invoke, and the link rate at which parameters that miss the on-chip
+    cache stream (the rows should then include a model whose parameters stream). The
+    utilisation per op type and the SRAM size stay priors. Once the mapping is known, latency is
+    linear in (invoke, per op, 1 / MAC rate, 1 / link rate), so this is one linear solve."""
+    assert profile.edgetpu is not None and set(keys) <= set(FITTED)
+    s = profile.edgetpu
+    # Each constant's coefficient in the linear model and its current value (per unit).
+    current = {
+        "invoke_overhead_s": s.invoke_overhead_s,
+        "op_overhead_s": s.op_overhead_s,
+        "macs_per_s": 1.0 / s.macs_per_s,
+        "link_bytes_per_s": 1.0 / s.link_bytes_per_s,
+    }
     design, target = [], []
     for graph, published_ms in rows:
         work = tpu_work(graph, profile)
-        design.append([1.0, work.ops, work.weighted_macs])
-        target.append(published_ms / 1e3 - work.link_seconds - work.host_seconds)
-    (invoke, op, seconds_per_mac), *_ = np.linalg.lstsq(
-        np.array(design), np.array(target), rcond=None
-    )
-    if min(invoke, op, seconds_per_mac) <= 0:
+        terms = {
+            "invoke_overhead_s": 1.0,
+            "op_overhead_s": float(work.ops),
+            "macs_per_s": work.weighted_macs,
+            "link_bytes_per_s": float(work.link_bytes),
+        }
+        fixed = sum(terms[k] * current[k] for k in terms if k not in keys)
+        design.append([terms[k] for k in keys])
+        target.append(published_ms / 1e3 - work.host_seconds - fixed)
+    solution, *_ = np.linalg.lstsq(np.array(design), np.array(target), rcond=None)
+    values = dict(zip(keys, (float(v) for v in solution), strict=True))
+    if min(values.values()) <= 0:
         raise ValueError(
-            f"the fit gives a non-positive constant (invoke {invoke:.3g} s, per op {op:.3g} s, "
-            f"per MAC {seconds_per_mac:.3g} s): the rows do not fit this model"
+            f"the fit gives a non-positive coefficient ({values}): the rows do not fit this model"
         )
-    return {
-        "macs_per_s": float(1.0 / seconds_per_mac),
-        "op_overhead_s": float(op),
-        "invoke_overhead_s": float(invoke),
-    }
+    rates = ("macs_per_s", "link_bytes_per_s")  # fitted as seconds per unit
+    return {k: 1.0 / v if k in rates else v for k, v in values.items()}
+
+
+def fit_coral(rows: list[tuple[Graph, float, float]]) -> dict[str, dict[str, float]]:
+    """The shipped Coral profiles' fitted constants, as ``validate_profiles.py --fit`` prints
+    them (``rows``: graph, published USB ms, published Dev Board ms or NaN): edgetpu-usb's
+    ``FITTED`` on the USB numbers; edgetpu-devboard's link rate on its own numbers, with the
+    chip constants of the USB fit rounded as printed (4 significant digits)."""
+    usb = fit_timing([(g, ms) for g, ms, _ in rows], load_profile("edgetpu-usb"))
+    chip = {k: float(f"{usb[k]:.4g}") for k in CHIP}
+    board = load_profile("edgetpu-devboard")
+    assert board.edgetpu is not None
+    board = replace(board, edgetpu=replace(board.edgetpu, **chip))
+    board_rows = [(g, ms) for g, _, ms in rows if ms == ms]  # NaN: no published number
+    link = fit_timing(board_rows, board, keys=("link_bytes_per_s",))
+    return {"edgetpu-usb": usb, "edgetpu-devboard": {**chip, **link}}
 
 
 def _eight_bit_in(graph: Graph, op: OpInfo) -> bool:
