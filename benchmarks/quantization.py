@@ -54,7 +54,7 @@ MIXED = {
 }
 
 
-def load(name: str) -> Task:
+def load(name: str) -> Task:  # demo, or a task of benchmarks/tasks/build.py
     if name == "demo":
         from autocompress.demo import demo_task
 
@@ -71,28 +71,34 @@ def uniform_table(task: Task) -> tuple[pd.DataFrame, bytes, tuple[str, ...]]:
     ranked = measure_sensitivity(float_file, cal, d.x_val, d.y_val)
     sensitive = tuple(s.pattern for s in ranked)
     cpu, tpu = load_profile("cpu-host"), load_profile("edgetpu-usb")
-    files = {
+    files: dict[str, bytes | str] = {
         "float (TF converter)": float_file,
         "int8 (TF converter)": to_tflite(teacher, "int8", cal),
     }
+
+    def add(name: str, mode: str, **kwargs) -> None:
+        try:
+            files[name] = quantize_tflite(float_file, mode, cal, **kwargs)
+        except ValueError as exc:  # LiteRT Quantizer refuses this recipe for this model
+            files[name] = str(exc).splitlines()[0][:90]
+
     for algorithm in ("min_max", "mse", "octav", "gptq"):
-        files[f"int8 {algorithm}"] = quantize_tflite(float_file, "int8", cal, algorithm=algorithm)
+        add(f"int8 {algorithm}", "int8", algorithm=algorithm)
     for algorithm in ("min_max", "mse"):
-        files[f"a16w8 {algorithm}"] = quantize_tflite(
-            float_file, "int16x8", cal, algorithm=algorithm
-        )
-    files["weight-only int8"] = quantize_tflite(float_file, "weight_int8", cal)
+        add(f"a16w8 {algorithm}", "int16x8", algorithm=algorithm)
+    add("weight-only int8", "weight_int8")
     for algorithm in ("min_max", "mse", "octav"):
-        files[f"weight-only int4 {algorithm}"] = quantize_tflite(
-            float_file, "weight_int4", cal, algorithm=algorithm
-        )
+        add(f"weight-only int4 {algorithm}", "weight_int4", algorithm=algorithm)
     for k in (1, 2, 4):
         for keep_as in ("float", "a16w8"):
-            files[f"int8, {k} kept {keep_as}"] = quantize_tflite(
-                float_file, "int8", cal, keep_float=sensitive[:k], keep_as=keep_as
-            )
+            add(f"int8, {k} kept {keep_as}", "int8", keep_float=sensitive[:k], keep_as=keep_as)
     rows = []
     for name, tflite in files.items():
+        if isinstance(tflite, str):
+            rows.append({"recipe": name, "edgetpu_mapped": f"refused: {tflite}"})
+            continue
+        on_tpu = latency(tflite, tpu)
+        mapped = on_tpu.details.get("ops_mapped")
         rows.append(
             {
                 "recipe": name,
@@ -100,8 +106,9 @@ def uniform_table(task: Task) -> tuple[pd.DataFrame, bytes, tuple[str, ...]]:
                 "size_kB": round(len(tflite) / 1024, 1),
                 "gzip_kB": round(len(gzip.compress(tflite)) / 1024, 1),
                 "cpu_ms": round(latency(tflite, cpu).median_ms, 3),
-                "edgetpu_ms": round(latency(tflite, tpu).median_ms, 3),
-                "edgetpu_mapped": latency(tflite, tpu).deployable,
+                "edgetpu_ms": round(on_tpu.median_ms, 3),
+                # ops the Edge TPU compiler would map / all ops; "-": not deployable at all
+                "edgetpu_mapped": f"{mapped}/{on_tpu.details['ops_total']}" if mapped else "-",
             }
         )
     return pd.DataFrame(rows), float_file, sensitive

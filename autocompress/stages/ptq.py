@@ -17,8 +17,10 @@ Inputs and outputs stay float unless ``integer_io`` asks for integer ones (the E
 the static recipes would otherwise make them int8 / int16.
 
 The recipe's ``ptq_algorithm`` picks how int8 / int16x8 / weight-only ranges are chosen
-(``min_max``, ``mse``, ``octav``, ``gptq``; in LiteRT Quantizer 0.11 GPTQ serves fully
-connected layers only, so the convolutions of a static int8 / int16x8 file stay float);
+(``min_max``, ``mse``, ``octav``, ``gptq``). In LiteRT Quantizer 0.11 MSE serves the weight
+ops only: every other op gets min-max ranges, so that an MSE int8 file is integer throughout.
+GPTQ serves fully connected layers only, and the convolutions of a static int8 / int16x8 GPTQ
+file stay float (mixing it with min-max ranges breaks the file);
 ``keep_sensitive`` keeps the k layers most sensitive to int8 at higher precision, ``keep_as``
 says which: ``float``, or ``a16w8`` (int16 activations, int8 weights; in an int8 file only,
 elsewhere they stay float).
@@ -48,6 +50,10 @@ LITERT_MODES = ("dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_
 # one (static and weight-only); dynamic (the legacy recipe) and float16 have none.
 ALGORITHMS = {"min_max": "min_max_uniform_quantize", "mse": "MSE", "octav": "OCTAV", "gptq": "GPTQ"}
 ALGORITHM_MODES = ("int8", "int16x8", "weight_int8", "weight_int4")
+# Algorithms applied to the ops they serve with min-max ranges on every other op. Not GPTQ:
+# its fully connected layers with min-max ranges around them give a broken file (accuracy 0.1
+# on the demo), so a GPTQ file keeps LiteRT Quantizer's own choice (its convolutions float).
+MIN_MAX_ELSEWHERE = ("mse",)
 # Modes only LiteRT Quantizer produces; the Keras route converts to float first for them.
 WEIGHT_ONLY_MODES = ("weight_int8", "weight_int4")
 
@@ -84,14 +90,29 @@ def quantize_tflite(
     elif mode == "dynamic":
         qt.load_quantization_recipe(recipe.dynamic_legacy_wi8_afp32())
     else:
+        make = {
+            "int8": recipe.static_wi8_ai8,
+            "int16x8": recipe.static_wi8_ai16,
+            "weight_int8": recipe.weight_only_wi8_afp32,
+            "weight_int4": recipe.weight_only_wi4_afp32,
+        }[mode]
         qt.load_quantization_recipe(
-            {
-                "int8": recipe.static_wi8_ai8,
-                "int16x8": recipe.static_wi8_ai16,
-                "weight_int8": recipe.weight_only_wi8_afp32,
-                "weight_int4": recipe.weight_only_wi4_afp32,
-            }[mode](key)
+            make(names.MIN_MAX_UNIFORM_QUANT if algorithm in MIN_MAX_ELSEWHERE else key)
         )
+        if algorithm in MIN_MAX_ELSEWHERE:
+            # MSE on the ops it serves, min-max on the rest: LiteRT Quantizer 0.11's MSE serves
+            # the weight ops only and, given the whole model, leaves every other op float
+            # between DEQUANTIZE / QUANTIZE pairs (an "int8" file that is not integer, and not
+            # Edge TPU mappable past the first of them).
+            from litert_quantizer.algorithm_manager import get_supported_ops
+
+            (entry,) = make(key)
+            config = qtyping.OpQuantizationConfig.from_dict(entry["op_config"])
+            for name in sorted(set(get_supported_ops(key)) - {op.INPUT, op.OUTPUT}):
+                with contextlib.suppress(ValueError):  # the mode's policy refuses that op
+                    qt.update_quantization_recipe(
+                        regex=".*", operation_name=name, op_config=config, algorithm_key=key
+                    )
     for pattern in keep_float:
         if keep_as == "a16w8" and mode == "int8":
             qt.add_static_config(

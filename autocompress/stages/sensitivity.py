@@ -1,9 +1,11 @@
 """Layer sensitivity to int8 quantization, measured once per study on the float model.
 
-For each weighted op of the float ``.tflite`` file (convolutions, fully connected layers), the op
-alone is quantized to int8 (weights and activations, LiteRT Quantizer, one calibration shared by
-all) while everything else stays float, and the accuracy on a fixed validation subset is compared
-with the float file's: the drop is the damage that op does when quantized. The ranking feeds the
+For each layer of the float ``.tflite`` file (its ops grouped by Keras layer: a convolution, a
+fully connected layer, but also an ``Add`` or a ``Normalization`` layer's SUB and MUL, whose
+int8 input can be where the damage is), the layer alone is quantized to int8 (weights and
+activations, LiteRT Quantizer, one calibration shared by all) while everything else stays float,
+and the accuracy on a fixed validation subset is compared with the float file's: the drop is the
+damage that layer does when quantized. The ranking feeds the
 recipe's ``keep_sensitive``: the k most sensitive layers stay float in a post-training
 quantized file (mixed precision), and the table goes into ``RUN/sensitivity.csv`` and the report.
 
@@ -22,11 +24,14 @@ import numpy as np
 from autocompress.stages.ptq import _quiet, _signature_input
 
 SUBSET = 256  # validation samples the drop is measured on
+# Ops that are not layers of the model: the file's own (de)quantization, and ops that only
+# move or reshape a tensor (quantized alone they cannot do damage their neighbours do not).
+SKIPPED = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE"})
 
 
 @dataclass(frozen=True)
 class OpSensitivity:
-    """One weighted op: what it is, how to find it again, and the damage of quantizing it."""
+    """One layer (its first op): what it is, how to find it again, the damage of quantizing it."""
 
     op: str  # CONV_2D, FULLY_CONNECTED, ...
     tensor: str  # its output tensor's name in the float file
@@ -49,7 +54,7 @@ def measure_sensitivity(
     y_val: np.ndarray,
     samples: int = SUBSET,
 ) -> list[OpSensitivity]:
-    """Every weighted op's accuracy drop when quantized alone, most damaging first."""
+    """Every layer's accuracy drop when quantized alone, most damaging first."""
     from litert_quantizer import qtyping, quantizer, recipe
 
     from autocompress.evaluate import accuracy
@@ -68,7 +73,7 @@ def measure_sensitivity(
     results = []
     seen: set[str] = set()
     for op in graph.ops:
-        if not op.macs or not op.outputs:
+        if not op.outputs or op.name in SKIPPED or op.compute not in ("float32", "float16"):
             continue
         tensor = graph.tensors[op.outputs[0]].name
         pattern = layer_pattern(tensor)

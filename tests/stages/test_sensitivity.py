@@ -15,23 +15,71 @@ from autocompress.stages.convert import to_tflite
 from autocompress.stages.sensitivity import layer_pattern, measure_sensitivity
 from autocompress.task import Task
 
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
 
 @pytest.fixture(scope="module")
-def ranked(tiny_task: Task):
+def measured(tiny_task: Task):
     d = tiny_task.data
     float_file = to_tflite(tiny_task.teacher.build(), "none")
     return measure_sensitivity(float_file, d.x_train[:50], d.x_val, d.y_val)
 
 
-def test_every_weighted_layer_is_measured_once(ranked, tiny_task: Task) -> None:
+@pytest.fixture(scope="module")
+def ranked(measured):
+    """The weighted layers only, in their order: the kept-layer tests count weighted ops."""
+    return [s for s in measured if s.op in WEIGHTED]
+
+
+def test_every_layer_is_measured_once(measured, tiny_task: Task) -> None:
     teacher = tiny_task.teacher.build()
     weighted = [layer.name for layer in teacher.layers if layer.weights]
-    assert len(ranked) == len(weighted)
-    assert [s.accuracy_drop for s in ranked] == sorted(
-        (s.accuracy_drop for s in ranked), reverse=True
+    assert len({s.pattern for s in measured}) == len(measured)
+    assert [s.accuracy_drop for s in measured] == sorted(
+        (s.accuracy_drop for s in measured), reverse=True
     )
     for name in weighted:  # each Keras layer is found by its pattern
-        assert sum(f"/{name}/" in s.pattern.replace("\\", "") for s in ranked) == 1
+        assert sum(f"/{name}/" in s.pattern.replace("\\", "") for s in measured) == 1
+    # Layers without weights are layers too (their int8 activations can do the damage).
+    assert {"MAX_POOL_2D", "SOFTMAX"} <= {s.op for s in measured}
+    assert not {"QUANTIZE", "DEQUANTIZE", "RESHAPE"} & {s.op for s in measured}
+
+
+def test_in_model_normalization_of_wide_ranged_inputs_is_found_and_kept() -> None:
+    """The case uniform int8 breaks: a Normalization layer inside the model takes raw features
+    of very different ranges, and one int8 scale for its input rounds the informative
+    small-ranged feature away. Sensitivity ranks that layer first; keeping it float (k = 1)
+    gives the float model's accuracy back in an otherwise int8 file."""
+    import numpy as np
+    import tf_keras as keras
+
+    from autocompress.evaluate import accuracy
+    from autocompress.stages.ptq import quantize_tflite
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    y = rng.integers(0, 2, n)
+    informative = (y + rng.normal(0, 0.15, n)) * 0.01  # spans ~0.02
+    loud = rng.uniform(0, 1000, n)  # spans 1000, carries nothing
+    x = np.stack([informative, loud], axis=1).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization()
+    norm.adapt(x[:800])
+    inputs = keras.Input((2,))
+    hidden = keras.layers.Dense(8, activation="relu")(norm(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(hidden))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x[:800], y[:800], epochs=30, verbose=0)
+    float_file = to_tflite(model, "none")
+    x_val, y_val = x[800:], y[800:]
+    ranked = measure_sensitivity(float_file, x[:100], x_val, y_val)
+    assert "normalization" in ranked[0].pattern and ranked[0].accuracy_drop > 0.2
+    float_acc = accuracy(float_file, x_val, y_val)
+    int8 = quantize_tflite(float_file, "int8", x[:100])
+    kept = quantize_tflite(float_file, "int8", x[:100], keep_float=(ranked[0].pattern,))
+    assert float_acc > 0.9 and accuracy(int8, x_val, y_val) < float_acc - 0.2
+    assert accuracy(kept, x_val, y_val) >= float_acc - 0.02
+    assert {op.compute for op in read_tflite(kept).ops if op.name == "FULLY_CONNECTED"} == {"int8"}
 
 
 def test_layer_pattern_finds_the_layer_in_any_model_name() -> None:
@@ -57,7 +105,7 @@ def test_keep_sensitive_leaves_the_most_sensitive_layers_float(ranked, tiny_task
 
 
 def test_search_measures_sensitivity_once_and_reports_it(
-    ray_cluster, tiny_task: Task, tmp_path: Path
+    ray_cluster, tiny_task: Task, tmp_path: Path, measured
 ) -> None:
     from autocompress import search
     from autocompress.report import write_report
@@ -69,7 +117,7 @@ def test_search_measures_sensitivity_once_and_reports_it(
     out = tmp_path / "run"
     search(task=tiny_task, space=space, trials=3, workers=1, out=out)
     stored = json.loads((out / "sensitivity.json").read_text())
-    assert len(stored["ops"]) == 3
+    assert len(stored["ops"]) == len(measured)
     trials = pd.read_csv(out / "trials.csv")
     assert set(trials[trials["state"] == "COMPLETE"]["keep_sensitive"]) == {0, 1, 2}
     assert "Layer sensitivity" in write_report(out).read_text()
@@ -114,8 +162,11 @@ def test_every_algorithm_quantizes_every_mode_it_serves(
         # LiteRT Quantizer 0.11's GPTQ serves fully connected layers only: convolutions of a
         # static file stay float (what a candidate's file then holds, measured as such).
         assert set(kinds(other, ("CONV_2D",))) == {"float32"}
-    else:
+    elif algorithm != "gptq":  # (GPTQ weight-only files keep their convolutions' weights float)
         assert kinds(other, ("CONV_2D",)) == kinds(plain, ("CONV_2D",))
+        # The same ops as the min-max file: the ops MSE does not serve (all but the weight
+        # ops) get min-max ranges, not a float island between DEQUANTIZE / QUANTIZE pairs.
+        assert read_tflite(other).op_counts() == read_tflite(plain).op_counts()
     assert accuracy(other, d.x_val, d.y_val) >= accuracy(float_file, d.x_val, d.y_val) - 0.03
 
 
