@@ -20,8 +20,9 @@ class Recipe:
         sparsity: target fraction of zero weights for magnitude pruning; 0.0 = no pruning.
         clusters: number of weight clusters per layer; 0 = no clustering.
         quantization: one of ``none``, ``dynamic``, ``float16``, ``int8``, ``int16x8`` (int16
-            activations, int8 weights), ``weight_int8`` / ``weight_int4`` (weight-only, float
-            compute; LiteRT Quantizer), ``qat``.
+            activations, int8 weights), ``w4a8`` (int8 activations, int4 weights on
+            convolutions and fully connected layers; LiteRT Quantizer), ``weight_int8`` /
+            ``weight_int4`` (weight-only, float compute; LiteRT Quantizer), ``qat``.
         distill_epochs: training epochs for the student (used only when student_width < 1).
         finetune_epochs: fine-tuning epochs for pruning, clustering and QAT.
         prune_mode: ``unstructured`` (magnitude), ``2:4`` (two zeros in every group of four

@@ -36,6 +36,7 @@ QUANT_COLOURS = {
     "int16x8": "#8c564b",
     "weight_int8": "#e377c2",
     "weight_int4": "#17becf",
+    "w4a8": "#bcbd22",
 }
 FALLBACK_COLOUR = "#7f7f7f"  # a mode added later still gets drawn
 

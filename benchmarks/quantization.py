@@ -7,9 +7,10 @@ Run: ``.venv/bin/python benchmarks/quantization.py [--tasks demo mobilenet_v2 re
 
 Part 1, per task: the teacher converted to float once, then uniform int8 by the TF converter,
 uniform int8 by LiteRT Quantizer with each range algorithm, int16 activations with int8 weights
-(a16w8), weight-only int8 / int4, and int8 with the k layers most sensitive to int8 kept float
-or a16w8: test accuracy (validation where the task has no test split), size, gzip size, the
-measured cpu-host latency and the simulated Edge TPU (USB) latency.
+(a16w8), int4 weights with int8 activations (w4a8), weight-only int8 / int4, and int8 with the
+k layers most sensitive to int8 kept float or a16w8: test accuracy (validation where the task
+has no test split), size, gzip size, the measured cpu-host latency and the simulated Edge TPU
+(USB) latency.
 
 Part 2, per task and seed: two searches of ``--trials`` trials (TPE, cpu-host) on the float file
 as a ``.tflite`` task, the same budget: ``uniform`` (quantization none / dynamic / float16 /
@@ -17,8 +18,9 @@ int8, min-max: what the converter offered) and ``mixed`` (every LiteRT mode, ran
 keep_sensitive k and keep_as). Prints the hypervolume of each front (1 - accuracy, latency /
 fp32 latency, gzip / fp32 gzip; reference (1, 2, 1.1)) and, for each member of the mixed
 search's front, the most accurate model of the uniform search of the same or smaller gzip size:
-"beats" when the member is more accurate, "smaller than any" when the uniform search has no
-model that small. ``--analyse-only`` reprints part 2 from the run directories of an earlier run.
+"beats" when the member is more accurate ("matched", "worse" otherwise), "smaller than any"
+when the uniform search has no model that small. ``--analyse-only`` reprints part 2 from the
+run directories of an earlier run.
 """
 
 from __future__ import annotations
@@ -47,7 +49,16 @@ TASKS = Path.home() / ".cache" / "autocompress-tasks"
 REFERENCE = np.array([1.0, 2.0, 1.1])
 UNIFORM = {"quantization": ["none", "dynamic", "float16", "int8"]}
 MIXED = {
-    "quantization": ["none", "dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4"],
+    "quantization": [
+        "none",
+        "dynamic",
+        "float16",
+        "int8",
+        "int16x8",
+        "w4a8",
+        "weight_int8",
+        "weight_int4",
+    ],
     "ptq_algorithm": ["min_max", "mse", "octav"],
     "keep_sensitive": [0, 1, 2, 4],
     "keep_as": ["float", "a16w8"],
@@ -86,6 +97,8 @@ def uniform_table(task: Task) -> tuple[pd.DataFrame, bytes, tuple[str, ...]]:
         add(f"int8 {algorithm}", "int8", algorithm=algorithm)
     for algorithm in ("min_max", "mse"):
         add(f"a16w8 {algorithm}", "int16x8", algorithm=algorithm)
+    for algorithm in ("min_max", "mse"):
+        add(f"w4a8 {algorithm}", "w4a8", algorithm=algorithm)
     add("weight-only int8", "weight_int8")
     for algorithm in ("min_max", "mse", "octav"):
         add(f"weight-only int4 {algorithm}", "weight_int4", algorithm=algorithm)
@@ -203,13 +216,14 @@ def main() -> None:
 
 def compare_fronts(mixed_dir: Path, uniform: pd.DataFrame, seed: int) -> list[str]:
     """Each mixed front member against the most accurate uniform model of the same or smaller
-    gzip size: "beats", "matched", or "smaller than any" (no uniform model that small)."""
+    gzip size: "beats", "matched", "worse", or "smaller than any" (no uniform model that
+    small)."""
     lines = []
     for _, r in pd.read_csv(mixed_dir / "pareto.csv").iterrows():
         same_or_smaller = uniform[uniform["gzip_bytes"] <= r.gzip_bytes]
         if len(same_or_smaller):
             best = same_or_smaller["accuracy"].max()
-            verdict = "beats" if r.accuracy > best else "matched"
+            verdict = "beats" if r.accuracy > best else "matched" if r.accuracy == best else "worse"
             against = f"best uniform at that size or smaller {best:.4f}"
         else:
             verdict, against = "smaller than any", "no uniform model that small"

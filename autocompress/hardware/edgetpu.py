@@ -93,6 +93,14 @@ def deployability(graph: Graph) -> str | None:
     for op in graph.ops:
         if op.macs and op.compute != "int8":
             return f"op {op.index} {op.name} computes in {op.compute}: the Edge TPU runs only int8"
+        weights = {
+            graph.tensors[t].dtype for t in op.inputs if t >= 0 and graph.tensors[t].constant
+        }
+        if op.macs and weights - {"int8", "uint8", "int32"}:  # int32: biases
+            kinds = ", ".join(sorted(weights - {"int8", "uint8", "int32"}))
+            return (
+                f"op {op.index} {op.name} has {kinds} weights: the Edge TPU takes only 8-bit ones"
+            )
     if not any(op.compute == "int8" for op in graph.ops):
         return "no int8 op: the model is not fully integer-quantized"
     return None

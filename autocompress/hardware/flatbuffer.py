@@ -33,7 +33,7 @@ _DTYPE_BYTES = {
     "float64": 8,
     "uint32": 4,
     "uint16": 2,
-    "int4": 1,
+    "int4": 0.5,  # two to a byte
     "bfloat16": 2,
 }
 _NUMPY = {
@@ -65,7 +65,7 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        return self.elements * _DTYPE_BYTES.get(self.dtype, 4)
+        return int(np.ceil(self.elements * _DTYPE_BYTES.get(self.dtype, 4)))
 
 
 @dataclass(frozen=True)

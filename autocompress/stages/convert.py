@@ -15,7 +15,7 @@ from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext, record_since
 from autocompress.stages._keras import excluded_layers
 from autocompress.stages.ptq import (
-    WEIGHT_ONLY_MODES,
+    LITERT_ONLY_MODES,
     calibration_samples,
     quantize_for,
     quantize_tflite,
@@ -24,7 +24,7 @@ from autocompress.stages.ptq import (
 # Post-training modes done by LiteRT Quantizer on the float file of the stage output: the TF
 # converter's tracing (12-15 s on a MobileNetV2) then runs once per stage output, and every
 # further mode of the same output costs only the quantization (about a second).
-LITERT_PTQ_MODES = ("dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4")
+LITERT_PTQ_MODES = ("dynamic", "float16", "int8", "int16x8", "w4a8", "weight_int8", "weight_int4")
 
 
 def uses_float_file(recipe: Recipe) -> bool:
@@ -97,15 +97,16 @@ def to_tflite(
     with int8 weights (float inputs and outputs), for accuracy-sensitive models; ``qat``
     converts a QAT model, whose quantization ranges were learned during fine-tuning;
     ``dynamic`` stores int8 weights; ``float16`` stores float16 weights; ``weight_int8`` /
-    ``weight_int4`` are LiteRT Quantizer's weight-only modes on the float file. ``sparse`` keeps
+    ``weight_int4`` (weight-only) and ``w4a8`` (int4 weights, int8 activations) are LiteRT
+    Quantizer's modes on the float file. ``sparse`` keeps
     pruned weights in a sparse encoding that XNNPACK's sparse inference can use.
 
     ``keep_float`` names layers that ``int8`` conversion leaves in float32 (with quantize /
     dequantize ops around them; inputs and outputs stay int8). The converter has no per-layer
     option for the other post-training modes.
     """
-    if mode in WEIGHT_ONLY_MODES:  # the converter has no weight-only mode: LiteRT Quantizer
-        return quantize_tflite(to_tflite(model, "none", sparse=sparse), mode)
+    if mode in LITERT_ONLY_MODES:  # the converter has no such mode: LiteRT Quantizer
+        return quantize_tflite(to_tflite(model, "none", sparse=sparse), mode, calibration)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     optimizations = [] if mode == "none" else [tf.lite.Optimize.DEFAULT]
     if sparse:

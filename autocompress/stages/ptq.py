@@ -11,6 +11,9 @@ Modes (the recipe's ``quantization``):
 * ``float16``: float16 weights (``FLOAT_CASTING``), float compute;
 * ``int8``: int8 weights and activations calibrated on training samples (``static_wi8_ai8``);
 * ``int16x8``: int16 activations with int8 weights (``static_wi8_ai16``);
+* ``w4a8``: int8 activations, int4 weights on convolutions and fully connected layers (the
+  ops LiteRT Quantizer 0.11 takes int4 weights for in an integer file; depthwise convolutions
+  keep int8 weights);
 * ``weight_int8`` / ``weight_int4``: weight-only int8 / int4, dequantized to float before each op.
 
 Inputs and outputs stay float unless ``integer_io`` asks for integer ones (the Edge TPU does):
@@ -22,8 +25,8 @@ ops only: every other op gets min-max ranges, so that an MSE int8 file is intege
 GPTQ serves fully connected layers only, and the convolutions of a static int8 / int16x8 GPTQ
 file stay float (mixing it with min-max ranges breaks the file);
 ``keep_sensitive`` keeps the k layers most sensitive to int8 at higher precision, ``keep_as``
-says which: ``float``, or ``a16w8`` (int16 activations, int8 weights; in an int8 file only,
-elsewhere they stay float).
+says which: ``float``, or ``a16w8`` (int16 activations, int8 weights; in an int8 or w4a8 file
+only, elsewhere they stay float).
 """
 
 from __future__ import annotations
@@ -45,17 +48,22 @@ if TYPE_CHECKING:
 
     from autocompress.records import Recipe
 
-LITERT_MODES = ("dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4")
+LITERT_MODES = ("dynamic", "float16", "int8", "int16x8", "w4a8", "weight_int8", "weight_int4")
 # The recipe's ptq_algorithm -> LiteRT Quantizer's AlgorithmName value, for the modes that take
 # one (static and weight-only); dynamic (the legacy recipe) and float16 have none.
 ALGORITHMS = {"min_max": "min_max_uniform_quantize", "mse": "MSE", "octav": "OCTAV", "gptq": "GPTQ"}
-ALGORITHM_MODES = ("int8", "int16x8", "weight_int8", "weight_int4")
+ALGORITHM_MODES = ("int8", "int16x8", "w4a8", "weight_int8", "weight_int4")
+# Modes whose activations are int8: kept layers can be widened to a16w8 there.
+INT8_ACTIVATION_MODES = ("int8", "w4a8")
 # Algorithms applied to the ops they serve with min-max ranges on every other op. Not GPTQ:
 # its fully connected layers with min-max ranges around them give a broken file (accuracy 0.1
 # on the demo), so a GPTQ file keeps LiteRT Quantizer's own choice (its convolutions float).
 MIN_MAX_ELSEWHERE = ("mse",)
 # Modes only LiteRT Quantizer produces; the Keras route converts to float first for them.
 WEIGHT_ONLY_MODES = ("weight_int8", "weight_int4")
+LITERT_ONLY_MODES = (*WEIGHT_ONLY_MODES, "w4a8")
+# Ops that take int4 weights in an integer (w4a8) file, as LiteRT Quantizer 0.11's policy allows.
+INT4_WEIGHT_OPS = ("CONV_2D", "FULLY_CONNECTED")
 
 
 def quantize_tflite(
@@ -92,6 +100,7 @@ def quantize_tflite(
     else:
         make = {
             "int8": recipe.static_wi8_ai8,
+            "w4a8": recipe.static_wi8_ai8,  # int4 weights on INT4_WEIGHT_OPS below
             "int16x8": recipe.static_wi8_ai16,
             "weight_int8": recipe.weight_only_wi8_afp32,
             "weight_int4": recipe.weight_only_wi4_afp32,
@@ -113,8 +122,17 @@ def quantize_tflite(
                     qt.update_quantization_recipe(
                         regex=".*", operation_name=name, op_config=config, algorithm_key=key
                     )
+        if mode == "w4a8":
+            for name in INT4_WEIGHT_OPS:
+                qt.add_static_config(
+                    regex=".*",
+                    operation_name=op(name),
+                    activation_num_bits=8,
+                    weight_num_bits=4,
+                    algorithm_key=key,
+                )
     for pattern in keep_float:
-        if keep_as == "a16w8" and mode == "int8":
+        if keep_as == "a16w8" and mode in INT8_ACTIVATION_MODES:
             qt.add_static_config(
                 regex=pattern,
                 operation_name=op.ALL_SUPPORTED,
@@ -188,7 +206,7 @@ def quantize_for(
         "integer_io": integer_io and mode in ("int8", "int16x8"),
         "size_bytes": len(tflite),
         "kept_float": list(keep),
-        "kept_as": (recipe.keep_as if mode == "int8" else "float") if keep else None,
+        "kept_as": (recipe.keep_as if mode in INT8_ACTIVATION_MODES else "float") if keep else None,
     }
     return tflite, facts
 

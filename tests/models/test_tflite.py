@@ -44,6 +44,7 @@ def test_each_mode_gives_its_kind_of_file(mode: str, float_tflite: bytes, tiny_t
         "float16": "float16",
         "int8": "int8",
         "int16x8": "int16",
+        "w4a8": "int8",  # int8 activations; its int4 weights: test_w4a8_...
         "weight_int8": "int8",
         "weight_int4": "int8",  # int4 weights are stored packed in int8 buffers
     }[mode]
@@ -62,6 +63,26 @@ def test_int4_weights_are_smaller_than_int8(float_tflite: bytes) -> None:
     assert len(int4) < len(int8)
 
 
+def test_w4a8_has_int4_weights_int8_activations(float_tflite: bytes, tiny_task: Task) -> None:
+    from autocompress.hardware import latency, load_profile, read_tflite
+
+    d = tiny_task.data
+    cal = d.x_train[:100]
+    w4a8 = quantize_tflite(float_tflite, "w4a8", cal)
+    int8 = quantize_tflite(float_tflite, "int8", cal)
+    graph = read_tflite(w4a8)
+    for op in graph.ops:
+        if op.name in ("CONV_2D", "FULLY_CONNECTED"):
+            assert op.compute == "int8"
+            weight = graph.tensors[op.inputs[1]]
+            assert weight.dtype == "int4" and weight.data_bytes <= (weight.elements + 1) // 2
+    assert len(w4a8) < len(int8)
+    assert accuracy(w4a8, d.x_val, d.y_val) >= accuracy(float_tflite, d.x_val, d.y_val) - 0.03
+    tpu = latency(w4a8, load_profile("edgetpu-usb"))  # the Edge TPU takes 8-bit weights only
+    assert not tpu.deployable and "int4 weights" in tpu.details["reason"]
+    assert latency(int8, load_profile("edgetpu-usb")).deployable
+
+
 def test_integer_io_on_request(float_tflite: bytes, tiny_task: Task) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -78,6 +99,8 @@ def test_keras_route_offers_weight_only_modes(tiny_task: Task) -> None:
     int4 = to_tflite(model, "weight_int4")
     assert len(int4) < len(to_tflite(model, "none"))
     assert accuracy(int4, d.x_val, d.y_val) > 0.5
+    w4a8 = to_tflite(model, "w4a8", d.x_train[:50])
+    assert accuracy(w4a8, d.x_val, d.y_val) > 0.5
 
 
 def test_search_of_a_tflite_model(tflite_task: Path, tmp_path: Path) -> None:
@@ -88,7 +111,7 @@ def test_search_of_a_tflite_model(tflite_task: Path, tmp_path: Path) -> None:
     done = trials[trials["state"] == "COMPLETE"]
     assert len(done) >= 4  # repeats of a built recipe are answered free, beyond the budget
     assert set(done["quantization"]) <= {
-        "none", "dynamic", "float16", "int8", "int16x8", "weight_int8", "weight_int4"
+        "none", "dynamic", "float16", "int8", "int16x8", "w4a8", "weight_int8", "weight_int4"
     }  # fmt: skip
     assert (done["accuracy"] > 0.5).all()
     assert (tmp_path / "run" / "pareto.csv").exists()
