@@ -215,9 +215,11 @@ def main() -> None:
 
 
 def compare_fronts(mixed_dir: Path, uniform: pd.DataFrame, seed: int) -> list[str]:
-    """Each mixed front member against the most accurate uniform model of the same or smaller
-    gzip size: "beats", "matched", "worse", or "smaller than any" (no uniform model that
-    small)."""
+    """Each mixed front member (the best mixed-precision recipes found: validation and test
+    accuracy, gzip size, measured cpu-host latency, simulated Edge TPU latency of its file)
+    against the most accurate uniform model of the same or smaller gzip size: "beats",
+    "matched", "worse", or "smaller than any" (no uniform model that small)."""
+    tpu = load_profile("edgetpu-usb")
     lines = []
     for _, r in pd.read_csv(mixed_dir / "pareto.csv").iterrows():
         same_or_smaller = uniform[uniform["gzip_bytes"] <= r.gzip_bytes]
@@ -228,10 +230,13 @@ def compare_fronts(mixed_dir: Path, uniform: pd.DataFrame, seed: int) -> list[st
         else:
             verdict, against = "smaller than any", "no uniform model that small"
         kept = f" {int(r.keep_sensitive)} kept {r.keep_as}" if r.keep_sensitive else ""
+        on_tpu = latency((mixed_dir / r.model_path).read_bytes(), tpu)
+        edgetpu = f"{on_tpu.median_ms:.3f} ms" if on_tpu.deployable else "not deployable"
+        test = f", test {r.test_accuracy:.4f}" if "test_accuracy" in r else ""
         lines.append(
             f"seed {seed} trial {int(r.trial)} [{verdict}]: {r.quantization} "
-            f"{r.ptq_algorithm}{kept}: val {r.accuracy:.4f} at {r.gzip_bytes / 1024:.1f} kB "
-            f"gzip; {against}"
+            f"{r.ptq_algorithm}{kept}: val {r.accuracy:.4f}{test} at {r.gzip_bytes / 1024:.1f} "
+            f"kB gzip, cpu {r['latency_ms_cpu-host']:.3f} ms, Edge TPU {edgetpu}; {against}"
         )
     return lines
 

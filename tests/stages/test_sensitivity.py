@@ -133,6 +133,15 @@ def test_kept_layers_as_a16w8_get_int16_activations(ranked, tiny_task: Task) -> 
     assert records[-1].facts["kept_as"] == "a16w8"
     weighted = [op.compute for op in read_tflite(mixed).ops if op.macs]
     assert sorted(weighted) == sorted(["int16x8"] + ["int8"] * (len(ranked) - 1))
+    # A w4a8 file has int8 activations too: its kept layer is widened the same way, and its
+    # other convolutions and fully connected layers carry int4 weights.
+    w4a8 = Recipe(quantization="w4a8", keep_sensitive=1, keep_as="a16w8")
+    w4_file, w4a8_records, _ = build_candidate(teacher, w4a8, ctx)
+    assert w4a8_records[-1].facts["kept_as"] == "a16w8"
+    graph = read_tflite(w4_file)
+    weights = {graph.tensors[op.inputs[1]].dtype for op in graph.ops if op.compute == "int8"
+               and op.name in ("CONV_2D", "FULLY_CONNECTED")}  # fmt: skip
+    assert weights == {"int4"} and "int16x8" in {op.compute for op in graph.ops}
     # Outside an int8 file there are no int8 activations to widen: the kept layer stays float.
     w4 = Recipe(quantization="weight_int4", keep_sensitive=1, keep_as="a16w8")
     _, w4_records, _ = build_candidate(teacher, w4, ctx)
