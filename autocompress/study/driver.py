@@ -286,7 +286,12 @@ class Driver:
     def _start(self, executor: RayExecutor, number: int, recipe: Recipe) -> None:
         margin = self.options.stop_margin
         stop = EarlyStop(self.front, margin) if margin is not None and self.front else None
-        executor.submit(TrialRequest(number, recipe, stop, self._entries_for(recipe)))
+        final = True
+        if self.fidelity is not None:
+            trial = self.running.get(number)
+            attrs = trial.user_attrs if trial is not None else {}
+            final = int(str(attrs.get("last_level", self.fidelity.top))) == self.fidelity.top
+        executor.submit(TrialRequest(number, recipe, stop, self._entries_for(recipe), final))
         self.building[number] = self._work_of(recipe)
 
     def _work_of(self, recipe: Recipe) -> set[str]:

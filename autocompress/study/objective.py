@@ -53,6 +53,9 @@ class TrialRequest:
     recipe: Recipe
     stop: EarlyStop | None = None  # the early-stop rule with the front as it was at submission
     cache_entries: dict[str, bytes] = field(default_factory=dict)  # by key, from the driver
+    # False for a multi-fidelity build below the top level: only its validation accuracy, size
+    # and latency rank it, so the test split, the audit and the .keras file are skipped.
+    final: bool = True
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ def _build_and_measure(
     data = ctx.task.data
     scores = predict(tflite, data.x_val)
     measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, scores=scores)
+    if not request.final:
+        record = TrialRecord(recipe, stages, measurement, time.perf_counter() - start)
+        return record, tflite, keras_file
     if data.has_test:
         assert data.x_test is not None and data.y_test is not None
         test_scores = predict(tflite, data.x_test)
@@ -171,7 +177,7 @@ def _build_keras(
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key
     )
-    keras_file = keras_file_bytes(final)
+    keras_file = keras_file_bytes(final) if request.final else None
     tf_keras.backend.clear_session()
     return tflite, stages, keras_file
 

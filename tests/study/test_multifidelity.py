@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -41,7 +42,9 @@ def _run(tmp_path: Path, task: Task, trials: int, **options: Any):
 def test_candidates_climb_the_levels_and_only_the_top_is_complete(
     tmp_path: Path, tiny_task: Task
 ) -> None:
-    result = _run(tmp_path, tiny_task, trials=8)
+    data = tiny_task.data
+    with_test = dataclasses.replace(data, x_test=data.x_val[:40], y_test=data.y_val[:40])
+    result = _run(tmp_path, dataclasses.replace(tiny_task, data=with_test), trials=8)
     trials = result.study.get_trials(deepcopy=False)
     new = [t for t in trials if "promoted_from" not in t.user_attrs]
     assert sum("reused_from" not in t.user_attrs for t in new if t.state.is_finished()) == 8
@@ -51,9 +54,16 @@ def test_candidates_climb_the_levels_and_only_the_top_is_complete(
         attrs = t.user_attrs
         if t.state == TrialState.COMPLETE and "reused_from" not in attrs:
             assert attrs["last_level"] == 2  # a result is built with the full training
+            assert attrs["record"]["measurement"]["test_accuracy"] is not None
+            assert attrs["record"]["audit"] is not None
         if t.state == TrialState.PRUNED and "level_values" in attrs:
             assert attrs["last_level"] < 2 and t.values is None
             assert attrs["stopped"].startswith(f"fidelity level {attrs['last_level']}")
+            # Below the top only validation accuracy, size and latency: no test-split peek,
+            # no audit, no model file.
+            assert attrs["record"]["measurement"]["test_accuracy"] is None
+            assert attrs["record"]["audit"] is None
+            assert not (tmp_path / "run" / "models" / f"trial_{t.number:04d}.keras").exists()
     by_number = {t.number: t for t in trials}
     for t in promoted:
         source = by_number[t.user_attrs["promoted_from"]]
