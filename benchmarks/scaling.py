@@ -4,8 +4,10 @@ per trial measured with trials that do no work.
 Run: ``.venv/bin/python benchmarks/scaling.py [--throughput-trials 12] [--noop-trials 300]
 [--task TASK.yaml --space SPACE --throughput-only]``
 
-1. The demo task, random sampler, same seed, ``--throughput-trials`` trials with 1 and then 2
-   workers: trials per minute of each and the ratio (same recipes in both runs).
+1. The demo task, random sampler, same seed, ``--throughput-trials`` trials with 1 worker
+   (one TensorFlow thread), 2 workers (one thread each) and, with ``--threads``, 1 worker with
+   2 TensorFlow threads (``--cpus-per-trial 2``): trials per minute of each and the ratios to
+   the first (same recipes in every run).
 2. The driver alone: a study of ``--noop-trials`` trials whose Ray task returns, at once, a copy
    of a real trial's outcome (record, ``.tflite`` and Keras bytes), with 8 in flight. Everything
    else is the real driver: ask, sampling, Ray round trip, model / audit / cache writes, tell,
@@ -34,13 +36,17 @@ from autocompress.stages.cache import root_key
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest, run_trial
 from autocompress.task import load_task
 
+# (workers, CPUs -- TensorFlow threads -- per trial) of the throughput runs.
+CONFIGS = ((1, 1), (2, 1))
+THREADS_CONFIG = (1, 2)
+
 
 def throughput(
-    root: Path, task, trials: int, space: str = "default"
-) -> dict[int, tuple[float, float]]:
+    root: Path, task, trials: int, space: str = "default", threads: bool = False
+) -> dict[tuple[int, int], tuple[float, float]]:
     rates = {}
-    for workers in (1, 2):
-        out = root / f"throughput-{workers}"
+    for workers, cpus in CONFIGS + ((THREADS_CONFIG,) if threads else ()):
+        out = root / f"throughput-{workers}-{cpus}"
         out.mkdir()
         if (root / TEACHER_FILE).is_file():
             shutil.copy(root / TEACHER_FILE, out / TEACHER_FILE)
@@ -50,13 +56,14 @@ def throughput(
             space=space,
             trials=trials,
             workers=workers,
+            cpus_per_trial=cpus,
             sampler="random",
             seed=0,
             out=out,
         )
         seconds = time.perf_counter() - start
         per_trial = result.trials["seconds"].dropna()
-        rates[workers] = (trials / seconds * 60, float(statistics.mean(per_trial)))
+        rates[workers, cpus] = (trials / seconds * 60, float(statistics.mean(per_trial)))
     return rates
 
 
@@ -98,16 +105,22 @@ def main() -> None:
     parser.add_argument("--task", default=None, help="a task YAML instead of the demo")
     parser.add_argument("--space", default="default", help="the space of the throughput runs")
     parser.add_argument("--throughput-only", action="store_true", help="skip the driver cost")
+    parser.add_argument(
+        "--threads", action="store_true", help="also 1 worker with 2 TensorFlow threads"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="autocompress-scaling-"))
     try:
         task = demo_task(cache_dir=root) if args.task is None else load_task(args.task)
-        rates = throughput(root, task, args.throughput_trials, args.space)
+        rates = throughput(root, task, args.throughput_trials, args.space, args.threads)
         name = "demo task" if args.task is None else args.task
         print(f"throughput, {name}, {args.throughput_trials} trials, random sampler, seed 0:")
-        for workers, (rate, trial_s) in rates.items():
-            print(f"  {workers} worker(s): {rate:5.2f} trials/min (mean trial {trial_s:.1f} s)")
-        print(f"  2 vs 1 workers: {rates[2][0] / rates[1][0]:.2f}x")
+        first = rates[CONFIGS[0]][0]
+        for (workers, cpus), (rate, trial_s) in rates.items():
+            print(
+                f"  {workers} worker(s) x {cpus} thread(s): {rate:5.2f} trials/min "
+                f"(mean trial {trial_s:.1f} s), {rate / first:.2f}x the first"
+            )
         if args.throughput_only:
             return
 
@@ -119,7 +132,7 @@ def main() -> None:
         print(f"\ndriver cost per trial (no-op trials, 8 in flight, {n} trials):")
         print(f"  trials 10-{10 + window}: {1000 * early:.1f} ms")
         print(f"  trials {n - window}-{n}: {1000 * cost:.1f} ms")
-        trial_s = rates[1][1]
+        trial_s = rates[CONFIGS[0]][1]
         print(
             f"\ndemo trial {trial_s:.1f} s: the driver costs {100 * cost / trial_s:.2f} % of it "
             f"at study size {args.noop_trials}; one driver keeps about "
