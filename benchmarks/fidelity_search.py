@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import yaml
 
 import autocompress
@@ -124,11 +125,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="/tmp/fidelity_search")
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="reprint the tables of the runs already in --out instead of running",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    for seed in args.seeds:
+    if args.summarize:
+        runs = json.loads((out / "runs.json").read_text())
+        args.seeds = sorted({r["seed"] for r in runs})
+    for seed in [] if args.summarize else args.seeds:
         for config in ("full", "multi-fidelity", "random"):
             runs.append(run(config, seed, args, out))
             (out / "runs.json").write_text(json.dumps(runs, indent=1))
@@ -138,8 +147,40 @@ def main() -> None:
                 f"trials in {r['wall_s']:.0f} s",
                 flush=True,
             )
+    print_table(runs, args)
+    print_costs(runs, out)
+
+
+def print_costs(runs: list[dict], out: Path) -> None:
+    """Where each configuration's worker time went: builds and mean seconds per build, by
+    fidelity level in the multi-fidelity runs (from each run's trials.csv)."""
+    print("\nbuilds per configuration (all seeds; finished builds, repeats answered free excluded)")
+    print(f"{'config':16s}{'level':>6s}{'builds':>8s}{'mean s':>8s}{'worker-min':>11s}")
+    for config in ("full", "multi-fidelity", "random"):
+        frames = [
+            pd.read_csv(out / f"{config}-{r['seed']}" / "trials.csv")
+            for r in runs
+            if r["config"] == config and (out / f"{config}-{r['seed']}" / "trials.csv").is_file()
+        ]
+        if not frames:
+            continue
+        table = pd.concat(frames)
+        built = table[table["seconds"].notna()]
+        if "reused_from" in built:
+            built = built[built["reused_from"].isna()]
+        groups = built.groupby("level") if "level" in built else [("-", built)]
+        for level, rows in groups:
+            name = level if isinstance(level, str) else f"L{int(level)}"
+            print(
+                f"{config:16s}{name:>6s}{len(rows):8d}{rows['seconds'].mean():8.1f}"
+                f"{rows['seconds'].sum() / 60:11.1f}"
+            )
+
+
+def print_table(runs: list[dict], args: argparse.Namespace) -> None:
     print(
-        f"\ntask {args.task or 'demo'}, space {args.space}, {args.minutes} min per run, "
+        f"\ntask {args.task or 'demo'}, space {args.space}, "
+        f"{max(r['wall_s'] for r in runs) / 60:.1f} min per run, "
         f"{args.workers} workers, reference point {REFERENCE.tolist()}"
     )
     print(
