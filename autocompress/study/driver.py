@@ -30,7 +30,7 @@ from autocompress.records import EPOCH_FIELDS, Recipe, TrialRecord
 from autocompress.space import SearchSpace
 from autocompress.study.constraints import Limits, constraint_values, for_sampler
 from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
-from autocompress.study.fidelity import Fidelity, Point, Rungs
+from autocompress.study.fidelity import Fidelity, Point, Rungs, guessing
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.storage import OpenStudy, driver_id
@@ -128,7 +128,9 @@ class Driver:
         # trial to measure the driver's own cost per trial.
         self.trial_fn = options.trial_fn
         self.fidelity = options.fidelity
-        self.rungs = Rungs(options.fidelity) if options.fidelity is not None else None
+        self.rungs = None
+        if options.fidelity is not None:
+            self.rungs = Rungs(options.fidelity, guess=guessing(ctx.task.data.y_val))
 
     def run(self, ray_address: str | None) -> None:
         from autocompress.study.executor import RayExecutor

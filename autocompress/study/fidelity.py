@@ -200,6 +200,19 @@ class Fidelity:
         return cls(levels=tuple(float(v) for v in levels), eta=eta)
 
 
+def guessing(labels: np.ndarray) -> float:
+    """The accuracy a model must exceed to be told from guessing on these validation labels:
+    the majority class's share (what a constant answer scores) plus two standard errors of an
+    accuracy measured on ``len(labels)`` samples. A candidate at or below it learned nothing
+    that this validation set can show, whatever its size and latency."""
+    labels = np.asarray(labels)
+    if not labels.size:
+        return 0.0
+    _, counts = np.unique(labels, return_counts=True)
+    share = float(counts.max() / labels.size)
+    return share + 2.0 * math.sqrt(share * (1.0 - share) / labels.size)
+
+
 @dataclass
 class Rungs:
     """Who reached each level with what values, and who went on from it.
@@ -211,6 +224,9 @@ class Rungs:
     fidelity: Fidelity
     results: list[dict[int, Point]] = field(default_factory=list)
     promoted: list[set[int]] = field(default_factory=list)
+    # The accuracy a candidate must beat to be told from guessing (see :func:`guessing`);
+    # None: no such bound (the median alone is the floor).
+    guess: float | None = None
 
     def __post_init__(self) -> None:
         n = self.fidelity.top + 1
@@ -230,11 +246,17 @@ class Rungs:
 
     def floor(self, level: int) -> float | None:
         """The accuracy a candidate needs to be promoted from ``level``: the median of the
-        level. Accuracy at a low level is not the final one, so no absolute floor fits every
-        level; the median keeps the useless half (tiny models that win on size and latency
-        alone) from being promoted, whatever the level's accuracy scale."""
+        level, and never less than :attr:`guess`. Accuracy at a low level is not the final one,
+        so no absolute floor fits every level; the median keeps the useless half (tiny models
+        that win on size and latency alone) from being promoted, whatever the level's accuracy
+        scale."""
         values = [p[0] for p in self.results[level].values()]
-        return float(np.median(values)) if values else None
+        if not values:
+            return None
+        median = float(np.median(values))
+        # A rung full of hopeless candidates (students after one epoch, all at chance) has a
+        # median at chance: the bound on guessing keeps those from being promoted anyway.
+        return median if self.guess is None else max(median, self.guess)
 
     def next_promotion(self) -> tuple[int, int] | None:
         """(candidate, the level it goes on from) due now, the highest level first; None."""

@@ -14,6 +14,7 @@ from autocompress.study.fidelity import (
     Rungs,
     contributions,
     front_indices,
+    guessing,
     hypervolume,
     promotions,
     ranking,
@@ -144,3 +145,27 @@ def test_a_build_counting_for_several_levels_is_promoted_through_them() -> None:
     rungs.add(0, 0, 1, (0.9, 1.0, 100))  # the same build at levels 0 and 1
     assert 0 in rungs.promoted[0] and 0 not in rungs.promoted[1]
     assert rungs.results[0][0] == rungs.results[1][0]
+
+
+def test_a_candidate_no_better_than_guessing_is_never_promoted() -> None:
+    """A rung whose median is at chance (students after one epoch): the tiny, fast student at
+    chance is the best by size and latency, yet guessing bounds the floor."""
+    labels = np.repeat(np.arange(10), 80)  # 800 balanced labels: chance 0.10
+    guess = guessing(labels)
+    assert 0.12 < guess < 0.125  # 0.10 + 2 standard errors of 0.0106
+    rungs = Rungs(_fidelity(), guess=guess)
+    for c, point in enumerate(
+        [(0.11, 0.1, 10), (0.10, 0.2, 20), (0.105, 0.3, 30), (0.80, 2.0, 900), (0.09, 1, 90)]
+    ):
+        rungs.add(c, 0, 0, point)
+    rungs.add(5, 0, 0, (0.13, 1.5, 800))
+    assert rungs.floor(0) == pytest.approx(guess)  # the median (0.1075) is below guessing
+    promoted = set()
+    for _ in range(2):  # 6 // 3 = 2 places: the two above the floor
+        due = rungs.next_promotion()
+        assert due is not None and due[1] == 0
+        rungs.going_on(due[0], 0)
+        promoted.add(due[0])
+    assert promoted == {3, 5}
+    assert rungs.next_promotion() is None  # candidate 0 (0.11, tiny, fast) never goes on
+    assert Rungs(_fidelity()).floor(0) is None and guessing(np.array([])) == 0.0
