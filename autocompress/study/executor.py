@@ -7,12 +7,16 @@ task gets a reference to it plus its :class:`TrialRequest`, and returns a :class
 driver's machine or filesystem. Each task reserves ``cpus_per_trial`` CPUs (and
 ``gpus_per_trial`` GPUs), so more trials than free CPUs queue instead of oversubscribing. A
 worker that dies (crash, out of memory) is retried at most once and then reported as a failed
-outcome.
+outcome. The retry runs with TensorFlow's oneDNN custom operations off: TensorFlow 2.21's
+oneDNN kernels corrupt memory on some shapes (tensorflow/tensorflow#117700; here a narrowed
+residual network died with ``free(): invalid pointer`` in fine-tuning and finished with them
+off), and the plain kernels only cost speed, not results.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable
 from types import TracebackType
@@ -30,12 +34,17 @@ def _run_here(trial_fn: TrialFn, ctx: TrialContext, request: TrialRequest) -> Tr
     return dataclasses.replace(outcome, node=ray.get_runtime_context().get_node_id())
 
 
-# A worker that dies is retried once, then its trial is FAIL. Ray counts kills by its memory
-# monitor separately from ``max_retries`` and retries those forever (measured: 7 attempts in
-# 2 minutes with ``max_retries=1``), unless the owner of the task -- this driver -- has
-# ``RAY_task_oom_retries`` set when it connects to Ray.
+log = logging.getLogger("autocompress")
+
+# A worker that dies is retried once (by this executor, not by Ray: the retry needs another
+# environment), then its trial is FAIL. Ray counts kills by its memory monitor separately from
+# ``max_retries`` and retries those forever (measured: 7 attempts in 2 minutes with
+# ``max_retries=1``), unless the owner of the task -- this driver -- has
+# ``RAY_task_oom_retries`` set when it connects to Ray: set to 0, the retry is ours alone.
 MAX_RETRIES = 1
 OOM_RETRIES_ENV = "RAY_task_oom_retries"
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+RETRY_ENV = {**WORKER_ENV, "TF_ENABLE_ONEDNN_OPTS": "0"}  # read when TensorFlow is imported
 
 
 class RayExecutor:
@@ -55,30 +64,31 @@ class RayExecutor:
         self._cpus = cpus_per_trial
         self._gpus = gpus_per_trial
         self._started = False
-        self._pending: dict[ray.ObjectRef, int] = {}
+        self._pending: dict[ray.ObjectRef, tuple[TrialRequest, int]] = {}  # request, attempt
         self._ctx_ref: ray.ObjectRef | None = None
         self._remote = None
+        self._retry = None
         self._fn_ref: ray.ObjectRef | None = None
 
     def __enter__(self) -> RayExecutor:
         if not ray.is_initialized():
             # Read by this process's Ray core worker, which owns every trial task.
-            os.environ.setdefault(OOM_RETRIES_ENV, str(MAX_RETRIES))
+            os.environ.setdefault(OOM_RETRIES_ENV, "0")
             ray.init(
                 address=self._address,
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
-                runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}},
+                runtime_env={"env_vars": WORKER_ENV},
             )
             self._started = True
         self._ctx_ref = ray.put(self._ctx)
         self._fn_ref = ray.put(self._trial_fn)
-        self._remote = ray.remote(_run_here).options(
-            num_cpus=self._cpus,
-            num_gpus=self._gpus,
-            max_retries=MAX_RETRIES,
-            retry_exceptions=False,
+        options = {"num_cpus": self._cpus, "num_gpus": self._gpus, "max_retries": 0}
+        task = ray.remote(_run_here)
+        self._remote = task.options(**options, retry_exceptions=False)
+        self._retry = task.options(
+            **options, retry_exceptions=False, runtime_env={"env_vars": RETRY_ENV}
         )
         return self
 
@@ -99,15 +109,20 @@ class RayExecutor:
         return len(self._pending)
 
     def pending_numbers(self) -> list[int]:
-        return sorted(self._pending.values())
+        return sorted(request.number for request, _ in self._pending.values())
 
-    def submit(self, request: TrialRequest) -> None:
+    def submit(self, request: TrialRequest, attempt: int = 0) -> None:
+        """Start ``request``; ``attempt`` > 0 runs it in a worker with oneDNN's custom ops off."""
         assert self._remote is not None, "use RayExecutor as a context manager"
-        ref = self._remote.remote(self._fn_ref, self._ctx_ref, request)
-        self._pending[ref] = request.number
+        remote = self._retry if attempt > 0 else self._remote
+        ref = remote.remote(self._fn_ref, self._ctx_ref, request)
+        self._pending[ref] = (request, attempt)
 
     def wait(self, timeout: float | None = None) -> list[TrialOutcome]:
-        """Block until at least one trial finishes (or ``timeout``); return the finished ones."""
+        """Block until at least one trial finishes (or ``timeout``); return the finished ones.
+
+        A trial whose worker died for the first time is not returned but started again (see the
+        module's docstring), so the list can be empty before ``timeout``."""
         if not self._pending:
             return []
         done, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
@@ -115,11 +130,21 @@ class RayExecutor:
             done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)
         outcomes = []
         for ref in done:
-            number = self._pending.pop(ref)
+            request, attempt = self._pending.pop(ref)
             try:
                 outcomes.append(ray.get(ref))
             except ray.exceptions.RayError as exc:
-                # The worker died (crash, out of memory) even after the bounded retry.
+                # The worker died (crash, out of memory).
                 line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                outcomes.append(TrialOutcome(number, error=f"{type(exc).__name__}: {line}"[:300]))
+                reason = f"{type(exc).__name__}: {line}"
+                if attempt < MAX_RETRIES:
+                    log.warning(
+                        "trial %d: its worker died (%s); retrying it with TensorFlow's oneDNN "
+                        "custom operations off",
+                        request.number,
+                        reason[:200],
+                    )
+                    self.submit(request, attempt + 1)
+                    continue
+                outcomes.append(TrialOutcome(request.number, error=reason[:300]))
         return outcomes

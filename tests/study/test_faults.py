@@ -26,6 +26,28 @@ def die_on_int8(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
     return TrialOutcome(request.number, error="ok: not built in this test")
 
 
+def die_with_onednn(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
+    """A trial that dies like TensorFlow's oneDNN memory corruption: only with oneDNN's ops on."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0":
+        os.abort()
+    return TrialOutcome(request.number, error=f"ok: ran with pid {os.getpid()}")
+
+
+def test_a_worker_crash_is_retried_once_with_onednn_off(tiny_task, caplog) -> None:
+    ctx = TrialContext(task=tiny_task, profiles=())
+    with caplog.at_level("WARNING", logger="autocompress"):
+        with RayExecutor(ctx, trial_fn=die_with_onednn) as executor:
+            executor.submit(TrialRequest(0, Recipe()))
+            outcomes: list[TrialOutcome] = []
+            deadline = time.monotonic() + 120
+            while executor.in_flight and time.monotonic() < deadline:
+                assert executor.pending_numbers() == [0]
+                outcomes += executor.wait(timeout=1.0)
+    assert [o.number for o in outcomes] == [0]
+    assert outcomes[0].error.startswith("ok: ran"), outcomes[0].error
+    assert "trial 0: its worker died" in caplog.text and "oneDNN" in caplog.text
+
+
 def test_dead_worker_is_a_bounded_failure_and_others_go_on(tiny_task) -> None:
     ctx = TrialContext(task=tiny_task, profiles=())
     with RayExecutor(ctx, trial_fn=die_on_int8) as executor:
