@@ -10,7 +10,7 @@ worker that dies (crash, out of memory) is retried at most once and then reporte
 outcome. The retry runs with TensorFlow's oneDNN custom operations off: TensorFlow 2.21's
 oneDNN kernels corrupt memory on some shapes (tensorflow/tensorflow#117700; here a narrowed
 residual network died with ``free(): invalid pointer`` in fine-tuning and finished with them
-off), and the plain kernels only cost speed, not results.
+off); the plain kernels compute the same operations, without oneDNN's fused CPU kernels.
 """
 
 from __future__ import annotations
