@@ -3,12 +3,15 @@ search at full fidelity (issue 18). Same task, workers, time budget and seeds, r
 the other, the three configurations interleaved seed by seed.
 
 Run: ``.venv/bin/python benchmarks/fidelity_search.py [--task TASK.yaml] [--space default]
-[--minutes 6] [--seeds 0 1 2] [--workers 2] [--out /tmp/fidelity_search]``
-(no ``--task``: the built-in digits demo).
+[--minutes 6] [--seeds 0 1 2] [--workers 2] [--out /tmp/fidelity_search]
+[--configs full multi-fidelity random] [--levels 0 1]`` (no ``--task``: the built-in digits
+demo). Runs already in ``--out`` are kept (a new run replaces the one of the same configuration
+and seed), so a configuration can be added to an earlier comparison; the tables cover them all.
 
 * ``full``: the space as given, ``--fidelity off`` (TPE, the early stop at its default margin);
 * ``multi-fidelity``: the same space with its ``fidelity:`` entry (or levels [0, 0.34, 1] and
-  eta 3 when it has none), ``--fidelity auto``;
+  eta 3 when it has none), ``--fidelity auto``; with ``--levels`` those levels instead, and
+  the configuration is named after them (``mf-0-1``);
 * ``random``: random sampler, ``--fidelity off``, no early stop.
 
 Each run stops hard at ``--minutes`` after it started (what is still building then is
@@ -42,6 +45,7 @@ from autocompress.study.fidelity import hypervolume
 from autocompress.study.rundir import STUDY_NAME, RunDir
 
 REFERENCE = np.array([1.0, 2.0, 1.1])
+CONFIGS = ("full", "multi-fidelity", "random")
 DEFAULT_LEVELS = {"levels": [0.0, 0.34, 1.0], "eta": 3}
 
 
@@ -49,16 +53,26 @@ class Deadline(Exception):
     """Raised from the progress callback when a run's budget is spent."""
 
 
+def config_name(config: str, levels: list[float] | None) -> str:
+    """``multi-fidelity`` with its levels given on the command line is named after them."""
+    if config != "multi-fidelity" or not levels:
+        return config
+    return "mf-" + "-".join(f"{level:g}" for level in levels)
+
+
 def run(config: str, seed: int, args: argparse.Namespace, out: Path) -> dict:
     space = yaml.safe_load(resolve_space(args.space).read_text())
     options: dict = {"fidelity": "off"}
     if config == "multi-fidelity":
         space.setdefault("fidelity", DEFAULT_LEVELS)
+        if args.levels:
+            space["fidelity"] = {**space["fidelity"], "levels": args.levels}
         options = {"fidelity": "auto"}
     else:
         space.pop("fidelity", None)
     if config == "random":
         options.update(sampler="random", stop_margin=None)
+    config = config_name(config, args.levels)
     run_dir = out / f"{config}-{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -126,27 +140,47 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="/tmp/fidelity_search")
     parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=CONFIGS,
+        default=list(CONFIGS),
+        help="which configurations to run (a seed's full run must be in --out or among them)",
+    )
+    parser.add_argument(
+        "--levels",
+        type=float,
+        nargs="+",
+        help="the multi-fidelity run's levels instead of the space's (the last 1.0)",
+    )
+    parser.add_argument(
         "--summarize",
         action="store_true",
         help="reprint the tables of the runs already in --out instead of running",
     )
     args = parser.parse_args()
+    if args.levels and args.levels[-1] != 1.0:
+        parser.error("--levels: the last level must be 1.0 (full training)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    if args.summarize:
-        runs = json.loads((out / "runs.json").read_text())
-        args.seeds = sorted({r["seed"] for r in runs})
+    saved = out / "runs.json"
+    runs = json.loads(saved.read_text()) if saved.is_file() else []
     for seed in [] if args.summarize else args.seeds:
-        for config in ("full", "multi-fidelity", "random"):
-            runs.append(run(config, seed, args, out))
-            (out / "runs.json").write_text(json.dumps(runs, indent=1))
+        for config in [c for c in CONFIGS if c in args.configs]:
+            result = run(config, seed, args, out)
+            runs = [
+                r
+                for r in runs
+                if (r["config"], r["seed"]) != (config_name(config, args.levels), seed)
+            ]
+            runs.append(result)
+            saved.write_text(json.dumps(runs, indent=1))
             r = runs[-1]
             print(
                 f"{config} seed {seed}: {len(r['points'])} results from {r['builds']} "
                 f"trials in {r['wall_s']:.0f} s",
                 flush=True,
             )
+    args.seeds = sorted({r["seed"] for r in runs})
     print_table(runs, args)
     print_costs(runs, out)
 
@@ -156,7 +190,7 @@ def print_costs(runs: list[dict], out: Path) -> None:
     fidelity level in the multi-fidelity runs (from each run's trials.csv)."""
     print("\nbuilds per configuration (all seeds; finished builds, repeats answered free excluded)")
     print(f"{'config':16s}{'level':>6s}{'builds':>8s}{'mean s':>8s}{'worker-min':>11s}")
-    for config in ("full", "multi-fidelity", "random"):
+    for config in dict.fromkeys(r["config"] for r in runs):
         frames = [
             pd.read_csv(out / f"{config}-{r['seed']}" / "trials.csv")
             for r in runs
@@ -188,9 +222,12 @@ def print_table(runs: list[dict], args: argparse.Namespace) -> None:
         + "".join(f"{f'HV@{q}%':>9s}" for q in (25, 50, 75, 100))
         + f"{'t95/T_full':>12s}"
     )
-    ratios: list[float] = []
+    ratios: dict[str, list[float]] = {}
     for seed in args.seeds:
         by = {r["config"]: r for r in runs if r["seed"] == seed}
+        if "full" not in by:
+            print(f"seed {seed}: no full run in --out to compare with; left out")
+            continue
         full = by["full"]
         baseline = next(v for _, v, n in full["points"] if n == 0)  # trial 0: the fp32 baseline
         final_full = hv_curve(full["points"], baseline, [full["wall_s"]])[0]
@@ -211,19 +248,23 @@ def print_table(runs: list[dict], args: argparse.Namespace) -> None:
                 share = reach / full["wall_s"] if reach is not None else float("inf")
                 # the full run's wall time is its budget (runs stop hard at the deadline)
                 cell = f"{share:12.2f}" if reach is not None else f"{'never':>12s}"
-                if config == "multi-fidelity":
-                    ratios.append(share)
+                if config != "random":
+                    ratios.setdefault(config, []).append(share)
             print(
                 f"{config:16s}{seed:5d}{len(r['points']):8d}"
                 + "".join(f"{h:9.4f}" for h in curve)
                 + cell
             )
-    median = statistics.median(ratios)
-    print(
-        f"\nmulti-fidelity time to 95 % of the full run's final HV, median of {len(ratios)} "
-        "seeds: "
-        + (f"{median:.2f} x the budget" if median != float("inf") else "not reached in the budget")
-    )
+    for config, shares in ratios.items():
+        median = statistics.median(shares)
+        print(
+            f"\n{config} time to 95 % of the full run's final HV, median of {len(shares)} seeds: "
+            + (
+                f"{median:.2f} x the budget"
+                if median != float("inf")
+                else "not reached in the budget"
+            )
+        )
 
 
 if __name__ == "__main__":
