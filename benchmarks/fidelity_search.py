@@ -176,7 +176,7 @@ def main() -> None:
             saved.write_text(json.dumps(runs, indent=1))
             r = runs[-1]
             print(
-                f"{config} seed {seed}: {len(r['points'])} results from {r['builds']} "
+                f"{r['config']} seed {seed}: {len(r['points'])} results from {r['builds']} "
                 f"trials in {r['wall_s']:.0f} s",
                 flush=True,
             )
