@@ -1,11 +1,12 @@
-"""Compression audit: what a compressed model costs beyond its average accuracy, and where it
+"""Compression audit: what a compressed model costs beyond its average quality, and where it
 came from.
 
-Against the uncompressed teacher on the same validation data: accuracy per class and the largest
-per-class drop, agreement with the teacher's predictions, and accuracy under small Gaussian input
-noise (both models, same noise). The lineage (hashes of the teacher and the data, the recipe,
-library versions, each stage's facts, the hash of the produced ``.tflite``) makes a review
-possible from the files alone.
+Against the uncompressed teacher on the same validation data, in the task's metric: where the
+targets are classes, accuracy per class and the largest per-class drop and agreement with the
+teacher's predictions; otherwise the quantiles of the metric's per-sample scores (its errors);
+both, the metric under small Gaussian input noise (both models, same noise). The lineage (hashes
+of the teacher and the data, the recipe, library versions, each stage's facts, the hash of the
+produced ``.tflite``) makes a review possible from the files alone.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autocompress.metrics import Arrays, Metric, Quality, predicted_classes
 from autocompress.records import Audit
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from autocompress.task import Task, TaskData
 
 NOISE_SIGMA = 0.05  # noise std as a fraction of the training data's std
+QUANTILES = (0.5, 0.9, 0.99)  # of the per-sample scores, for metrics that are not per-class
 LIBRARIES = (
     "autocompress",
     "tensorflow",
@@ -44,71 +47,90 @@ def class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float
 
 
 def compare(
-    candidate: np.ndarray,
-    teacher: np.ndarray,
-    labels: np.ndarray,
-    candidate_noisy: np.ndarray,
-    teacher_noisy: np.ndarray,
+    metric: Metric,
+    labels: Arrays,
+    candidate: Arrays,
+    teacher: Arrays,
+    candidate_noisy: Arrays,
+    teacher_noisy: Arrays,
     noise_sigma: float,
 ) -> Audit:
-    """The audit numbers from predicted classes (clean and noisy inputs) of both models."""
-    mine, theirs = class_accuracy(candidate, labels), class_accuracy(teacher, labels)
-    drops = {c: theirs[c] - mine[c] for c in mine}
-    worst = max(drops, key=lambda c: (drops[c], -int(c)))
-    return Audit(
-        per_class_accuracy=mine,
-        teacher_per_class_accuracy=theirs,
-        max_class_drop=float(drops[worst]),
-        worst_class=worst,
-        agreement=float(np.mean(candidate == teacher)),
+    """The audit from both models' outputs on the clean and the noisy validation inputs."""
+    noise = Audit(
         noise_sigma=noise_sigma,
-        noise_accuracy=float(np.mean(candidate_noisy == labels)),
-        teacher_noise_accuracy=float(np.mean(teacher_noisy == labels)),
+        noise_quality=metric(labels, candidate_noisy),
+        teacher_noise_quality=metric(labels, teacher_noisy),
     )
+    if metric.classification and not isinstance(labels, dict):
+        truth = np.asarray(labels).reshape(-1)
+        mine_cls = predicted_classes(candidate).reshape(-1)
+        theirs_cls = predicted_classes(teacher).reshape(-1)
+        mine, theirs = class_accuracy(mine_cls, truth), class_accuracy(theirs_cls, truth)
+        drops = {c: theirs[c] - mine[c] for c in mine}
+        worst = max(drops, key=lambda c: (drops[c], -int(c)))
+        return dataclasses.replace(
+            noise,
+            per_class_accuracy=mine,
+            teacher_per_class_accuracy=theirs,
+            max_class_drop=float(drops[worst]),
+            worst_class=worst,
+            agreement=float(np.mean(mine_cls == theirs_cls)),
+        )
+    return dataclasses.replace(
+        noise,
+        error_quantiles=_quantiles(metric, labels, candidate),
+        teacher_error_quantiles=_quantiles(metric, labels, teacher),
+    )
+
+
+def _quantiles(metric: Metric, labels: Arrays, outputs: Arrays) -> dict[str, float]:
+    per_sample = metric.score(labels, outputs).per_sample
+    if per_sample is None:
+        return {}
+    values = np.quantile(per_sample, QUANTILES)
+    return {f"p{round(q * 100)}": round(float(v), 6) for q, v in zip(QUANTILES, values)}
 
 
 @dataclass(frozen=True)
 class TeacherReference:
-    """The teacher's predicted classes on the validation inputs, clean and noisy.
+    """The teacher's outputs on the validation inputs, clean and noisy.
 
     The same for every trial of a search, so the driver computes them once
     (:func:`teacher_reference`) and sends them with the trial context instead of every trial
     running the teacher twice.
     """
 
-    clean: np.ndarray
-    noisy: np.ndarray
+    clean: Arrays
+    noisy: Arrays
 
 
 def teacher_reference(
-    predict: Callable[[np.ndarray], np.ndarray],
+    predict: Callable[[Arrays], Arrays],
     data: TaskData,
     seed: int,
     sigma: float = NOISE_SIGMA,
 ) -> TeacherReference:
-    """The teacher's classes on the validation inputs, clean and noisy; ``predict`` gives the
-    teacher's class scores (a Keras model's or a ``.tflite`` file's)."""
-
-    def classes(x: np.ndarray) -> np.ndarray:
-        return np.argmax(predict(x), axis=-1)
-
-    return TeacherReference(classes(data.x_val), classes(noisy(data, sigma, seed)))
+    """The teacher's outputs on the validation inputs, clean and noisy; ``predict`` runs the
+    teacher (a Keras model or a ``.tflite`` file)."""
+    return TeacherReference(predict(data.x_val), predict(noisy(data, sigma, seed)))
 
 
-def noisy(data: TaskData, sigma: float = NOISE_SIGMA, seed: int = 0) -> np.ndarray:
-    """The validation inputs plus Gaussian noise of ``sigma`` times the training data's std."""
+def noisy(data: TaskData, sigma: float = NOISE_SIGMA, seed: int = 0) -> Arrays:
+    """The validation inputs plus Gaussian noise of ``sigma`` times the training data's std
+    (each float input its own; integer inputs such as token ids stay as they are)."""
     rng = np.random.default_rng(seed)
-    scale = sigma * float(np.std(data.x_train))
-    noise = rng.normal(0.0, scale, size=data.x_val.shape)
-    return (data.x_val + noise).astype(data.x_val.dtype)
 
+    def add(x_val: np.ndarray, x_train: np.ndarray) -> np.ndarray:
+        if not np.issubdtype(x_val.dtype, np.floating):
+            return x_val
+        scale = sigma * float(np.std(x_train))
+        return (x_val + rng.normal(0.0, scale, size=x_val.shape)).astype(x_val.dtype)
 
-def sha256_arrays(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for arr in arrays:
-        h.update(f"{arr.shape}{arr.dtype}".encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
+    if isinstance(data.x_val, dict):
+        assert isinstance(data.x_train, dict)
+        return {k: add(v, data.x_train[k]) for k, v in sorted(data.x_val.items())}
+    assert isinstance(data.x_train, np.ndarray)
+    return add(data.x_val, data.x_train)
 
 
 def teacher_sha256(task: Task) -> str:
@@ -132,7 +154,7 @@ def lineage(task: Task, tflite: bytes, seed: int) -> dict[str, Any]:
     d = task.data
     return {
         "teacher_sha256": teacher_sha256(task),
-        "data_sha256": sha256_arrays(d.x_train, d.y_train, d.x_val, d.y_val),
+        "data_sha256": d.digest(),
         "task": task.source,
         "seed": seed,
         "tflite_sha256": hashlib.sha256(tflite).hexdigest(),
@@ -140,17 +162,20 @@ def lineage(task: Task, tflite: bytes, seed: int) -> dict[str, Any]:
     }
 
 
-def audit_document(number: int, record: TrialRecord, model_path: str) -> dict[str, Any]:
-    """The ``<model>.audit.json`` content: recipe, stages, measurements, audit and lineage."""
+def audit_document(
+    number: int, record: TrialRecord, model_path: str, quality: Quality
+) -> dict[str, Any]:
+    """The ``<model>.audit.json`` content: recipe, stages, measurements (named after the
+    metric), audit and lineage."""
     m = record.measurement
     return {
         "trial": number,
         "model": model_path,
         "recipe": record.recipe.to_dict(),
         "measurement": {
-            "accuracy": m.accuracy,
-            "accuracy_split": "validation",
-            "test_accuracy": m.test_accuracy,
+            quality.column: m.quality,
+            f"{quality.column}_split": "validation",
+            quality.test_column: m.test_quality,
             "size_bytes": m.size_bytes,
             "gzip_bytes": m.gzip_bytes,
             "latency_ms": {p: lat.median_ms for p, lat in m.latency.items()},

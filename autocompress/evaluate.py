@@ -1,4 +1,4 @@
-"""Measure a deployed ``.tflite`` artifact: accuracy with LiteRT, size, gzip size, latency.
+"""Measure a deployed ``.tflite`` artifact: the task's metric with LiteRT, size, gzip size, latency.
 
 Everything here reads the converted file, never the Keras model: the file is what ships.
 """
@@ -13,25 +13,27 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from autocompress.hardware import HardwareProfile, latency, read_tflite
+from autocompress.metrics import Arrays, Metric
 from autocompress.records import Measurement
 
 
 def evaluate(
     tflite: bytes,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    x_val: Arrays,
+    y_val: Arrays,
     profiles: Sequence[HardwareProfile],
-    scores: np.ndarray | None = None,
+    metric: Metric,
+    outputs: Arrays | None = None,
 ) -> Measurement:
-    """Accuracy on the validation data, sizes, tensor dtypes and latency on every profile.
+    """The metric on the validation data, sizes, tensor dtypes and latency on every profile.
 
-    ``scores`` are the file's outputs on ``x_val`` when the caller already has them.
+    ``outputs`` are the file's outputs on ``x_val`` when the caller already has them.
     """
     graph = read_tflite(tflite, "candidate")
-    if scores is None:
-        scores = predict(tflite, x_val)
+    if outputs is None:
+        outputs = predict(tflite, x_val)
     return Measurement(
-        accuracy=float(np.mean(np.argmax(scores, axis=-1) == y_val)),
+        quality=metric(y_val, outputs),
         size_bytes=len(tflite),
         gzip_bytes=gzip_size(tflite),
         latency={p.name: latency(tflite, p, graph) for p in profiles},
@@ -53,12 +55,16 @@ def tensor_dtypes(tflite: bytes) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def predict(tflite: bytes, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Class scores for ``x``, quantizing inputs and dequantizing outputs as the file requires.
+def predict(tflite: bytes, x: Arrays, batch: int = 64) -> Arrays:
+    """The file's outputs for ``x``, quantizing inputs and dequantizing outputs as it requires.
 
-    A file whose batch dimension is fixed (litert-torch exports batch 1, with reshapes that
-    assume it) is run in batches of that size, never resized."""
+    ``x`` is one array, or a dict by input name; a file with several inputs or outputs is run
+    through its signature, so that tensors are matched by name, never by position, and gives a
+    dict by output name. A file whose batch dimension is fixed (litert-torch exports batch 1,
+    with reshapes that assume it) is run in batches of that size, never resized."""
     interpreter = Interpreter(model_content=tflite, num_threads=1)
+    if isinstance(x, dict) or len(interpreter.get_output_details()) > 1:
+        return _predict_named(interpreter, x, batch)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     signature = inp.get("shape_signature", inp["shape"])
@@ -86,8 +92,44 @@ def predict(tflite: bytes, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def accuracy(tflite: bytes, x_val: np.ndarray, y_val: np.ndarray) -> float:
-    return float(np.mean(np.argmax(predict(tflite, x_val), axis=-1) == y_val))
+def quality(tflite: bytes, x: Arrays, y: Arrays, metric: Metric) -> float:
+    """The metric of the file's outputs on ``x`` against ``y``."""
+    return metric(y, predict(tflite, x))
+
+
+def _predict_named(interpreter: Interpreter, x: Arrays, batch: int) -> Arrays:
+    """Run through the file's (only) signature: inputs and outputs by name."""
+    signatures = interpreter.get_signature_list()
+    if len(signatures) != 1:
+        raise ValueError(
+            f"a file with several inputs or outputs needs exactly one signature, has "
+            f"{len(signatures)}"
+        )
+    runner = interpreter.get_signature_runner(next(iter(signatures)))
+    in_details, out_details = runner.get_input_details(), runner.get_output_details()
+    inputs = x if isinstance(x, dict) else {next(iter(in_details)): x}
+    missing = sorted(set(in_details) - set(inputs))
+    if missing:
+        raise ValueError(f"no data for the file's input {missing[0]!r}")
+    n = len(next(iter(inputs.values())))
+    fixed = {
+        int(d["shape_signature"][0]) if len(d["shape_signature"]) else -1
+        for d in in_details.values()
+    }
+    step = max(fixed) if max(fixed) > 0 else batch
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in out_details}
+    for start in range(0, n, step):
+        feed = {}
+        for name, detail in in_details.items():
+            xb = np.asarray(inputs[name][start : start + step])
+            if step != batch and len(xb) != step:  # fixed batch: pad, drop the padding below
+                xb = np.concatenate([xb, np.zeros((step - len(xb), *xb.shape[1:]), xb.dtype)])
+            feed[name] = _quantize(xb, detail)
+        got = runner(**feed)
+        taken = min(step, n - start)
+        for name, detail in out_details.items():
+            chunks[name].append(_dequantize(got[name], detail)[:taken])
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

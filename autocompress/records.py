@@ -113,34 +113,43 @@ class LatencyResult:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Accuracy, size and latency of one deployed ``.tflite`` artifact.
+    """Quality, size and latency of one deployed ``.tflite`` artifact.
 
-    ``accuracy`` is on the validation split (what the search optimises); ``test_accuracy`` on the
-    task's test split when it has one (reported only, never used to choose).
+    ``quality`` is the task's metric (:mod:`autocompress.metrics`) on the validation split (what
+    the search optimises); ``test_quality`` on the task's test split when it has one (reported
+    only, never used to choose).
     """
 
-    accuracy: float
+    quality: float
     size_bytes: int
     gzip_bytes: int
     latency: dict[str, LatencyResult]
     tensor_dtypes: dict[str, int]
     peak_ram_bytes: int = 0
     macs: int = 0
-    test_accuracy: float | None = None
+    test_quality: float | None = None
 
 
 @dataclass(frozen=True)
 class Audit:
-    """Per-class and robustness numbers of one candidate next to the teacher's."""
+    """What a candidate costs beyond its average quality, next to the teacher's figures.
 
-    per_class_accuracy: dict[str, float]
-    teacher_per_class_accuracy: dict[str, float]
-    max_class_drop: float  # teacher minus candidate accuracy on the worst class (may be < 0)
-    worst_class: str
-    agreement: float  # share of validation samples where both predict the same class
+    Per-class figures where the targets are classes (``max_class_drop``: teacher minus candidate
+    accuracy on the worst class, may be < 0; ``agreement``: share of samples where both predict
+    the same class); otherwise the quantiles of the metric's per-sample scores (``error_*``,
+    where the metric has them). Both kinds: the metric under Gaussian input noise.
+    """
+
     noise_sigma: float
-    noise_accuracy: float
-    teacher_noise_accuracy: float
+    noise_quality: float | None
+    teacher_noise_quality: float | None
+    per_class_accuracy: dict[str, float] = field(default_factory=dict)
+    teacher_per_class_accuracy: dict[str, float] = field(default_factory=dict)
+    max_class_drop: float | None = None
+    worst_class: str | None = None
+    agreement: float | None = None
+    error_quantiles: dict[str, float] = field(default_factory=dict)
+    teacher_error_quantiles: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +157,30 @@ class Audit:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Audit:
-        return cls(**data)
+        data = dict(data)
+        for old, new in (
+            ("noise_accuracy", "noise_quality"),
+            ("teacher_noise_accuracy", "teacher_noise_quality"),
+        ):
+            if old in data:  # runs before the metric was the task's own
+                data[new] = data.pop(old)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def columns(self, quality_name: str) -> dict[str, Any]:
+        """The audit's columns of ``trials.csv`` (``noise_<metric>``; per-class or error
+        figures where the audit has them)."""
+        row: dict[str, Any] = {}
+        if self.max_class_drop is not None:
+            row["max_class_drop"] = round(self.max_class_drop, 4)
+            row["worst_class"] = self.worst_class
+        if self.agreement is not None:
+            row["teacher_agreement"] = round(self.agreement, 4)
+        if self.noise_quality is not None:
+            row[f"noise_{quality_name}"] = round(self.noise_quality, 4)
+        for k, v in self.error_quantiles.items():
+            row[f"error_{k}"] = v
+        return row
 
 
 @dataclass(frozen=True)
@@ -168,14 +200,14 @@ class TrialRecord:
     def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
         m = data["measurement"]
         measurement = Measurement(
-            accuracy=m["accuracy"],
+            quality=m["quality"] if "quality" in m else m["accuracy"],  # older runs: accuracy
             size_bytes=m["size_bytes"],
             gzip_bytes=m["gzip_bytes"],
             latency={k: LatencyResult(**v) for k, v in m["latency"].items()},
             tensor_dtypes=dict(m["tensor_dtypes"]),
             peak_ram_bytes=m.get("peak_ram_bytes", 0),
             macs=m.get("macs", 0),
-            test_accuracy=m.get("test_accuracy"),
+            test_quality=m.get("test_quality", m.get("test_accuracy")),
         )
         return cls(
             recipe=Recipe.from_dict(data["recipe"]),

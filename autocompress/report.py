@@ -22,8 +22,9 @@ import pandas as pd
 
 from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.errors import InputError
+from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
-from autocompress.results import accuracy_floor, baseline_row, for_display, load_trials
+from autocompress.results import baseline_row, below_floor, for_display, load_trials, quality_floor
 from autocompress.study.rundir import STUDY_NAME, RunDir
 from autocompress.study.tables import front_frame, latency_column, objective_columns, profiles_in
 
@@ -53,12 +54,13 @@ def write_report(run: str | Path, storage: str | None = None) -> Path:
         raise InputError(str(rundir.path), "has no completed trial to report on yet")
     study = _load_study(rundir, storage)
     primary = profiles[0]
-    png = _size_speed_png(trials, primary)
+    q = rundir.quality()
+    png = _size_speed_png(trials, primary, q)
     atomic_write_bytes(rundir.path / "report_front.png", png)
     sections = [
         _section(
             f"Pareto front on {p}" + (" (the search's objective)" if p == primary else ""),
-            _front_figure(trials, p).to_html(full_html=False, include_plotlyjs=False),
+            _front_figure(trials, p, q).to_html(full_html=False, include_plotlyjs=False),
         )
         for p in profiles
     ]
@@ -69,21 +71,22 @@ def write_report(run: str | Path, storage: str | None = None) -> Path:
             f'{base64.b64encode(png).decode()}" style="max-width:100%">',
         )
     )
-    sections.append(_section("Hypervolume over the trials", _hypervolume_html(study, trials)))
+    sections.append(_section("Hypervolume over the trials", _hypervolume_html(study, q)))
     sections.append(
         _section("What mattered (fANOVA importance per objective)", _importance_html(study))
     )
-    sections.append(_section(f"Front members ({primary})", _front_table(trials, primary)))
+    sections.append(_section(f"Front members ({primary})", _front_table(trials, primary, q)))
     if "level" in trials.columns and trials["level"].notna().any():
-        sections.append(_section("Multi-fidelity levels", _fidelity_html(trials)))
+        sections.append(_section("Multi-fidelity levels", _fidelity_html(trials, q)))
     sensitivity = rundir.path / "sensitivity.json"
     if sensitivity.is_file():
         ops = pd.DataFrame(json.loads(sensitivity.read_text())["ops"])
-        table = ops[["op", "tensor", "accuracy_drop"]].to_html(index=False, border=0)
+        ops = ops.rename(columns={"accuracy_drop": "drop"})  # older runs
+        table = ops[["op", "tensor", "drop"]].to_html(index=False, border=0)
         sections.append(
-            _section("Layer sensitivity: accuracy drop when the layer alone is int8", table)
+            _section(f"Layer sensitivity: {q.name} drop when the layer alone is int8", table)
         )
-    page = _page(rundir.path.name, sections, trials, primary)
+    page = _page(rundir.path.name, sections, trials, primary, q)
     atomic_write_text(rundir.report, page)
     return rundir.report
 
@@ -114,33 +117,35 @@ def _load_study(rundir: RunDir, url: str | None) -> optuna.Study:
         raise InputError(where if url is None else "--storage", f"cannot be read: {line}") from None
 
 
-def _hover(row: pd.Series, lat: str) -> str:
+def _hover(row: pd.Series, lat: str, q: Quality) -> str:
     default = Recipe().to_dict()  # the hover names what the recipe changes
     changed = [k for k in RECIPE_FIELDS if k in row and k not in EPOCH_FIELDS]
     recipe = ", ".join(f"{k}={row[k]}" for k in changed if row[k] != default[k]) or "unchanged"
-    test = row.get("test_accuracy")
-    tested = f"test accuracy {test:.4f}<br>" if test is not None and test == test else ""
+    test = row.get(q.test_column)
+    tested = f"test {q.name} {test:.4f}<br>" if test is not None and test == test else ""
     return (
-        f"trial {int(row['trial'])}<br>{recipe}<br>validation accuracy {row['accuracy']:.4f}<br>"
+        f"trial {int(row['trial'])}<br>{recipe}<br>validation {q.name} {row[q.column]:.4f}<br>"
         f"{tested}latency {row[lat]:.4f} ms<br>gzip {row['gzip_bytes'] / 1024:.1f} KiB"
     )
 
 
-def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
+def _front_figure(
+    trials: pd.DataFrame, profile: str, q: Quality = DEFAULT_QUALITY
+):  # -> plotly Figure
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     lat = latency_column(profile)
     done = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()].copy()
     done["gzip_kib"] = done["gzip_bytes"] / 1024
-    front_ids = set(front_frame(trials, profile)["trial"])
+    front_ids = set(front_frame(trials, profile, q)["trial"])
     on_front = done["trial"].isin(front_ids)
     fig = make_subplots(
         rows=1,
         cols=2,
         subplot_titles=(
-            "validation accuracy vs latency",
-            "validation accuracy vs gzip size",
+            f"validation {q.name} vs latency",
+            f"validation {q.name} vs gzip size",
         ),
         horizontal_spacing=0.08,
     )
@@ -149,23 +154,23 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
         fig.add_trace(
             go.Scatter(
                 x=rest[x],
-                y=rest["accuracy"],
+                y=rest[q.column],
                 mode="markers",
                 marker={"color": "lightgrey", "size": 7},
                 name="dominated or infeasible",
                 legendgroup="rest",
                 showlegend=col == 1,
-                hovertext=[_hover(r, lat) for _, r in rest.iterrows()],
+                hovertext=[_hover(r, lat, q) for _, r in rest.iterrows()],
                 hoverinfo="text",
             ),
             row=1,
             col=col,
         )
-        floor = accuracy_floor(trials)
+        floor = quality_floor(trials, q)
         for mode in sorted(set(done["quantization"].dropna())):
             colour = QUANT_COLOURS.get(mode, FALLBACK_COLOUR)
             part = done[on_front & (done["quantization"] == mode)]
-            low = part["accuracy"] < floor if floor is not None else part["accuracy"] < -1
+            low = below_floor(part[q.column], q, floor)
             for members, symbol, suffix in (
                 (part[~low], "circle", ""),
                 (part[low], "circle-open", " (below floor)"),
@@ -175,13 +180,13 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
                 fig.add_trace(
                     go.Scatter(
                         x=members[x],
-                        y=members["accuracy"],
+                        y=members[q.column],
                         mode="markers",
                         marker={"color": colour, "size": 10, "symbol": symbol},
                         name=f"front: {mode}{suffix}",
                         legendgroup=mode + suffix,
                         showlegend=col == 1,
-                        hovertext=[_hover(r, lat) for _, r in members.iterrows()],
+                        hovertext=[_hover(r, lat, q) for _, r in members.iterrows()],
                         hoverinfo="text",
                     ),
                     row=1,
@@ -194,13 +199,13 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
             fig.add_trace(
                 go.Scatter(
                     x=[base[x]],
-                    y=[base["accuracy"]],
+                    y=[base[q.column]],
                     mode="markers",
                     marker={"symbol": "star", "size": 16, "color": "black"},
                     name="baseline (fp32 teacher)",
                     legendgroup="baseline",
                     showlegend=col == 1,
-                    hovertext=[_hover(base, lat)],
+                    hovertext=[_hover(base, lat, q)],
                     hoverinfo="text",
                 ),
                 row=1,
@@ -208,12 +213,12 @@ def _front_figure(trials: pd.DataFrame, profile: str):  # -> plotly Figure
             )
     fig.update_xaxes(title_text=f"latency on {profile} (ms)", type="log", row=1, col=1)
     fig.update_xaxes(title_text="gzip size (KiB)", type="log", row=1, col=2)
-    fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
+    fig.update_yaxes(title_text=f"validation {q.name}", row=1, col=1)
     fig.update_layout(height=460, margin={"t": 40, "b": 40})
     return fig
 
 
-def _size_speed_png(trials: pd.DataFrame, profile: str) -> bytes:
+def _size_speed_png(trials: pd.DataFrame, profile: str, q: Quality) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,11 +227,11 @@ def _size_speed_png(trials: pd.DataFrame, profile: str) -> bytes:
     lat = latency_column(profile)
     done = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()]
     base = baseline_row(done)
-    front = front_frame(trials, profile).sort_values("gzip_bytes", ascending=False)
+    front = front_frame(trials, profile, q).sort_values("gzip_bytes", ascending=False)
     rows = ([base] if base is not None else []) + [r for _, r in front.iterrows()]
     labels = [
         ("baseline" if base is not None and i == 0 else f"trial {int(r['trial'])}")
-        + f"\n{_accuracy_label(r)}"
+        + f"\n{_quality_label(r, q)}"
         for i, r in enumerate(rows)
     ]
     sizes = [r["gzip_bytes"] / 1024 for r in rows]
@@ -247,31 +252,34 @@ def _size_speed_png(trials: pd.DataFrame, profile: str) -> bytes:
     return buffer.getvalue()
 
 
-def _accuracy_label(row: pd.Series) -> str:
-    """Test accuracy where the task has a test split, else validation accuracy, named as such."""
-    test = row.get("test_accuracy")
+def _quality_label(row: pd.Series, q: Quality) -> str:
+    """The test split's metric where the task has one, else the validation split's, named."""
+    test = row.get(q.test_column)
     if test is not None and test == test:
-        return f"test {test:.1%}"
-    return f"val {row['accuracy']:.1%}"
+        return f"test {q.name} {test:.4g}"
+    return f"val {q.name} {row[q.column]:.4g}"
 
 
 def _complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def _hypervolume_html(study: optuna.Study, trials: pd.DataFrame) -> str:
+def _hypervolume_html(study: optuna.Study, q: Quality) -> str:
     done = _complete_trials(study)
     if len(done) < 2:
         return "<p>Fewer than two completed trials: no history yet.</p>"
     values = np.array([t.values for t in done], dtype=float)
-    # Reference point: accuracy 0, 1.1x the worst latency and size seen.
-    reference = [0.0, 1.1 * values[:, 1].max(), 1.1 * values[:, 2].max()]
+    # Reference point: a quality worse than every trial's (0 for a metric such as accuracy),
+    # 1.1x the worst latency and size seen.
+    worst = values[:, 0].min() if q.maximize else values[:, 0].max()
+    ref_quality = min(0.0, 1.1 * worst) if q.maximize else 1.1 * worst + (worst <= 0)
+    reference = [ref_quality, 1.1 * values[:, 1].max(), 1.1 * values[:, 2].max()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fig = optuna.visualization.plot_hypervolume_history(study, reference_point=reference)
     fig.update_layout(height=380)
     note = (
-        f"<p>Reference point (accuracy, latency ms, gzip bytes): "
+        f"<p>Reference point ({html.escape(q.name)}, latency ms, gzip bytes): "
         f"{', '.join(f'{v:.4g}' for v in reference)}. Infeasible trials do not count.</p>"
     )
     return note + fig.to_html(full_html=False, include_plotlyjs=False)
@@ -295,8 +303,8 @@ def _importance_html(study: optuna.Study) -> str:
     return "".join(parts)
 
 
-def _front_table(trials: pd.DataFrame, profile: str) -> str:
-    front = front_frame(trials, profile)
+def _front_table(trials: pd.DataFrame, profile: str, q: Quality) -> str:
+    front = front_frame(trials, profile, q)
     facts = trials.set_index("trial")["stages"] if "stages" in trials else pd.Series(dtype=str)
     rows = []
     for _, r in front.iterrows():
@@ -306,14 +314,14 @@ def _front_table(trials: pd.DataFrame, profile: str) -> str:
             for stage, f in stages.items()
         )
         rows.append({**r.to_dict(), "stage facts": summary})
-    table = for_display(pd.DataFrame(rows))
+    table = for_display(pd.DataFrame(rows), quality=q)
     return table.to_html(index=False, border=0, classes="front", float_format=lambda v: f"{v:.4g}")
 
 
-def _fidelity_html(trials: pd.DataFrame) -> str:
-    """Builds and build time per level, and each promoted candidate's accuracy at every level
+def _fidelity_html(trials: pd.DataFrame, q: Quality) -> str:
+    """Builds and build time per level, and each promoted candidate's metric at every level
     it reached (its lower levels are PRUNED trials: no model file, values kept)."""
-    built = trials[trials["level"].notna() & trials["accuracy"].notna()]
+    built = trials[trials["level"].notna() & trials[q.column].notna()]
     built = built[built["reused_from"].isna()] if "reused_from" in built else built
     per_level = (
         built.groupby("level")
@@ -321,8 +329,8 @@ def _fidelity_html(trials: pd.DataFrame) -> str:
         .reset_index()
         .astype({"level": int})
     )
-    table = built.pivot_table(index="candidate", columns="level", values="accuracy")
-    table.columns = [f"val_accuracy L{int(c)}" for c in table.columns]
+    table = built.pivot_table(index="candidate", columns="level", values=q.column)
+    table.columns = [f"val_{q.name} L{int(c)}" for c in table.columns]
     climbed = table[table.notna().sum(axis=1) > 1].reset_index().astype({"candidate": int})
     return (
         "<p>Every candidate is first built with a share of its training; the best are promoted "
@@ -342,12 +350,12 @@ def _section(title: str, body: str) -> str:
     return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
 
 
-def _page(name: str, sections: list[str], trials: pd.DataFrame, primary: str) -> str:
+def _page(name: str, sections: list[str], trials: pd.DataFrame, primary: str, q: Quality) -> str:
     from plotly.offline import get_plotlyjs
 
     counts = trials["state"].value_counts().to_dict()
     summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
-    objectives = ", ".join(c for c, _ in objective_columns(primary))
+    objectives = ", ".join(c for c, _ in objective_columns(primary, q))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>autocompress report: {html.escape(name)}</title>

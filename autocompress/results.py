@@ -11,20 +11,25 @@ from pathlib import Path
 import pandas as pd
 
 from autocompress.errors import InputError
+from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
+from autocompress.retarget import join_profiles
 from autocompress.study.rundir import RunDir
 from autocompress.study.tables import front_frame, latency_column, profiles_in
 
 
-def for_display(frame: pd.DataFrame, wide: bool = True) -> pd.DataFrame:
-    """The table as printed. ``accuracy`` is named ``val_accuracy``: it is measured on the
-    validation data, which the search tuned on; ``test_accuracy`` (when the task has a test
-    split) on data it never saw.
+def for_display(
+    frame: pd.DataFrame, wide: bool = True, quality: Quality = DEFAULT_QUALITY
+) -> pd.DataFrame:
+    """The table as printed. The metric's column (``accuracy``, ``mae``) is named ``val_<metric>``:
+    it is measured on the validation data, which the search tuned on; ``test_<metric>`` (when the
+    task has a test split) on data it never saw.
 
     Not ``wide``: a terminal's width of columns: trial, the recipe in words (what it changes),
-    the accuracies, the sizes and the latency on each profile.
+    the metric on both splits, the sizes and the latency on each profile.
     """
-    shown = frame.rename(columns={"accuracy": "val_accuracy"})
+    val = f"val_{quality.name}"
+    shown = frame.rename(columns={quality.column: val})
     if wide:
         return shown
     default = Recipe().to_dict()
@@ -42,7 +47,7 @@ def for_display(frame: pd.DataFrame, wide: bool = True) -> pd.DataFrame:
     if "level" in out.columns:
         out["level"] = out["level"].astype("Int64")
     out["recipe"] = [recipe(row) for _, row in shown.iterrows()]
-    for c in ("val_accuracy", "test_accuracy", "gzip_bytes", "size_bytes"):
+    for c in (val, quality.test_column, "drop", "drop_bound", "gzip_bytes", "size_bytes"):
         if c in shown.columns:
             out[c] = shown[c]
     for c in shown.columns:
@@ -51,10 +56,12 @@ def for_display(frame: pd.DataFrame, wide: bool = True) -> pd.DataFrame:
     return out
 
 
-# Front members more than this below the baseline's validation accuracy are hidden by `show` and
-# marked by `pick` and the report (unless the user gives the floor with --min-accuracy): the front
-# stays exact, but a 40 %-accuracy model is rarely what a user is choosing between.
+# Front members of a classifier more than this below the baseline's validation accuracy are
+# hidden by `show` and marked by `pick` and the report (unless the user gives the floor with
+# --min-quality or --max-drop): the front stays exact, but a 40 %-accuracy model is rarely what a
+# user is choosing between. Other metrics have no natural scale: their floor is the user's.
 FLOOR_MARGIN = 0.05
+FLOOR_METRIC = "accuracy"
 
 
 def baseline_row(trials: pd.DataFrame) -> pd.Series | None:
@@ -70,39 +77,43 @@ def baseline_row(trials: pd.DataFrame) -> pd.Series | None:
     return rows.iloc[0] if len(rows) else None
 
 
-def accuracy_floor(trials: pd.DataFrame, min_accuracy: float | None = None) -> float | None:
-    """The user's ``min_accuracy``, else the baseline's validation accuracy minus
-    :data:`FLOOR_MARGIN`; None without a baseline."""
-    if min_accuracy is not None:
-        return min_accuracy
+def quality_floor(
+    trials: pd.DataFrame, quality: Quality = DEFAULT_QUALITY, min_quality: float | None = None
+) -> float | None:
+    """The user's ``min_quality``, else for accuracy the baseline's minus :data:`FLOOR_MARGIN`;
+    None without either."""
+    if min_quality is not None:
+        return min_quality
     base = baseline_row(trials)
-    return None if base is None else float(base["accuracy"]) - FLOOR_MARGIN
+    if base is None or quality.name != FLOOR_METRIC:
+        return None
+    return float(base[quality.column]) - FLOOR_MARGIN
+
+
+def below_floor(values: pd.Series, quality: Quality, floor: float | None) -> pd.Series:
+    """Which values are worse than ``floor`` in the metric's direction."""
+    if floor is None:
+        return pd.Series(False, index=values.index)
+    return values < floor if quality.maximize else values > floor
+
+
+def run_quality(run: Path) -> Quality:
+    """The quality measure of a run directory (older runs: accuracy)."""
+    return RunDir(run).quality()
 
 
 def load_trials(run: Path) -> pd.DataFrame:
     """``trials.csv`` with the profiles added after the search (``autocompress retarget``)."""
-    from autocompress.retarget import join_profiles
-
-    return join_profiles(run, load_study_trials(run))
-
-
-def load_study_trials(run: Path) -> pd.DataFrame:
-    """``trials.csv`` as the search wrote it."""
-    path = RunDir(run).trials_csv
-    if not path.is_file():
-        raise InputError(str(run), "not a run directory (no trials.csv)")
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"unreadable table: {exc}") from None
+    return join_profiles(run, RunDir(run).read_trials())
 
 
 def load_front(run: Path, profile: str | None = None) -> tuple[pd.DataFrame, str]:
     """The front recomputed from ``trials.csv`` for ``profile`` (default: the search's first)."""
     trials = load_trials(run)
     known = list(profiles_in(trials))
+    quality = run_quality(run)
     if not known:
-        return front_frame(trials, profile or "cpu-host"), profile or "cpu-host"
+        return front_frame(trials, profile or "cpu-host", quality), profile or "cpu-host"
     chosen = profile or known[0]
     if chosen not in known:
         raise InputError(
@@ -110,29 +121,31 @@ def load_front(run: Path, profile: str | None = None) -> tuple[pd.DataFrame, str
             f"{chosen!r} was not measured in {run} (measured: {', '.join(known)}); add it with "
             f"`autocompress retarget {run} --profile {chosen}`",
         )
-    return front_frame(trials, chosen), chosen
+    return front_frame(trials, chosen, quality), chosen
 
 
 def pick(
     run: Path,
     profile: str | None = None,
     max_latency_ms: float | None = None,
-    min_accuracy: float | None = None,
+    min_quality: float | None = None,
     max_size_kb: float | None = None,
     max_class_drop: float | None = None,
 ) -> pd.Series | None:
-    """The most accurate front model meeting every given limit (ties: faster, then smaller).
+    """The best front model in the run's metric meeting every given limit (ties: faster, then
+    smaller). ``min_quality``: at least this good in the metric's direction.
 
     ``max_class_drop`` refuses models whose accuracy on some class is more than this below the
     teacher's on that class (from the compression audit).
     """
     front, chosen = load_front(run, profile)
+    quality = run_quality(run)
     lat = latency_column(chosen)
     ok = front
     if max_latency_ms is not None:
         ok = ok[ok[lat] <= max_latency_ms]
-    if min_accuracy is not None:
-        ok = ok[ok["accuracy"] >= min_accuracy]
+    if min_quality is not None:
+        ok = ok[~below_floor(ok[quality.column], quality, min_quality)]
     if max_size_kb is not None:
         ok = ok[ok["size_bytes"] <= max_size_kb * 1024]
     if max_class_drop is not None:
@@ -141,5 +154,7 @@ def pick(
         ok = ok[ok["max_class_drop"] <= max_class_drop]
     if ok.empty:
         return None
-    best = ok.sort_values(["accuracy", lat, "size_bytes"], ascending=[False, True, True])
+    best = ok.sort_values(
+        [quality.column, lat, "size_bytes"], ascending=[not quality.maximize, True, True]
+    )
     return best.iloc[0]

@@ -21,6 +21,7 @@ from autocompress._files import atomic_write_text
 from autocompress.device import PROFILES_DIR
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, latency, load_profile, read_tflite
+from autocompress.study.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,6 @@ class Retargeted:
 
 def retarget(run: Path, profile: str | Path | HardwareProfile) -> Retargeted:
     """Estimate every kept candidate of ``run`` on a simulated ``profile``."""
-    from autocompress.results import load_study_trials
-
     hw = profile if isinstance(profile, HardwareProfile) else load_profile(profile)
     if hw.backend == "measure":
         raise InputError(
@@ -43,7 +42,7 @@ def retarget(run: Path, profile: str | Path | HardwareProfile) -> Retargeted:
             f"{hw.name!r} is measured, not simulated: run `autocompress measure {run} --as "
             f"{hw.name}` on the machine it describes",
         )
-    trials = load_study_trials(run)
+    trials = RunDir(run).read_trials()
     if f"latency_ms_{hw.name}" in trials.columns:
         raise InputError("--profile", f"{hw.name!r} was measured by the search in {run}")
     rows = []

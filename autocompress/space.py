@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from autocompress._shipped import shipped_dir
 from autocompress._yaml import check_keys, load_mapping, load_yaml
 from autocompress.errors import InputError
-from autocompress.records import Recipe
+from autocompress.records import EPOCH_FIELDS, Recipe
 
 if TYPE_CHECKING:
     import optuna
@@ -234,7 +234,9 @@ class SearchSpace:
 def load_recipes(path: str | Path, space: SearchSpace) -> list[dict[str, Any]]:
     """A YAML list of (partial) recipes to try first: ``- {sparsity: 0.5, quantization: int8}``.
 
-    Each value must be one the space can sample; parameters left out are sampled as usual.
+    Each value must be one the space can sample. A technique left out is off where the space
+    holds its off value (the recipe above is 50 % sparsity and int8, nothing else), else
+    sampled; training lengths left out are sampled as usual.
     """
     p = Path(path)
     items = load_yaml(p)
@@ -247,6 +249,10 @@ def load_recipes(path: str | Path, space: SearchSpace) -> list[dict[str, Any]]:
             raise InputError(where, "a recipe must be a mapping such as {quantization: int8}")
         check_keys(where, item, set(_PARAMS), set())
         values = {k: _check_value(where, k, v) for k, v in item.items()}
+        off = Recipe().to_dict()
+        for q in space.params:
+            if q.name not in values and q.name not in EPOCH_FIELDS and _holds(space, q, off):
+                values[q.name] = off[q.name]
         full = Recipe(**{p.name: values.get(p.name, _any_value(p)) for p in space.params})
         if not space.contains(full):
             bad = next(
@@ -259,6 +265,12 @@ def load_recipes(path: str | Path, space: SearchSpace) -> list[dict[str, Any]]:
             raise InputError(where, f"{bad}={values[bad]!r} is outside the search space")
         recipes.append(space.params_of(full, ignore=tuple(k for k in _PARAMS if k not in values)))
     return recipes
+
+
+def _holds(space: SearchSpace, p: Param, values: dict[str, Any]) -> bool:
+    """Whether parameter ``p`` of ``space`` can take its value in ``values``."""
+    probe = {q.name: _any_value(q) for q in space.params}
+    return space.contains(Recipe(**{**probe, p.name: values[p.name]}))
 
 
 def _any_value(p: Param) -> Any:

@@ -1,7 +1,11 @@
-"""Tasks: a trained classifier plus its train / validation (/ test) data, loaded and checked.
+"""Tasks: a trained model, its train / validation (/ test) data and its quality metric, loaded
+and checked.
 
-A task comes from a YAML file naming a model file and an ``.npz`` data file, or from a Python entry
-point ``module:function`` returning a :class:`Task`. The model is a Keras file (tf_keras, or Keras
+A task comes from a YAML file naming a model file, an ``.npz`` data file and optionally its
+``metric`` (a built-in name or ``file.py:function``, with ``direction`` for a function; default
+``accuracy``) and ``loss`` (a Keras loss name for fine-tuning; default the loss the model was
+compiled with in its file, else one chosen from the metric), or from a Python entry point
+``module:function`` returning a :class:`Task`. The model is a Keras file (tf_keras, or Keras
 3 rebuilt in tf_keras: every technique applies) or a float ``.tflite`` file (post-training
 quantization only; see :mod:`autocompress.models`). Everything a search needs about the task is
 checked here, before any trial runs, so that bad input fails in one line instead of in a worker.
@@ -9,6 +13,7 @@ checked here, before any trial runs, so that bad input fails in one line instead
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import sys
@@ -18,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autocompress._digest import sha256_arrays
 from autocompress._yaml import check_keys, load_mapping
 from autocompress.errors import InputError
+from autocompress.metrics import ACCURACY, Metric, get_metric
 from autocompress.models import keras3
 from autocompress.models.tflite import TfliteTeacher
 
@@ -34,7 +41,8 @@ TEST_KEYS = ("x_test", "y_test")  # optional: a split no choice of the search is
 
 @dataclass(frozen=True)
 class TaskData:
-    """Train, validation and (optional) test arrays; labels are integer class ids.
+    """Train, validation and (optional) test arrays; targets are what the task's metric scores
+    (integer class ids for a classifier).
 
     Validation data drives everything the search decides (sampler, early stop, constraints,
     ``pick``); the test split, when given, is only measured and reported, so that the accuracy a
@@ -51,6 +59,10 @@ class TaskData:
     @property
     def has_test(self) -> bool:
         return self.x_test is not None and self.y_test is not None
+
+    def digest(self) -> str:
+        """Content hash of the train and validation arrays (the audit's lineage)."""
+        return sha256_arrays(self.x_train, self.y_train, self.x_val, self.y_val)
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,6 @@ class TeacherSpec:
 
     def digest(self) -> str:
         """Hash of the architecture JSON and weights (independent of the file format)."""
-        from autocompress.audit import sha256_arrays
-
         h = hashlib.sha256(self.config_json.encode())
         h.update(sha256_arrays(*self.weights).encode())
         return h.hexdigest()
@@ -94,18 +104,24 @@ class TeacherSpec:
         )
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class scores of the model on ``x``."""
+        """The model's outputs on ``x``."""
         return self.build().predict(x, batch_size=256, verbose=0)
 
 
 @dataclass(frozen=True)
 class Task:
-    """A trained classifier (the teacher) and its data."""
+    """A trained model (the teacher), its data and how its quality is measured.
+
+    ``loss`` is the Keras loss fine-tuning uses (a name); None: chosen from the metric
+    (cross-entropy for class ids, mean squared error otherwise).
+    """
 
     name: str
     teacher: TeacherSpec | TfliteTeacher
     data: TaskData
     source: str = "<python>"
+    metric: Metric = ACCURACY
+    loss: str | None = None
 
 
 def load_task(path: str | Path, trust_model: bool = False) -> Task:
@@ -115,12 +131,20 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     """
     source = str(path)
     spec = load_mapping(path)
-    check_keys(source, spec, {"name", "model", "data", "entry_point"}, set())
+    check_keys(
+        source, spec, {"name", "model", "data", "entry_point", "metric", "direction", "loss"}, set()
+    )
     base = Path(path).resolve().parent
+    metric = _metric(source, spec, base)
+    loss = _loss(source, spec.get("loss"))
     if "entry_point" in spec:
         if "model" in spec or "data" in spec:
             raise InputError(source, "give either entry_point or model + data, not both")
         task = _from_entry_point(source, spec["entry_point"], base)
+        if metric is not None:
+            task = dataclasses.replace(task, metric=metric)
+        if loss is not None:
+            task = dataclasses.replace(task, loss=loss)
         check_task(task)
         return task
     for key in ("model", "data"):
@@ -135,11 +159,14 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     else:
         model = load_model(model_path, trust=trust_model, x_check=data.x_val)
         teacher = TeacherSpec.from_model(model, trusted=trust_model)
+        loss = loss or compiled_loss(model_path)
     task = Task(
         name=str(spec.get("name", Path(path).stem)),
         teacher=teacher,
         data=data,
         source=source,
+        metric=metric or ACCURACY,
+        loss=loss,
     )
     check_task(task, data_source=str(data_path))
     return task
@@ -297,8 +324,12 @@ def check_task(task: Task, data_source: str | None = None) -> None:
         x, y = getattr(d, xs), getattr(d, ys)
         if len(x) != len(y):
             raise InputError(src, f"{xs} has {len(x)} samples but {ys} has {len(y)}")
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise InputError(src, f"{ys} must be a 1-D array of integer class ids")
+        if task.metric.classification and not np.issubdtype(y.dtype, np.integer):
+            raise InputError(
+                src,
+                f"{ys} must hold integer class ids for metric {task.metric.name}, "
+                f"not {y.dtype} (use a metric such as mae for float targets)",
+            )
     inputs, outputs = task.teacher.io_shapes()
     if len(inputs) != 1 or len(outputs) != 1:
         raise InputError(src, "the model must have exactly one input and one output")
@@ -309,14 +340,84 @@ def check_task(task: Task, data_source: str | None = None) -> None:
             e is not None and e != g for e, g in zip(expected, got)
         ):
             raise InputError(src, f"{xs} has sample shape {got} but the model expects {expected}")
-    out_shape = outputs[0]
-    if len(out_shape) != 1 or out_shape[0] is None:
+    if task.metric.classification:
+        _check_classes(src, task, outputs[0])
+    _check_metric_on_teacher(task.source, task)
+
+
+def _check_classes(src: str, task: Task, out_shape: tuple) -> None:
+    """Class ids in range of the model's class scores (last axis; one unit: a sigmoid)."""
+    d = task.data
+    if len(out_shape) < 1 or out_shape[-1] is None:
         raise InputError(src, f"the model output {out_shape} is not a vector of class scores")
-    n_classes = int(out_shape[0])
+    n_classes = max(int(out_shape[-1]), 2)
     labels = [d.y_train, d.y_val, *((d.y_test,) if d.has_test else ())]
     top = int(max(y.max() for y in labels))
     if min(int(y.min()) for y in labels) < 0 or top >= n_classes:
         raise InputError(src, f"labels range up to {top} but the model outputs {n_classes} classes")
+
+
+def _check_metric_on_teacher(src: str, task: Task) -> None:
+    """The metric must give a number on the teacher's validation outputs, before any trial."""
+    try:
+        task.metric.score(task.data.y_val, task.teacher.predict(task.data.x_val))
+    except InputError:
+        raise
+    except Exception as exc:  # the user's function: anything it raises is bad input
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(
+            src,
+            f"metric {task.metric.name} fails on the teacher's outputs: "
+            f"{type(exc).__name__}: {reason}",
+        ) from None
+
+
+def _metric(source: str, spec: dict[str, Any], base: Path) -> Metric | None:
+    """The task file's ``metric`` / ``direction`` (a file path relative to the task file)."""
+    if "metric" not in spec:
+        if "direction" in spec:
+            raise InputError(source, "direction is given but no metric")
+        return None
+    name = spec["metric"]
+    if isinstance(name, str) and ".py:" in name and not Path(name.split(":")[0]).is_absolute():
+        name = str(base / name)
+    return get_metric(name, spec.get("direction"), where=source)
+
+
+def _loss(source: str, loss: Any) -> str | None:
+    """A Keras loss name, checked here (not in a worker)."""
+    if loss is None:
+        return None
+    import tf_keras
+
+    try:
+        tf_keras.losses.get(loss)
+    except (ValueError, TypeError):
+        raise InputError(source, f"unknown Keras loss {loss!r}") from None
+    return str(loss)
+
+
+def compiled_loss(path: Path) -> str | None:
+    """The loss the model was compiled with in its file, when it is one Keras loss by name."""
+    try:
+        config = _stored_config(path)
+    except InputError:
+        return None
+    if not isinstance(config, dict):
+        return None
+    compiled = config.get("compile_config") or {}
+    loss = compiled.get("loss") if isinstance(compiled, dict) else None
+    if isinstance(loss, dict):  # a serialised loss object
+        loss = loss.get("config", {}).get("name") or loss.get("class_name")
+    if not isinstance(loss, str):
+        return None
+    import tf_keras
+
+    try:
+        tf_keras.losses.get(loss)
+    except (ValueError, TypeError):
+        return None
+    return loss
 
 
 def _from_entry_point(source: str, entry: Any, base: Path) -> Task:

@@ -29,6 +29,7 @@ import numpy as np
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
 from autocompress.evaluate import evaluate
 from autocompress.hardware import load_profile
+from autocompress.metrics import ACCURACY
 from autocompress.records import Recipe
 from autocompress.stages import BuildContext
 from autocompress.stages.convert import convert, convert_from_float
@@ -76,7 +77,7 @@ def main() -> None:
     profiles = [load_profile("cpu-host")]
 
     def measure(tflite: bytes) -> None:
-        evaluate(tflite, data.x_val, data.y_val, profiles)
+        evaluate(tflite, data.x_val, data.y_val, profiles, ACCURACY)
 
     rows: dict[str, list[float]] = {"bare": [], "first": [], "dynamic": [], "weight_int4": []}
     for _ in range(args.repeats):

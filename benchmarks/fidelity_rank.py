@@ -49,7 +49,7 @@ def _build(job: tuple[int, int, dict[str, object]]) -> tuple[int, int, float, fl
     seconds = time.perf_counter() - start
     if outcome.record is None:
         return index, level, float("nan"), seconds, outcome.error or "failed"
-    return index, level, outcome.record.measurement.accuracy, seconds, ""
+    return index, level, outcome.record.measurement.quality, seconds, ""
 
 
 def sample_recipes(space: SearchSpace, n: int, seed: int, students: bool = True) -> list[Recipe]:

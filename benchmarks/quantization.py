@@ -37,8 +37,9 @@ import pandas as pd
 import yaml
 
 import autocompress
-from autocompress.evaluate import accuracy
+from autocompress.evaluate import quality
 from autocompress.hardware import latency, load_profile
+from autocompress.metrics import ACCURACY
 from autocompress.stages.convert import to_tflite
 from autocompress.stages.ptq import calibration_samples, quantize_tflite
 from autocompress.stages.sensitivity import measure_sensitivity
@@ -115,7 +116,7 @@ def uniform_table(task: Task) -> tuple[pd.DataFrame, bytes, tuple[str, ...]]:
         rows.append(
             {
                 "recipe": name,
-                "test_acc" if d.has_test else "val_acc": round(accuracy(tflite, x, y), 4),
+                "test_acc" if d.has_test else "val_acc": round(quality(tflite, x, y, ACCURACY), 4),
                 "size_kB": round(len(tflite) / 1024, 1),
                 "gzip_kB": round(len(gzip.compress(tflite)) / 1024, 1),
                 "cpu_ms": round(latency(tflite, cpu).median_ms, 3),

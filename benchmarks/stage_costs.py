@@ -17,8 +17,9 @@ import argparse
 import time
 
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
-from autocompress.evaluate import accuracy, predict
+from autocompress.evaluate import predict, quality
 from autocompress.hardware import latency, load_profile
+from autocompress.metrics import ACCURACY
 from autocompress.records import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.task import load_task
@@ -77,7 +78,8 @@ def main() -> None:
         )
         if name.startswith("fp32") and data.has_test:
             assert data.x_test is not None and data.y_test is not None
-            print(f"{'':22s}fp32 test accuracy {accuracy(tflite, data.x_test, data.y_test):.4f}")
+            test = quality(tflite, data.x_test, data.y_test, ACCURACY)
+            print(f"{'':22s}fp32 test accuracy {test:.4f}")
 
 
 if __name__ == "__main__":

@@ -40,19 +40,27 @@ def record(rng: np.random.Generator) -> dict:
         for p in ("cpu-host", "edgetpu-usb")
     }
     m = Measurement(
-        accuracy=float(rng.uniform(0.1, 0.95)),
+        quality=float(rng.uniform(0.1, 0.95)),
         size_bytes=int(rng.integers(1e5, 2e6)),
         gzip_bytes=int(rng.integers(1e5, 2e6)),
         latency=lat,
         tensor_dtypes={"int8": 120, "float32": 4, "int32": 60},
-        test_accuracy=float(rng.uniform(0.1, 0.95)),
+        test_quality=float(rng.uniform(0.1, 0.95)),
     )
     stages = [
         StageRecord(s, 10.0, {"sparsity_per_layer": LAYERS, "keras_val_accuracy": 0.8})
         for s in ("distill", "prune", "cluster", "qat", "convert")
     ]
-    audit = Audit({str(c): 0.8 for c in range(10)}, {str(c): 0.9 for c in range(10)},
-                  0.1, "3", 0.9, 0.1, 0.8, 0.85)  # fmt: skip
+    audit = Audit(
+        noise_sigma=0.1,
+        noise_quality=0.8,
+        teacher_noise_quality=0.85,
+        per_class_accuracy={str(c): 0.8 for c in range(10)},
+        teacher_per_class_accuracy={str(c): 0.9 for c in range(10)},
+        max_class_drop=0.1,
+        worst_class="3",
+        agreement=0.9,
+    )
     rec = Recipe(sparsity=float(rng.choice([0.0, 0.3, 0.6])), quantization="int8")
     return TrialRecord(rec, stages, m, 100.0, audit).to_dict()
 

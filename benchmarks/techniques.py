@@ -100,11 +100,11 @@ def one_by_one(task: Task) -> pd.DataFrame:
                 rows.append({"technique": label, "note": f"not applicable: {qualifies}"})
                 continue
             tflite, stages, _ = build_candidate(teacher, r, ctx)
-            m = evaluate(tflite, task.data.x_val, task.data.y_val, profiles)
+            m = evaluate(tflite, task.data.x_val, task.data.y_val, profiles, task.metric)
             rows.append(
                 {
                     "technique": label,
-                    "accuracy": m.accuracy,
+                    "accuracy": m.quality,
                     "gzip_bytes": m.gzip_bytes,
                     LAT: m.latency["cpu-host"].median_ms,
                     f"sim_ms_{GPU}": m.latency[GPU].median_ms,

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from autocompress.audit import class_accuracy, compare
+from autocompress.metrics import ACCURACY
 from autocompress.results import pick
 
 
@@ -17,12 +18,17 @@ def test_audit_numbers_by_hand() -> None:
     labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
     teacher = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 1])  # class 2: 3/4
     candidate = np.array([0, 0, 0, 1, 1, 1, 2, 2, 1, 1])  # class 0: 3/4, class 2: 2/4
+
+    def scores(classes: np.ndarray) -> np.ndarray:
+        return np.eye(3, dtype="float32")[classes]
+
     audit = compare(
-        candidate=candidate,
-        teacher=teacher,
+        ACCURACY,
+        candidate=scores(candidate),
+        teacher=scores(teacher),
         labels=labels,
-        candidate_noisy=np.array([0, 0, 1, 1, 1, 1, 2, 1, 1, 1]),
-        teacher_noisy=teacher,
+        candidate_noisy=scores(np.array([0, 0, 1, 1, 1, 1, 2, 1, 1, 1])),
+        teacher_noisy=scores(teacher),
         noise_sigma=0.05,
     )
     assert audit.per_class_accuracy == {"0": 0.75, "1": 1.0, "2": 0.5}
@@ -30,8 +36,8 @@ def test_audit_numbers_by_hand() -> None:
     # Drops: class 0 by 0.25, class 2 by 0.25: the tie goes to the lower class id.
     assert audit.max_class_drop == pytest.approx(0.25) and audit.worst_class == "0"
     assert audit.agreement == pytest.approx(0.8)  # differs on samples 3 and 8
-    assert audit.noise_accuracy == pytest.approx(0.5)
-    assert audit.teacher_noise_accuracy == pytest.approx(0.9)
+    assert audit.noise_quality == pytest.approx(0.5)
+    assert audit.teacher_noise_quality == pytest.approx(0.9)
 
 
 def test_class_accuracy_ignores_absent_classes() -> None:

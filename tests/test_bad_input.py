@@ -101,7 +101,53 @@ def _bad_enqueue(root: Path, task_files: Path) -> tuple[list[str], list[str]]:
     return args, ["mine.yaml", "sparsity"]
 
 
+def _metric_case(lines: str, code: str | None, *fragments: str) -> Case:
+    """A task file with its own ``metric`` lines (and ``score.py`` holding ``code``)."""
+
+    def make(root: Path, task_files: Path) -> tuple[list[str], list[str]]:
+        if code is not None:
+            (root / "score.py").write_text(code)
+        (root / "task.yaml").write_text(
+            f"model: {task_files / 'model.keras'}\ndata: {task_files / 'data.npz'}\n{lines}"
+        )
+        return ["--task", str(root / "task.yaml")], ["task.yaml", *fragments]
+
+    return make
+
+
 CASES: dict[str, Case] = {
+    "unknown metric name": _metric_case("metric: acuracy\n", None, "unknown metric 'acuracy'"),
+    "metric file missing": _metric_case(
+        "metric: gone.py:score\ndirection: maximize\n", None, "gone.py", "not found"
+    ),
+    "metric function missing": _metric_case(
+        "metric: score.py:score\ndirection: maximize\n",
+        "def other(y, p):\n    return 1.0\n",
+        "no function 'score'",
+    ),
+    "metric function without direction": _metric_case(
+        "metric: score.py:score\n", "def score(y, p):\n    return 1.0\n", "direction"
+    ),
+    "metric raising on the teacher": _metric_case(
+        "metric: score.py:score\ndirection: maximize\n",
+        "def score(y, p):\n    raise KeyError('boxes')\n",
+        "fails on the teacher",
+        "KeyError",
+    ),
+    "metric returning NaN": _metric_case(
+        "metric: score.py:score\ndirection: minimize\n",
+        "def score(y, p):\n    return float('nan')\n",
+        "NaN",
+    ),
+    "metric returning a string": _metric_case(
+        "metric: score.py:score\ndirection: minimize\n",
+        "def score(y, p):\n    return 'good'\n",
+        "not a number",
+    ),
+    "built-in metric with the wrong direction": _metric_case(
+        "metric: mae\ndirection: maximize\n", None, "minimized"
+    ),
+    "unknown loss": _metric_case("loss: hinge_of_doom\n", None, "unknown Keras loss"),
     "missing model file": _missing_model,
     "unreadable model file": _unreadable_model,
     "not a Keras model": _not_a_model,
@@ -136,7 +182,7 @@ CASES: dict[str, Case] = {
     "negative latency limit": _plain("--max-latency-ms", "-1", fragments=("--max-latency-ms",)),
     "unknown sampler": _plain("--sampler", "grid", fragments=("--sampler", "nsga2")),
     "zero cpus per trial": _plain("--cpus-per-trial", "0", fragments=("--cpus-per-trial",)),
-    "early-stop margin above 1": _plain("--stop-margin", "2", fragments=("--stop-margin",)),
+    "negative early-stop margin": _plain("--stop-margin", "-1", fragments=("--stop-margin",)),
     "space with an unknown prune mode": _space_case('prune_mode: ["3:4"]\n', "prune_mode"),
     "space excluding a malformed list": _space_case('exclude: ["ends,,x"]\n', "exclude"),
     "space excluding a layer the model lacks": _space_case(

@@ -130,7 +130,8 @@ def test_user_recipes_must_fit_the_space(tmp_path: Path) -> None:
     space = SearchSpace.from_yaml(SPACES_DIR / "smoke.yaml")
     path = tmp_path / "mine.yaml"
     path.write_text("- {quantization: int8, sparsity: 0.3}\n")
-    assert load_recipes(path, space) == [{"quantization": "int8", "sparsity": 0.3}]
+    [params] = load_recipes(path, space)
+    assert params["quantization"] == "int8" and params["sparsity"] == 0.3
     for text, fragment in [
         ("- {sparsity: 0.5}\n", "sparsity=0.5 is outside the search space"),
         ("- {clusterz: 4}\n", "unknown key 'clusterz'"),
@@ -148,6 +149,30 @@ recipe_docs = st.one_of(
     st.lists(st.dictionaries(keys, values, max_size=3), max_size=3),
     st.lists(values, max_size=2),
 )
+
+
+def test_left_out_techniques_are_off_where_the_space_holds_off(tmp_path: Path) -> None:
+    """ "50 % sparsity and int8" means no clustering, no student, ...; a parameter whose off
+    value the space lacks is still sampled, and so are training lengths."""
+    from autocompress.space import load_recipes
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("- {sparsity: 0.5, quantization: int8}\n")
+    space = SearchSpace.from_yaml(SPACES_DIR / "default.yaml")
+    [params] = load_recipes(path, space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    study.enqueue_trial(params)
+    recipe = space.sample(study.ask())
+    off = Recipe()
+    assert (recipe.sparsity, recipe.quantization) == (0.5, "int8")
+    for name in ("clusters", "student_width", "rank_energy", "channel_fraction", "exclude"):
+        if space.offers(name, getattr(off, name)) or name in params:
+            assert getattr(recipe, name) == getattr(off, name), name
+    no_off = SearchSpace.from_dict(
+        {"sparsity": [0.5], "quantization": ["int8"], "clusters": [8, 16]}
+    )
+    [params] = load_recipes(path, no_off)
+    assert "clusters" not in params  # no off value: sampled
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

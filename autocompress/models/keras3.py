@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autocompress.errors import InputError
+from autocompress.models.parity import _TAIL, TFLITE_HINT, check_parity
 
 if TYPE_CHECKING:
     import tf_keras
@@ -62,11 +63,6 @@ EXPANDED_ACTIVATIONS = frozenset({"hard_silu", "hard_swish", "hard_sigmoid", "re
 # Keras 3 arguments tf_keras lacks, dropped when unset (any other value is refused).
 NEW_ARGUMENTS = frozenset({"quantization_config", "input_axes", "output_axes", "lora_rank",
                            "lora_alpha", "optional"})  # fmt: skip
-PARITY_TOLERANCE = 1e-4
-TFLITE_HINT = (
-    "export it to a float .tflite instead (model.export('m.tflite', format='litert')) and give "
-    "that file as the task's model: the post-training route takes any model"
-)
 
 
 def is_keras3_file(path: Path) -> bool:
@@ -130,58 +126,6 @@ def translate(original: Any, source: str = "<model>") -> tf_keras.Model:
     return model
 
 
-def check_parity(original: Any, rebuilt: tf_keras.Model, x: np.ndarray, source: str) -> float:
-    """Max |difference| of the two models' outputs on ``x``; over the tolerance, an error naming
-    the first layer (in graph order) whose output differs."""
-    x = np.asarray(x, dtype=np.float32)
-    want = np.asarray(original.predict(x, batch_size=64, verbose=0))
-    got = np.asarray(rebuilt.predict(x, batch_size=64, verbose=0))
-    diff = float(np.max(np.abs(want - got))) if want.shape == got.shape else float("inf")
-    if diff <= PARITY_TOLERANCE:
-        return diff
-    layer, layer_diff = _first_differing_layer(original, rebuilt, x[:16])
-    where = f"layer {layer!r} (max |diff| {layer_diff:.3g})" if layer else "the model output"
-    raise InputError(
-        source,
-        f"the tf_keras rebuild does not compute what the Keras 3 model does: outputs differ by "
-        f"{diff:.3g} (> {PARITY_TOLERANCE}), first at {where}; {TFLITE_HINT}",
-    )
-
-
-def _first_differing_layer(original: Any, rebuilt: tf_keras.Model, x: np.ndarray) -> tuple:
-    """The first top-level layer whose output differs between the two models, if any."""
-    import keras
-    import tf_keras
-
-    names = [
-        layer.name
-        for layer in original.layers
-        if type(layer).__name__ != "InputLayer" and _has_layer(rebuilt, layer.name)
-    ]
-    if not names or type(original).__name__ != "Functional":
-        return None, float("nan")
-    probe_a = keras.Model(original.inputs, [original.get_layer(n).output for n in names])
-    probe_b = tf_keras.Model(rebuilt.inputs, [_output(rebuilt, n) for n in names])
-    outs_a = probe_a.predict(x, verbose=0)
-    outs_b = probe_b.predict(x, verbose=0)
-    for name, a, b in zip(names, outs_a, outs_b):
-        a, b = np.asarray(a), np.asarray(b)
-        diff = float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
-        if diff > PARITY_TOLERANCE:
-            return name, diff
-    return None, float("nan")
-
-
-def _has_layer(model: tf_keras.Model, name: str) -> bool:
-    return any(layer.name == name for layer in model.layers)
-
-
-def _output(model: tf_keras.Model, name: str) -> Any:
-    """The output tensor standing for Keras 3 layer ``name``: its expansion's last layer."""
-    tail = f"{name}{_TAIL}"
-    return model.get_layer(tail if _has_layer(model, tail) else name).output
-
-
 def _copy_weights(original: Any, rebuilt: tf_keras.Model, source: str) -> None:
     """Copy weights layer by layer, by name, into nested models too."""
     for layer in original.layers:
@@ -240,9 +184,6 @@ def _check_allowed(source: str, config: Any) -> None:
                 )
 
     walk(config.get("config", {}))
-
-
-_TAIL = "__out"  # suffix of the last layer of an expanded activation
 
 
 class _Translator:

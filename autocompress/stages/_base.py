@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from autocompress.metrics import ACCURACY, Metric
+
 if TYPE_CHECKING:
     import tf_keras
 
@@ -30,9 +32,13 @@ class BuildContext:
     # Layer patterns, most sensitive to int8 first (see autocompress.stages.sensitivity): a
     # recipe's keep_sensitive keeps the first k float.
     sensitive: tuple[str, ...] = ()
-    # Called with (validation accuracy, stage name) after the first epoch of every fine-tuning
-    # stage; a returned reason stops the candidate (see autocompress.study.early_stop).
+    # Called with (validation quality in the task's metric, stage name) after the first epoch
+    # of every fine-tuning stage; a returned reason stops the candidate (see
+    # autocompress.study.early_stop).
     gate: Callable[[float, str], str | None] | None = None
+    # The task's quality measure and its Keras loss name (None: chosen from the metric).
+    metric: Metric = ACCURACY
+    loss: str | None = None
 
 
 class CandidateStopped(Exception):

@@ -73,11 +73,24 @@ def outputs_probabilities(model: keras.Model) -> bool:
     return activation == "softmax"
 
 
-def loss_for(ctx: BuildContext) -> keras.losses.Loss:
-    """Cross-entropy matching the task's outputs. Decided on the teacher: every candidate keeps
-    its output layer, and wrapped models (prune, cluster, QAT) hide the activation."""
-    probabilities = outputs_probabilities(ctx.teacher)
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities)
+def loss_for(ctx: BuildContext) -> keras.losses.Loss | Callable[..., Any]:
+    """The task's loss (``ctx.loss``, a Keras loss name), else cross-entropy for class ids and
+    mean squared error for other targets. A cross-entropy's ``from_logits`` is decided on the
+    teacher: every candidate keeps its output layer, and wrapped models (prune, cluster, QAT)
+    hide the activation."""
+    from_logits = not outputs_probabilities(ctx.teacher)
+    if ctx.loss is None:
+        if ctx.metric.classification:
+            return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        return keras.losses.MeanSquaredError()
+    if ctx.loss.endswith("crossentropy"):  # the class of that name, with from_logits
+        loss = ctx.loss
+        y = ctx.data.y_train
+        if loss == "categorical_crossentropy" and np.issubdtype(y.dtype, np.integer):
+            loss = "sparse_categorical_crossentropy"  # the data holds class ids, not one-hot
+        name = "".join(part.title() for part in loss.split("_"))
+        return keras.losses.get({"class_name": name, "config": {"from_logits": from_logits}})
+    return keras.losses.get(ctx.loss)
 
 
 # Training batches a zero-epoch fine-tune shows the model (see fine_tune).
@@ -92,9 +105,9 @@ def fine_tune(
     callbacks: list[Any] | None = None,
     stage: str = "fine-tune",
 ) -> None:
-    """Compile and fit on the task's training data (labels as integer class ids).
+    """Compile and fit on the task's training data with the task's loss (:func:`loss_for`).
 
-    With ``ctx.gate``, the validation accuracy after the first epoch is handed to the gate, and
+    With ``ctx.gate``, the validation quality after the first epoch is handed to the gate, and
     :class:`CandidateStopped` ends the candidate there when the gate gives a reason.
 
     ``epochs=0`` is a calibration, not a no-op: the model sees :data:`CALIBRATION_BATCHES`
@@ -112,7 +125,6 @@ def fine_tune(
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss_for(ctx),
-        metrics=["accuracy"],
     )
     model.fit(
         x,
@@ -135,7 +147,7 @@ class _Gate(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if epoch != 0 or self._ctx.gate is None:
             return
-        reason = self._ctx.gate(val_accuracy(self._target, self._ctx), self._stage)
+        reason = self._ctx.gate(val_quality(self._target, self._ctx), self._stage)
         if reason is not None:
             raise CandidateStopped(reason)
 
@@ -144,10 +156,16 @@ def steps_per_epoch(ctx: BuildContext) -> int:
     return int(np.ceil(len(ctx.data.x_train) / ctx.batch_size))
 
 
-def val_accuracy(model: keras.Model, ctx: BuildContext) -> float:
-    """Keras-side validation accuracy (the deployed file's accuracy is measured separately)."""
-    probs = model.predict(ctx.data.x_val, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(probs, axis=-1) == ctx.data.y_val))
+def val_quality(model: keras.Model, ctx: BuildContext) -> float:
+    """Keras-side validation quality in the task's metric (the deployed file's is measured
+    separately)."""
+    outputs = model.predict(ctx.data.x_val, batch_size=256, verbose=0)
+    return ctx.metric(ctx.data.y_val, outputs)
+
+
+def val_facts(model: keras.Model, ctx: BuildContext) -> dict[str, float]:
+    """A stage's fact ``keras_val_<metric>``: its output's Keras-side validation quality."""
+    return {f"keras_val_{ctx.metric.name}": round(val_quality(model, ctx), 4)}
 
 
 def kernels(model: keras.Model) -> dict[str, np.ndarray]:

@@ -42,6 +42,8 @@ def root_key(task: Task, seed: int) -> str:
         h.update(str(arr.shape).encode() + str(arr.dtype).encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update(f"seed={seed}".encode())
+    # The loss trains the stages; the metric names their facts and drives the early stop.
+    h.update(f"metric={task.metric.name};loss={task.loss}".encode())
     return h.hexdigest()[:32]
 
 

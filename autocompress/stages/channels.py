@@ -21,7 +21,7 @@ import tf_keras as keras
 
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import excluded_layers, fine_tune, val_accuracy
+from autocompress.stages._keras import excluded_layers, fine_tune, val_facts
 
 L = keras.layers
 # DepthwiseConv2D subclasses Conv2D: every check below tests for it first (it is channel-wise).
@@ -265,6 +265,6 @@ class ChannelPrune(Stage):
             "left": left,
             "params_before": int(model.count_params()),
             "params_after": int(narrow.count_params()),
-            "keras_val_accuracy": round(val_accuracy(narrow, ctx), 4),
+            **val_facts(narrow, ctx),
         }
         return narrow, facts

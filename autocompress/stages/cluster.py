@@ -16,7 +16,7 @@ from autocompress.stages._keras import (
     fine_tune,
     sparsity_facts,
     unique_weight_facts,
-    val_accuracy,
+    val_facts,
 )
 
 clustering_api = tfmot.clustering.keras
@@ -80,6 +80,6 @@ class Cluster(Stage):
             "excluded_layers": sorted(excluded),
             **unique_weight_facts(clustered),
             **sparsity_facts(clustered),
-            "keras_val_accuracy": round(val_accuracy(clustered, ctx), 4),
+            **val_facts(clustered, ctx),
         }
         return clustered, facts

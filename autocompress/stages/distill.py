@@ -16,7 +16,12 @@ import tf_keras as keras
 
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import clone_with_weights, outputs_probabilities, val_accuracy
+from autocompress.stages._keras import (
+    clone_with_weights,
+    loss_for,
+    outputs_probabilities,
+    val_facts,
+)
 
 _WIDTH_KEYS = {"Conv1D": "filters", "Conv2D": "filters", "Dense": "units"}
 
@@ -112,16 +117,19 @@ class Distill(Stage):
             "student_width": recipe.student_width,
             "teacher_params": int(teacher.count_params()),
             "student_params": int(student.count_params()),
-            "keras_val_accuracy": round(val_accuracy(student, ctx), 4),
+            **val_facts(student, ctx),
         }
 
     def _train(self, student: keras.Model, ctx: BuildContext, epochs: int) -> None:
+        """Class outputs: temperature-softened KL to the teacher plus the hard-label loss; any
+        other output: mean squared error to the teacher's output plus the task's loss."""
         t_probs = outputs_probabilities(ctx.teacher)
         s_probs = t_probs  # the student keeps the teacher's output layer
-        teacher_log = _log_probs(
-            ctx.teacher.predict(ctx.data.x_train, batch_size=256, verbose=0), t_probs
-        ).numpy()
-        temp = self.temperature
+        teacher_out = ctx.teacher.predict(ctx.data.x_train, batch_size=256, verbose=0)
+        classes = ctx.metric.classification
+        teacher_log = _log_probs(teacher_out, t_probs).numpy() if classes else teacher_out
+        task_loss = loss_for(ctx)
+        temp, alpha = self.temperature, self.alpha
         optimizer = keras.optimizers.Adam(self.lr)
         dataset = (
             tf.data.Dataset.from_tensor_slices(
@@ -134,8 +142,12 @@ class Distill(Stage):
         @tf.function
         def step(x: tf.Tensor, y: tf.Tensor, t_log: tf.Tensor) -> None:
             with tf.GradientTape() as tape:
-                s_log = _log_probs(student(x, training=True), s_probs)
-                loss = distillation_loss(y, s_log, t_log, temp, self.alpha)
+                out = student(x, training=True)
+                if classes:
+                    loss = distillation_loss(y, _log_probs(out, s_probs), t_log, temp, alpha)
+                else:
+                    mimic = tf.reduce_mean(tf.square(out - t_log))
+                    loss = alpha * task_loss(y, out) + (1.0 - alpha) * mimic
             grads = tape.gradient(loss, student.trainable_variables)
             optimizer.apply_gradients(zip(grads, student.trainable_variables))
 

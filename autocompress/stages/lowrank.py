@@ -20,7 +20,7 @@ import tf_keras as keras
 
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import excluded_layers, fine_tune, val_accuracy
+from autocompress.stages._keras import excluded_layers, fine_tune, val_facts
 
 SUFFIX = "_lowrank"
 
@@ -152,6 +152,6 @@ class LowRank(Stage):
             "left_full_rank": left,
             "params_before": int(model.count_params()),
             "params_after": int(factored.count_params()),
-            "keras_val_accuracy": round(val_accuracy(factored, ctx), 4),
+            **val_facts(factored, ctx),
         }
         return factored, facts

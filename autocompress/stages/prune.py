@@ -28,7 +28,7 @@ from autocompress.stages._keras import (
     kernels,
     sparsity_facts,
     steps_per_epoch,
-    val_accuracy,
+    val_facts,
 )
 
 sparsity_api = tfmot.sparsity.keras
@@ -142,7 +142,7 @@ class Prune(Stage):
             "target_sparsity": 0.5 if recipe.prune_mode == "2:4" else recipe.sparsity,
             **sparsity_facts(pruned),
             "left_dense": dense,
-            "keras_val_accuracy": round(val_accuracy(pruned, ctx), 4),
+            **val_facts(pruned, ctx),
         }
         if recipe.prune_mode == "2:4":
             facts["2:4_layers"] = sorted(

@@ -17,7 +17,7 @@ from autocompress.stages._keras import (
     clone_with_weights,
     excluded_layers,
     fine_tune,
-    val_accuracy,
+    val_facts,
 )
 
 quant_api = tfmot.quantization.keras
@@ -100,6 +100,6 @@ class QuantizeAware(Stage):
         facts = {
             "scheme": scheme_name,
             "excluded_layers": sorted(excluded),
-            "keras_val_accuracy": round(val_accuracy(qat_model, ctx), 4),
+            **val_facts(qat_model, ctx),
         }
         return qat_model, facts

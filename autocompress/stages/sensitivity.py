@@ -4,8 +4,8 @@ For each layer of the float ``.tflite`` file (its ops grouped by Keras layer: a 
 fully connected layer, but also an ``Add`` or a ``Normalization`` layer's SUB and MUL, whose
 int8 input can be where the damage is), the layer alone is quantized to int8 (weights and
 activations, LiteRT Quantizer, one calibration shared by all) while everything else stays float,
-and the accuracy on a fixed validation subset is compared with the float file's: the drop is the
-damage that layer does when quantized. The ranking feeds the
+and the task's metric on a fixed validation subset is compared with the float file's: the
+drop is the damage that layer does when quantized. The ranking feeds the
 recipe's ``keep_sensitive``: the k most sensitive layers stay float in a post-training
 quantized file (mixed precision), and the table goes into ``RUN/sensitivity.csv`` and the report.
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autocompress.metrics import ACCURACY, Metric
 from autocompress.stages.ptq import _quiet, _signature_input
 
 SUBSET = 256  # validation samples the drop is measured on
@@ -36,7 +37,7 @@ class OpSensitivity:
     op: str  # CONV_2D, FULLY_CONNECTED, ...
     tensor: str  # its output tensor's name in the float file
     pattern: str  # a regex LiteRT Quantizer matches against output tensor names
-    accuracy_drop: float  # float accuracy minus accuracy with this op alone in int8
+    drop: float  # how much worse the metric gets with this op alone in int8 (its direction)
 
 
 def layer_pattern(tensor: str) -> str:
@@ -53,16 +54,17 @@ def measure_sensitivity(
     x_val: np.ndarray,
     y_val: np.ndarray,
     samples: int = SUBSET,
+    metric: Metric = ACCURACY,
 ) -> list[OpSensitivity]:
-    """Every layer's accuracy drop when quantized alone, most damaging first."""
+    """Every layer's drop in the task's metric when quantized alone, most damaging first."""
     from litert_quantizer import qtyping, quantizer, recipe
 
-    from autocompress.evaluate import accuracy
+    from autocompress.evaluate import quality
     from autocompress.hardware import read_tflite
 
     graph = read_tflite(float_tflite)
     x, y = x_val[:samples], y_val[:samples]
-    base = accuracy(float_tflite, x, y)
+    base = quality(float_tflite, x, y, metric)
     signature, name = _signature_input(float_tflite)
     cal_data = {signature: [{name: s[None].astype(np.float32)} for s in calibration]}
     full = quantizer.Quantizer(bytearray(float_tflite))
@@ -93,6 +95,6 @@ def measure_sensitivity(
             )
         with _quiet():
             quantized = bytes(qt.quantize(calibrated, enable_progress_report=False).quantized_model)
-        drop = base - accuracy(quantized, x, y)
+        drop = metric.quality.drop(base, quality(quantized, x, y, metric))
         results.append(OpSensitivity(op.name, tensor, pattern, round(float(drop), 5)))
-    return sorted(results, key=lambda s: -s.accuracy_drop)
+    return sorted(results, key=lambda s: -s.drop)

@@ -7,11 +7,13 @@ A newcomer's map, in the order data flows:
 * ``storage.py``: where the study lives (a journal file in the run directory, or a database
   shared by several drivers), the run directory's lock and the driver's id.
 * ``driver.py``: the ask -> run -> tell loop (warm start, repeats answered free, trials that wait
-  for a stage output another trial builds, the budget and the timeout).
+  for a stage output another trial builds, the budget and the timeout); ``options.py``: what a
+  run is asked to do (warm start, limits, fidelity) and its progress snapshots.
 * ``executor.py``: the only module that imports Ray; runs trials as Ray tasks.
 * ``objective.py``: one trial, pure: (context, request) -> outcome; no Optuna, no Ray.
 * ``fidelity.py``: multi-fidelity levels (a share of the training epochs each) and the
-  promotion rule (successive halving for three objectives); the driver keeps the rungs.
+  promotion rule (successive halving for three objectives); ``promotion.py``: the driver's side
+  of it (the level a trial builds, the rungs rebuilt from the study, lower levels told PRUNED).
 * ``early_stop.py``: when a fine-tuning candidate is hopeless against the front (used when the
   search has no fidelity levels).
 * ``constraints.py``: constraint values of a candidate (user limits, profile limits).
@@ -19,6 +21,6 @@ A newcomer's map, in the order data flows:
 """
 
 from autocompress.study.api import SearchResult, SearchSettings, search
-from autocompress.study.driver import Progress
+from autocompress.study.options import Progress
 
 __all__ = ["Progress", "SearchResult", "SearchSettings", "search"]

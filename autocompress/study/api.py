@@ -23,6 +23,7 @@ import pandas as pd
 
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
+from autocompress.metrics import Metric, from_function, get_metric
 from autocompress.models.tflite import TfliteTeacher, check_space
 from autocompress.space import SearchSpace, exclude_names, load_recipes, resolve_space
 from autocompress.study.constraints import Limits
@@ -32,7 +33,7 @@ from autocompress.study.objective import TrialContext, TrialOutcome, TrialReques
 from autocompress.study.rundir import RunDir, atomic_write_bytes
 from autocompress.study.storage import exclusive, open_study
 from autocompress.study.tables import front_frame, trials_frame
-from autocompress.task import Task, load_task
+from autocompress.task import Task, check_task, load_task
 
 log = logging.getLogger("autocompress")
 
@@ -62,13 +63,15 @@ class SearchSettings:
         warm_start: try the well-known recipes (int8; 50 % sparsity + int8; 16 clusters + int8;
             30 % sparsity + float16; width 0.5 + int8) first, after the baseline.
         enqueue: a YAML list of the user's own (partial) recipes to try first.
-        max_latency_ms, min_accuracy, max_size_kb: constraints (latency on the first profile,
-            validation accuracy, ``.tflite`` size); a candidate breaking one is a completed but
-            infeasible trial, kept in ``trials.csv`` and off the front.
+        max_latency_ms, min_quality, max_size_kb: constraints (latency on the first profile,
+            validation quality in the task's metric -- at least this good, i.e. at most this
+            for an error such as ``mae`` --, ``.tflite`` size); a candidate breaking one is a
+            completed but infeasible trial, kept in ``trials.csv`` and off the front.
         trust_model: allow a task model file that needs code to load (Lambda, custom layers).
-        stop_margin: stop a candidate after its first fine-tuning epoch when its accuracy is
-            more than this below a front member that is at least as compressed in every
-            dimension (see :mod:`autocompress.study.early_stop`); None never stops early.
+        stop_margin: stop a candidate after its first fine-tuning epoch when its quality is
+            more than this (in the metric's units) worse than a front member that is at least
+            as compressed in every dimension (see :mod:`autocompress.study.early_stop`); None
+            never stops early.
         cpus_per_trial, gpus_per_trial: what Ray reserves for each trial; TensorFlow in the
             trial uses that many threads.
         require_all_profiles: every listed profile must be able to run a candidate for it to
@@ -96,7 +99,7 @@ class SearchSettings:
     warm_start: bool = True
     enqueue: str | Path | None = None
     max_latency_ms: float | None = None
-    min_accuracy: float | None = None
+    min_quality: float | None = None
     max_size_kb: float | None = None
     trust_model: bool = False
     stop_margin: float | None = DEFAULT_MARGIN
@@ -120,21 +123,22 @@ class SearchSettings:
             raise InputError("--timeout", f"must be a positive duration, got {self.timeout}")
         for option, value in (
             ("--max-latency-ms", self.max_latency_ms),
-            ("--min-accuracy", self.min_accuracy),
             ("--max-size-kb", self.max_size_kb),
         ):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise InputError(option, f"must be a positive number, got {value}")
+        if self.min_quality is not None and not math.isfinite(self.min_quality):
+            raise InputError("--min-quality", f"must be a number, got {self.min_quality}")
         if self.fidelity not in FIDELITY_CHOICES:
             raise InputError("--fidelity", f"must be one of {', '.join(FIDELITY_CHOICES)}")
         margin = self.stop_margin
-        if margin is not None and not (math.isfinite(margin) and 0 <= margin <= 1):
-            raise InputError("--stop-margin", f"must be between 0 and 1, got {margin}")
+        if margin is not None and not (math.isfinite(margin) and margin >= 0):
+            raise InputError("--stop-margin", f"must be 0 or more, got {margin}")
 
     @property
     def limits(self) -> Limits:
         return Limits(
-            self.max_latency_ms, self.min_accuracy, self.max_size_kb, self.require_all_profiles
+            self.max_latency_ms, self.min_quality, self.max_size_kb, self.require_all_profiles
         )
 
 
@@ -171,6 +175,8 @@ def search(
     settings: SearchSettings | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     trial_fn: Callable[[TrialContext, TrialRequest], TrialOutcome] | None = None,
+    metric: str | Callable[[Any, Any], Any] | Metric | None = None,
+    direction: str | None = None,
     **overrides: Any,
 ) -> SearchResult:
     """Run (or resume) a compression search and return its Pareto front.
@@ -185,6 +191,9 @@ def search(
         on_progress: called after every finished trial and about once a second.
         trial_fn: what each Ray task runs instead of the real trial (benchmarks measure the
             driver's own cost with a no-op trial); None: the real trial.
+        metric, direction: the quality measure, replacing the task's: a built-in name, a
+            ``file.py:function`` / ``module:function``, a :class:`~autocompress.metrics.Metric`
+            or a callable ``(y_true, y_pred) -> float`` (then ``direction`` is required).
     """
     try:
         s = dataclasses.replace(settings or SearchSettings(), **overrides)
@@ -200,6 +209,10 @@ def search(
     rundir.path.mkdir(parents=True, exist_ok=True)
     with exclusive(rundir), _log_to(rundir.path / "search.log"):
         task_obj = _resolve_task(task, rundir, s.seed, s.trust_model)
+        if metric is not None:
+            task_obj = dataclasses.replace(task_obj, metric=_metric(metric, direction))
+            check_task(task_obj)
+        rundir.write_quality(task_obj.metric.quality)
         if space_spec is None:
             space_spec = _space("default" if task_obj.teacher.trainable else "tflite")
         if task_obj.teacher.trainable:
@@ -220,7 +233,7 @@ def search(
             gpus_per_trial=s.gpus_per_trial,
             trial_fn=trial_fn,
         )
-        opened = open_study(rundir, hw[0].name, sampler, s.storage)
+        opened = open_study(rundir, hw[0].name, sampler, s.storage, task_obj.metric.quality)
         _keep_validation(rundir, task_obj)
         from autocompress.audit import teacher_reference
         from autocompress.stages.cache import root_key
@@ -234,15 +247,18 @@ def search(
             stage_cache=s.stage_cache,
             cache_key=key,
             reference=teacher_reference(task_obj.teacher.predict, task_obj.data, s.seed),
-            sensitive=_sensitivity(space_spec, task_obj, rundir, key, s.seed),
+            sensitive=_sensitivity(
+                space_spec, task_obj, rundir, f"{key}:{task_obj.metric.spec}", s.seed
+            ),
         )
         driver = Driver(
             opened, space_spec, ctx, rundir, s.trials, s.timeout, s.workers, on_progress, options
         )
         driver.run(s.ray_address)
-        table = trials_frame(opened.study)
+        quality = task_obj.metric.quality
+        table = trials_frame(opened.study, quality)
         return SearchResult(
-            front=front_frame(table, hw[0].name),
+            front=front_frame(table, hw[0].name, quality),
             trials=table,
             study=opened.study,
             out_dir=rundir.path,
@@ -317,7 +333,11 @@ def _sensitivity(
         float_file = to_tflite(teacher.build(), "none")
     d = task.data
     ops = measure_sensitivity(
-        float_file, calibration_samples(d.x_train, 100, seed), d.x_val, d.y_val
+        float_file,
+        calibration_samples(d.x_train, 100, seed),
+        d.x_val,
+        d.y_val,
+        metric=task.metric,
     )
     document = {"key": key, "ops": [dataclasses.asdict(op) for op in ops]}
     atomic_write_bytes(path, json.dumps(document, indent=1).encode())
@@ -333,6 +353,16 @@ def _keep_validation(rundir: RunDir, task: Task) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, x_val=task.data.x_val, y_val=task.data.y_val)
     atomic_write_bytes(rundir.validation, buffer.getvalue())
+
+
+def _metric(metric: str | Callable[[Any, Any], Any] | Metric, direction: str | None) -> Metric:
+    if isinstance(metric, Metric):
+        return metric
+    if isinstance(metric, str):
+        return get_metric(metric, direction, where="metric")
+    if direction is None:
+        raise InputError("metric", "a metric function needs direction='maximize' or 'minimize'")
+    return from_function(metric, direction)
 
 
 def _resolve_task(

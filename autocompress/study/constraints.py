@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autocompress.hardware import HardwareProfile
+from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import Measurement
 
 
@@ -28,21 +29,25 @@ class Limits:
     """The user's limits; None: no limit."""
 
     max_latency_ms: float | None = None
-    min_accuracy: float | None = None
+    # The metric at least this good, in its direction (for an error metric: at most this).
+    min_quality: float | None = None
     max_size_kb: float | None = None
     require_all_profiles: bool = False  # every listed profile must be able to run the file
 
 
 def constraint_values(
-    m: Measurement, profiles: Sequence[HardwareProfile], limits: Limits
+    m: Measurement,
+    profiles: Sequence[HardwareProfile],
+    limits: Limits,
+    quality: Quality = DEFAULT_QUALITY,
 ) -> dict[str, float]:
     """The user's limits, then each profile's limits and deployability."""
     out: dict[str, float] = {}
     primary = profiles[0].name
     if limits.max_latency_ms is not None:
         out["user.max_latency_ms"] = m.latency[primary].median_ms - limits.max_latency_ms
-    if limits.min_accuracy is not None:
-        out["user.min_accuracy"] = limits.min_accuracy - m.accuracy
+    if limits.min_quality is not None:
+        out[f"user.min_{quality.name}"] = quality.drop(limits.min_quality, m.quality)
     if limits.max_size_kb is not None:
         out["user.max_size_kb"] = m.size_bytes / 1024 - limits.max_size_kb
     if limits.require_all_profiles:

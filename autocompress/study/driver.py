@@ -5,12 +5,9 @@ Trials run on Ray (see :mod:`autocompress.study.executor`); the driver decides w
 running trial builds), records what came back, and keeps ``trials.csv`` / ``pareto.csv`` current
 after every trial. Its shape follows Optuna's ``study/_optimize.py``: ask -> run -> tell.
 
-Multi-fidelity (``SearchOptions.fidelity``, rule in :mod:`autocompress.study.fidelity`): a new
-candidate is built at level 0; a free worker first takes a promotion that is due (queued as an
-enqueued trial with ``promoted_from`` and ``level``), else a new candidate. Each level's build is
-its own trial; only a top-level build is COMPLETE with values, a lower one is PRUNED with its
-record and ``level_values`` in user attributes. The rungs are rebuilt from the study when the
-driver starts, so a killed search resumes mid-rung: an interrupted promotion is promoted again.
+Multi-fidelity (``SearchOptions.fidelity``): a free worker first takes a promotion that is due,
+else a new candidate; how levels, rungs and promotions meet the study is
+:mod:`autocompress.study.promotion`, the rule :mod:`autocompress.study.fidelity`.
 """
 
 from __future__ import annotations
@@ -19,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import optuna
@@ -28,10 +24,12 @@ from optuna.trial import TrialState
 from autocompress.audit import audit_document
 from autocompress.records import EPOCH_FIELDS, Recipe, TrialRecord
 from autocompress.space import SearchSpace
-from autocompress.study.constraints import Limits, constraint_values, for_sampler
-from autocompress.study.early_stop import DEFAULT_MARGIN, EarlyStop, FrontMember
-from autocompress.study.fidelity import Fidelity, Point, Rungs, guessing
+from autocompress.study.constraints import constraint_values, for_sampler
+from autocompress.study.early_stop import EarlyStop, FrontMember
+from autocompress.study.fidelity import Rungs
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
+from autocompress.study.options import WELL_KNOWN, Progress, SearchOptions
+from autocompress.study.promotion import Promotions, chance
 from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.storage import OpenStudy, driver_id
 from autocompress.study.tables import RECIPE_COLUMNS, front_frame, trials_frame
@@ -48,46 +46,9 @@ BASELINE = Recipe()  # fp32 teacher, converted unchanged: the reference every ca
 TABLE_INTERVAL_FACTOR = 20
 # Proposals in a row that repeat built recipes before the search stops as exhausted.
 MAX_REPEATS_IN_ROW = 30
-# Well-known recipes tried first (after the baseline), so the front is good from the first minutes.
-WELL_KNOWN = (
-    Recipe(quantization="int8"),
-    Recipe(sparsity=0.5, quantization="int8"),
-    Recipe(clusters=16, quantization="int8"),
-    Recipe(sparsity=0.3, quantization="float16"),
-    Recipe(student_width=0.5, quantization="int8"),
-)
 
 
-@dataclass(frozen=True)
-class Progress:
-    """A snapshot of a running search, for progress displays."""
-
-    done: int
-    budget: int
-    failed: int
-    stopped: int
-    running: int
-    front_size: int
-    elapsed_s: float
-    time_left_s: float | None = None  # until no new trial starts (with a timeout)
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """How the driver steers the study beyond the budget."""
-
-    warm_start: bool = True  # try the baseline and the well-known recipes first
-    enqueue: tuple[dict[str, object], ...] = ()  # the user's recipes to try first
-    limits: Limits = field(default_factory=Limits)  # make a candidate infeasible
-    stop_margin: float | None = DEFAULT_MARGIN  # early stop of hopeless candidates; None: off
-    cpus_per_trial: float = 1.0  # what Ray reserves per trial
-    gpus_per_trial: float = 0.0
-    fidelity: Fidelity | None = None  # multi-fidelity levels; None: every build at full effort
-    # What each Ray task runs instead of run_trial (benchmarks: a no-op trial); None: run_trial.
-    trial_fn: Callable[[TrialContext, TrialRequest], TrialOutcome] | None = None
-
-
-class Driver:
+class Driver(Promotions):
     """The ask/tell loop of one search run: ask the sampler, start the trial on Ray (or answer
     it from an earlier trial), record what comes back, tell the study, rewrite the tables."""
 
@@ -108,6 +69,7 @@ class Driver:
         self.driver_id = driver_id(rundir)
         self.shared = opened.shared
         self.options = options
+        self.quality = ctx.task.metric.quality
         self.budget, self.timeout, self.workers = budget, timeout, workers
         self.on_progress = on_progress
         self.running: dict[int, optuna.Trial] = {}
@@ -130,7 +92,7 @@ class Driver:
         self.fidelity = options.fidelity
         self.rungs = None
         if options.fidelity is not None:
-            self.rungs = Rungs(options.fidelity, guess=guessing(ctx.task.data.y_val))
+            self.rungs = Rungs(options.fidelity, guess=chance(ctx))
 
     def run(self, ray_address: str | None) -> None:
         from autocompress.study.executor import RayExecutor
@@ -219,24 +181,6 @@ class Driver:
         else:
             self._start(executor, trial.number, built)
 
-    def _at_level(self, trial: optuna.Trial, recipe: Recipe, promoted_from: object) -> Recipe:
-        """What the trial builds: the recipe at its fidelity level (the recipe itself when the
-        search has no levels). Records the candidate, the level and the last level this build
-        counts for in the trial's user attributes."""
-        if self.fidelity is None:
-            return recipe
-        from autocompress.stages.build import epoch_floors
-
-        floors = epoch_floors(recipe)
-        if promoted_from is None:
-            candidate, level = trial.number, 0
-        else:
-            candidate, level = int(str(promoted_from)), int(str(trial.user_attrs["level"]))
-        last = self.fidelity.last_same(recipe, level, floors)
-        for key, value in (("candidate", candidate), ("level", level), ("last_level", last)):
-            trial.set_user_attr(key, value)
-        return self.fidelity.recipe_at(recipe, level, floors)
-
     def _more_work(self) -> bool:
         """Whether a free worker has something to start: a promotion (queued here when one is
         due), or a new candidate while the budget lasts. Promotions do not use the budget."""
@@ -254,40 +198,11 @@ class Driver:
                 return True
         return self._finished() + self._running() < self.budget and not self._exhausted()
 
-    def _rebuild_rungs(self) -> None:
-        """The rungs from the study: every level result and every promotion issued. A promotion
-        whose build a stopped driver interrupted stands: it is queued again."""
-        if self.rungs is None:
-            return
-        issued: set[tuple[int, int]] = set()
-        interrupted: dict[tuple[int, int], dict[str, object]] = {}
-        for t in self.study.get_trials(deepcopy=False):
-            attrs = t.user_attrs
-            if "promoted_from" in attrs:
-                step = (int(attrs["promoted_from"]), int(attrs["level"]))
-                self.rungs.going_on(step[0], step[1] - 1)
-                error = str(attrs.get("error", ""))
-                if t.state == TrialState.FAIL and error.startswith("interrupted"):
-                    interrupted[step] = t.params
-                else:
-                    issued.add(step)
-            if "level_values" in attrs and "reused_from" not in attrs:
-                point: Point = tuple(attrs["level_values"])  # type: ignore[assignment]
-                self.rungs.add(
-                    int(attrs["candidate"]), int(attrs["level"]), int(attrs["last_level"]), point
-                )
-        for (candidate, level), params in interrupted.items():
-            if (candidate, level) not in issued:
-                self._queue_promotion(candidate, level, params)
-
-    def _queue_promotion(self, candidate: int, level: int, params: dict[str, object]) -> None:
-        """Queue ``candidate``'s build at ``level`` (the next free worker starts it)."""
-        self.study.enqueue_trial(params, user_attrs={"promoted_from": candidate, "level": level})
-        log.info("candidate %d promoted to level %d", candidate, level)
-
     def _start(self, executor: RayExecutor, number: int, recipe: Recipe) -> None:
         margin = self.options.stop_margin
-        stop = EarlyStop(self.front, margin) if margin is not None and self.front else None
+        stop = None
+        if margin is not None and self.front:
+            stop = EarlyStop(self.front, margin, self.quality)
         final = True
         if self.fidelity is not None:
             trial = self.running.get(number)
@@ -396,8 +311,8 @@ class Driver:
         record: TrialRecord = outcome.record
         m = record.measurement
         primary = self.ctx.profiles[0].name
-        values = [m.accuracy, m.latency[primary].median_ms, float(m.gzip_bytes)]
-        constraints = constraint_values(m, self.ctx.profiles, self.options.limits)
+        values = [m.quality, m.latency[primary].median_ms, float(m.gzip_bytes)]
+        constraints = constraint_values(m, self.ctx.profiles, self.options.limits, self.quality)
         if self._record_level(outcome.number, record, values, constraints):
             return
         trial = self.running.pop(outcome.number)
@@ -408,7 +323,7 @@ class Driver:
         rel = str(path.relative_to(self.rundir.path))
         atomic_write_text(
             self.rundir.audit_path(outcome.number),
-            json.dumps(audit_document(outcome.number, record, rel), indent=1),
+            json.dumps(audit_document(outcome.number, record, rel, self.quality), indent=1),
         )
         trial.set_user_attr("record", record.to_dict())
         trial.set_user_attr("model_path", rel)
@@ -418,32 +333,6 @@ class Driver:
         self.study.tell(trial, values)
         log.info("trial %d complete: %s", outcome.number, record.recipe)
         self._write_tables()
-
-    def _record_level(
-        self,
-        number: int,
-        record: TrialRecord,
-        values: list[float],
-        constraints: dict[str, float],
-    ) -> bool:
-        """Enter a multi-fidelity build into its rungs; a build below the top level is told
-        PRUNED here, with its record and values (no model file: it is not a result). Whether
-        the trial was told (False: a top-level or single-fidelity result, told as COMPLETE)."""
-        trial = self.running.get(number)
-        if self.rungs is None or trial is None or "candidate" not in trial.user_attrs:
-            return False
-        attrs = trial.user_attrs
-        level, last = int(attrs["level"]), int(attrs["last_level"])
-        trial.set_user_attr("level_values", values)
-        self.rungs.add(int(attrs["candidate"]), level, last, (values[0], values[1], values[2]))
-        if last == self.rungs.fidelity.top:
-            return False
-        trial.set_user_attr("record", record.to_dict())
-        trial.set_user_attr("constraint_values", constraints)
-        reason = f"fidelity level {last} of {self.rungs.fidelity.top}: goes on if promoted"
-        self._tell_unfinished(number, TrialState.PRUNED, "stopped", reason)
-        log.info("trial %d reached level %d: %s", number, last, record.recipe)
-        return True
 
     def _sampler_constraints(self, attrs: dict[str, object]) -> dict[str, float]:
         values = attrs.get("constraint_values")
@@ -525,17 +414,15 @@ class Driver:
         if not force and now - self.tables_written_at < TABLE_INTERVAL_FACTOR * self.tables_seconds:
             self.tables_due = True
             return
-        table = trials_frame(self.study)
-        front = front_frame(table, self.ctx.profiles[0].name)
+        table = trials_frame(self.study, self.quality)
+        front = front_frame(table, self.ctx.profiles[0].name, self.quality)
         self.front = tuple(
             FrontMember(
-                trial=int(row.trial),
-                recipe=Recipe.from_dict(
-                    {k: v for k, v in row._asdict().items() if k in RECIPE_COLUMNS}
-                ),
-                accuracy=float(row.accuracy),
+                trial=int(row["trial"]),
+                recipe=Recipe.from_dict({k: v for k, v in row.items() if k in RECIPE_COLUMNS}),
+                quality=float(row[self.quality.column]),
             )
-            for row in front.itertuples()
+            for row in front.to_dict("records")
         )
         atomic_write_text(self.rundir.trials_csv, table.to_csv(index=False))
         atomic_write_text(self.rundir.pareto_csv, front.to_csv(index=False))

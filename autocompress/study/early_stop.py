@@ -2,7 +2,8 @@
 single-objective only).
 
 The rule, in one sentence: a candidate stops after the first epoch of any fine-tuning stage when
-its validation accuracy is more than ``margin`` below that of a front member that is at least as
+its validation quality (the task's metric) is more than ``margin`` (in the metric's units) worse
+than that of a front member that is at least as
 compressed in every dimension (same quantization mode, student no wider, sparsity no lower,
 clusters no more) -- such a member is as small and as fast, so the candidate could only join the
 front by gaining more than ``margin`` in the remaining epochs.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import Recipe
 
 DEFAULT_MARGIN = 0.10
@@ -26,7 +28,7 @@ class FrontMember:
 
     trial: int
     recipe: Recipe
-    accuracy: float
+    quality: float
 
 
 def at_least_as_compressed(a: Recipe, b: Recipe) -> bool:
@@ -51,21 +53,24 @@ def at_least_as_compressed(a: Recipe, b: Recipe) -> bool:
 
 @dataclass(frozen=True)
 class EarlyStop:
-    """The front as the driver saw it when the trial started, and the margin."""
+    """The front as the driver saw it when the trial started, the margin and the metric."""
 
     front: tuple[FrontMember, ...]
     margin: float = DEFAULT_MARGIN
+    metric: Quality = DEFAULT_QUALITY
 
-    def reason(self, recipe: Recipe, accuracy: float, stage: str) -> str | None:
-        """Why a candidate with ``accuracy`` after its first ``stage`` epoch should stop, if it
+    def reason(self, recipe: Recipe, quality: float, stage: str) -> str | None:
+        """Why a candidate with ``quality`` after its first ``stage`` epoch should stop, if it
         should; None to go on."""
-        for member in sorted(self.front, key=lambda m: -m.accuracy):
-            if member.accuracy - accuracy > self.margin and at_least_as_compressed(
+        q = self.metric
+        for member in sorted(self.front, key=lambda m: -q.sign * m.quality):
+            if q.drop(member.quality, quality) > self.margin and at_least_as_compressed(
                 member.recipe, recipe
             ):
+                worse = "below" if q.maximize else "above"
                 return (
-                    f"hopeless: accuracy {accuracy:.4f} after 1 {stage} epoch is more than "
-                    f"{self.margin:g} below front trial {member.trial} ({member.accuracy:.4f}), "
-                    "which is at least as compressed"
+                    f"hopeless: {q.name} {quality:.4f} after 1 {stage} epoch is more than "
+                    f"{self.margin:g} {worse} front trial {member.trial} "
+                    f"({member.quality:.4f}), which is at least as compressed"
                 )
         return None

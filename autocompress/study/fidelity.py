@@ -1,5 +1,5 @@
 """Multi-fidelity search: levels of fine-tuning effort and the promotion rule between them,
-asynchronous successive halving for three objectives (accuracy up, latency and size down).
+asynchronous successive halving for three objectives (quality up, latency and size down).
 Pure numpy: no Optuna, no Ray, no TensorFlow; the driver (``driver.py``) consults it.
 
 Levels: a candidate is first built with a share of its recipe's training epochs (level 0: none,
@@ -9,7 +9,7 @@ if promoted, again with a larger share, up to the full recipe at the top level. 
 trains nothing (quantization alone) is the same build at every level and goes to the top at once.
 
 A candidate that finished a fidelity level (a rung) is promoted to the next level when it ranks in
-the top ``1 / eta`` of every candidate that reached that rung so far, and its accuracy is not
+the top ``1 / eta`` of every candidate that reached that rung so far, and its quality is not
 below the floor. Asynchronous, after ASHA (Li et al., 2020): nobody waits for a rung to fill;
 a promotion is decided whenever a candidate arrives, so a late candidate that beats the rung is
 promoted even if the rung's share was already handed out.
@@ -33,7 +33,8 @@ import numpy as np
 from autocompress.errors import InputError
 from autocompress.records import Recipe
 
-# (accuracy, latency_ms, size) per candidate; accuracy is maximised, the others minimised.
+# (quality, latency_ms, size) per candidate; quality is the task's metric times its direction's
+# sign (see metrics.Quality.sign), so it is maximised; the others are minimised.
 Point = tuple[float, float, float]
 
 
@@ -128,11 +129,11 @@ def promotions(
     """The candidates of one rung to promote now.
 
     Args:
-        results: every candidate that reached this rung so far, by id, with its (accuracy,
+        results: every candidate that reached this rung so far, by id, with its (signed quality,
             latency, size) at this rung.
         promoted: the ids already promoted from this rung (an earlier promotion stands).
         eta: the rung keeps the top ``len(results) // eta`` (none while fewer than ``eta``).
-        floor: candidates below this accuracy are never promoted (a tiny useless model must
+        floor: candidates below this (signed) quality are never promoted (a tiny useless model must
             not win on size and latency alone): they count in ``len(results)``, but the top
             places go to the candidates above the floor.
     """
@@ -200,19 +201,6 @@ class Fidelity:
         return cls(levels=tuple(float(v) for v in levels), eta=eta)
 
 
-def guessing(labels: np.ndarray) -> float:
-    """The accuracy a model must exceed to be told from guessing on these validation labels:
-    the majority class's share (what a constant answer scores) plus two standard errors of an
-    accuracy measured on ``len(labels)`` samples. A candidate at or below it learned nothing
-    that this validation set can show, whatever its size and latency."""
-    labels = np.asarray(labels)
-    if not labels.size:
-        return 0.0
-    _, counts = np.unique(labels, return_counts=True)
-    share = float(counts.max() / labels.size)
-    return share + 2.0 * math.sqrt(share * (1.0 - share) / labels.size)
-
-
 @dataclass
 class Rungs:
     """Who reached each level with what values, and who went on from it.
@@ -224,8 +212,8 @@ class Rungs:
     fidelity: Fidelity
     results: list[dict[int, Point]] = field(default_factory=list)
     promoted: list[set[int]] = field(default_factory=list)
-    # The accuracy a candidate must beat to be told from guessing (see :func:`guessing`);
-    # None: no such bound (the median alone is the floor).
+    # The (signed) quality a candidate must beat to be told from guessing (see
+    # metrics.Metric.chance); None: no such bound (the median alone is the floor).
     guess: float | None = None
 
     def __post_init__(self) -> None:
@@ -245,10 +233,10 @@ class Rungs:
         self.promoted[level].add(candidate)
 
     def floor(self, level: int) -> float | None:
-        """The accuracy a candidate needs to be promoted from ``level``: the median of the
+        """The (signed) quality a candidate needs to be promoted from ``level``: the median of the
         level, and never less than :attr:`guess`. Accuracy at a low level is not the final one,
         so no absolute floor fits every level; the median keeps the useless half (tiny models
-        that win on size and latency alone) from being promoted, whatever the level's accuracy
+        that win on size and latency alone) from being promoted, whatever the level's quality
         scale."""
         values = [p[0] for p in self.results[level].values()]
         if not values:

@@ -53,7 +53,7 @@ class TrialRequest:
     recipe: Recipe
     stop: EarlyStop | None = None  # the early-stop rule with the front as it was at submission
     cache_entries: dict[str, bytes] = field(default_factory=dict)  # by key, from the driver
-    # False for a multi-fidelity build below the top level: only its validation accuracy, size
+    # False for a multi-fidelity build below the top level: only its validation quality, size
     # and latency rank it, so the test split, the audit and the .keras file are skipped.
     final: bool = True
 
@@ -104,8 +104,6 @@ def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
 def _build_and_measure(
     ctx: TrialContext, request: TrialRequest, cache: StageCache | None
 ) -> tuple[TrialRecord, bytes, bytes | None]:
-    import numpy as np
-
     from autocompress.audit import NOISE_SIGMA, compare, lineage, noisy, teacher_reference
     from autocompress.evaluate import evaluate, predict
 
@@ -115,23 +113,23 @@ def _build_and_measure(
         tflite, stages, keras_file = _build_keras(ctx, request, cache)
     else:
         (tflite, stages), keras_file = _build_tflite(ctx, recipe), None
-    data = ctx.task.data
-    scores = predict(tflite, data.x_val)
-    measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, scores=scores)
+    data, metric = ctx.task.data, ctx.task.metric
+    outputs = predict(tflite, data.x_val)
+    measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, metric, outputs)
     if not request.final:
         record = TrialRecord(recipe, stages, measurement, time.perf_counter() - start)
         return record, tflite, keras_file
     if data.has_test:
         assert data.x_test is not None and data.y_test is not None
-        test_scores = predict(tflite, data.x_test)
-        test_accuracy = float(np.mean(np.argmax(test_scores, axis=-1) == data.y_test))
-        measurement = dataclasses.replace(measurement, test_accuracy=test_accuracy)
+        test_quality = metric(data.y_test, predict(tflite, data.x_test))
+        measurement = dataclasses.replace(measurement, test_quality=test_quality)
     ref = ctx.reference or teacher_reference(ctx.task.teacher.predict, data, ctx.seed)
     audit = compare(
-        candidate=np.argmax(scores, axis=-1),
-        teacher=ref.clean,
+        metric,
         labels=data.y_val,
-        candidate_noisy=np.argmax(predict(tflite, noisy(data, NOISE_SIGMA, ctx.seed)), axis=-1),
+        candidate=outputs,
+        teacher=ref.clean,
+        candidate_noisy=predict(tflite, noisy(data, NOISE_SIGMA, ctx.seed)),
         teacher_noisy=ref.noisy,
         noise_sigma=NOISE_SIGMA,
     )
@@ -163,8 +161,8 @@ def _build_keras(
     gate = None
     if stop is not None:
 
-        def gate(accuracy: float, stage: str) -> str | None:
-            return stop.reason(recipe, accuracy, stage)
+        def gate(quality: float, stage: str) -> str | None:
+            return stop.reason(recipe, quality, stage)
 
     build_ctx = BuildContext(
         data=ctx.task.data,
@@ -173,6 +171,8 @@ def _build_keras(
         gate=gate,
         integer_io=ctx.integer_io,
         sensitive=ctx.sensitive,
+        metric=ctx.task.metric,
+        loss=ctx.task.loss,
     )
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key

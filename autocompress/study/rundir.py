@@ -4,6 +4,7 @@ Layout::
 
     DIR/study.journal         Optuna journal storage (the single source of truth)
     DIR/models/trial_N.tflite the deployed file of every completed trial
+    DIR/metric.json           the task's quality measure: name and direction (absent: accuracy)
     DIR/trials.csv            every trial: recipe, state, objectives, per-stage facts, error
     DIR/pareto.csv            the non-dominated completed trials
     DIR/cache/                stage outputs shared between trials (see stages/cache.py)
@@ -16,9 +17,15 @@ read as valid.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autocompress._files import atomic_write_bytes, atomic_write_text
+from autocompress.metrics import Quality
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["STUDY_NAME", "RunDir", "atomic_write_bytes", "atomic_write_text"]
 
@@ -36,8 +43,46 @@ class RunDir:
         return self.path / "study.journal"
 
     @property
+    def metric_json(self) -> Path:
+        return self.path / "metric.json"
+
+    def quality(self) -> Quality:
+        """The run's quality measure as the search wrote it; runs from before the metric was
+        the task's own measured accuracy."""
+        if not self.metric_json.is_file():
+            return Quality()
+        return Quality.from_dict(json.loads(self.metric_json.read_text()))
+
+    def write_quality(self, quality: Quality) -> None:
+        """Record the search's metric; a run directory keeps the metric it was started with."""
+        if self.metric_json.is_file():
+            if self.quality() == quality:
+                return
+            from autocompress.errors import InputError
+
+            raise InputError(
+                str(self.path),
+                f"holds a search with metric {self.quality().name}, not {quality.name}: use "
+                "another --out directory",
+            )
+        atomic_write_text(self.metric_json, json.dumps(quality.to_dict()) + "\n")
+
+    @property
     def trials_csv(self) -> Path:
         return self.path / "trials.csv"
+
+    def read_trials(self) -> pd.DataFrame:
+        """``trials.csv`` as the search wrote it (no profiles added since)."""
+        import pandas as pd
+
+        from autocompress.errors import InputError
+
+        if not self.trials_csv.is_file():
+            raise InputError(str(self.path), "not a run directory (no trials.csv)")
+        try:
+            return pd.read_csv(self.trials_csv)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise InputError(str(self.trials_csv), f"unreadable table: {exc}") from None
 
     @property
     def pareto_csv(self) -> Path:

@@ -24,10 +24,16 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from autocompress.errors import InputError
+from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_text
 from autocompress.study.tables import objective_columns
 
-DIRECTIONS = ["maximize", "minimize", "minimize"]  # accuracy, latency, gzip size
+
+def directions(quality: Quality) -> list[str]:
+    """The study's directions: the task's metric, latency, gzip size."""
+    return ["maximize" if quality.maximize else "minimize", "minimize", "minimize"]
+
+
 _RECOVER = (
     "The run directory is damaged: restore the file, or move the directory away and start a "
     "new search (trials.csv keeps a readable copy of every result)"
@@ -55,11 +61,12 @@ def open_study(
     primary: str,
     sampler: optuna.samplers.BaseSampler,
     storage_url: str | None = None,
+    quality: Quality = DEFAULT_QUALITY,
 ) -> OpenStudy:
     """Create the study, or load it to resume; refuse a study made for another objective."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if storage_url is not None:
-        return _open_shared_study(rundir, primary, sampler, storage_url)
+        return _open_shared_study(rundir, primary, sampler, storage_url, quality)
     exists = rundir.journal.exists()
     if exists and rundir.journal.stat().st_size == 0:
         raise InputError(str(rundir.journal), f"is empty. {_RECOVER}")
@@ -73,7 +80,7 @@ def open_study(
         )
     try:
         storage = JournalStorage(JournalFileBackend(str(rundir.journal)))
-        study = _create(storage, sampler)
+        study = _create(storage, sampler, quality)
         trials = study.get_trials(deepcopy=False)
     except Exception as exc:  # the journal's replay raises many types on a damaged file
         raise InputError(
@@ -88,18 +95,22 @@ def open_study(
                 str(rundir.path / path),
                 f"the model of completed trial {t.number} is missing. {_RECOVER}",
             )
-    _check_objectives(study, primary, rundir.path, exists)
+    _check_objectives(study, primary, rundir.path, exists, quality)
     return OpenStudy(study, storage, shared=False)
 
 
 def _open_shared_study(
-    rundir: RunDir, primary: str, sampler: optuna.samplers.BaseSampler, url: str
+    rundir: RunDir,
+    primary: str,
+    sampler: optuna.samplers.BaseSampler,
+    url: str,
+    quality: Quality,
 ) -> OpenStudy:
     """The study in a database that several drivers share (Optuna's RDB storage)."""
     for attempt in range(5):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-            study = _create(storage, sampler)
+            study = _create(storage, sampler, quality)
             break
         except ImportError as exc:
             raise InputError("--storage", f"cannot open {redact(url)}: {exc}") from None
@@ -109,17 +120,19 @@ def _open_shared_study(
             if attempt == 4 or "connect" in line.lower():
                 raise InputError("--storage", f"cannot open {redact(url)}: {line}") from None
             time.sleep(0.5 * (attempt + 1))
-    _check_objectives(study, primary, rundir.path, exists=bool(study.metric_names))
+    _check_objectives(study, primary, rundir.path, bool(study.metric_names), quality)
     atomic_write_text(rundir.path / "storage.txt", redact(url) + "\n")  # where the study is
     return OpenStudy(study, storage, shared=True)
 
 
-def _create(storage: BaseStorage, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+def _create(
+    storage: BaseStorage, sampler: optuna.samplers.BaseSampler, quality: Quality
+) -> optuna.Study:
     """The study in ``storage``, created or loaded: three objectives, the sampler given."""
     return optuna.create_study(
         storage=storage,
         study_name=STUDY_NAME,
-        directions=DIRECTIONS,
+        directions=directions(quality),
         sampler=sampler,
         load_if_exists=True,
     )
@@ -130,8 +143,10 @@ def redact(url: str) -> str:
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-def _check_objectives(study: optuna.Study, primary: str, where: Path, exists: bool) -> None:
-    names = [c for c, _ in objective_columns(primary)]
+def _check_objectives(
+    study: optuna.Study, primary: str, where: Path, exists: bool, quality: Quality
+) -> None:
+    names = [c for c, _ in objective_columns(primary, quality)]
     if exists and study.metric_names not in (None, names):
         raise InputError(
             str(where),

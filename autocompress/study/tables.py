@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 
 from autocompress.front import pareto_mask
+from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, TrialRecord
 from autocompress.space import on_grid
 
@@ -24,12 +25,19 @@ def latency_column(profile: str) -> str:
     return f"latency_ms_{profile}"
 
 
-def objective_columns(profile: str) -> list[tuple[str, bool]]:
-    """The front's objectives as (column, maximize): accuracy, latency on ``profile``, gzip size."""
-    return [("accuracy", True), (latency_column(profile), False), ("gzip_bytes", False)]
+def objective_columns(profile: str, quality: Quality = DEFAULT_QUALITY) -> list[tuple[str, bool]]:
+    """The front's objectives as (column, maximize): the task's metric, latency on ``profile``,
+    gzip size."""
+    return [
+        (quality.column, quality.maximize),
+        (latency_column(profile), False),
+        ("gzip_bytes", False),
+    ]
 
 
-def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+def trial_row(
+    trial: optuna.trial.FrozenTrial, quality: Quality = DEFAULT_QUALITY
+) -> dict[str, Any]:
     row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name}
     if "level" in trial.user_attrs:  # a multi-fidelity build: the highest level it counts for
         row["level"] = trial.user_attrs.get("last_level", trial.user_attrs["level"])
@@ -45,9 +53,10 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     record = TrialRecord.from_dict(data)
     m = record.measurement
     row.update(record.recipe.to_dict())
-    row.update(accuracy=m.accuracy, size_bytes=m.size_bytes, gzip_bytes=m.gzip_bytes)
-    if m.test_accuracy is not None:
-        row["test_accuracy"] = m.test_accuracy
+    row[quality.column] = m.quality
+    row.update(size_bytes=m.size_bytes, gzip_bytes=m.gzip_bytes)
+    if m.test_quality is not None:
+        row[quality.test_column] = m.test_quality
     row["peak_ram_bytes"] = m.peak_ram_bytes
     row["macs"] = m.macs
     for name, lat in m.latency.items():
@@ -65,10 +74,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         k for k, v in trial.user_attrs.get("constraint_values", {}).items() if v > 0
     )
     if record.audit is not None:
-        row["max_class_drop"] = round(record.audit.max_class_drop, 4)
-        row["worst_class"] = record.audit.worst_class
-        row["teacher_agreement"] = round(record.audit.agreement, 4)
-        row["noise_accuracy"] = round(record.audit.noise_accuracy, 4)
+        row.update(record.audit.columns(quality.name))
     row["seconds"] = round(record.seconds, 2)
     row["reused_stages"] = ";".join(s.stage for s in record.stages if s.reused)
     # Each stage's build time; for a reused stage, the time its original build took.
@@ -83,7 +89,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     return row
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
+def trials_frame(study: optuna.Study, quality: Quality = DEFAULT_QUALITY) -> pd.DataFrame:
     """Every finished or running trial, one row each, ordered by trial number."""
     states = (
         optuna.trial.TrialState.COMPLETE,
@@ -91,44 +97,54 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         optuna.trial.TrialState.PRUNED,
         optuna.trial.TrialState.RUNNING,
     )  # not WAITING: enqueued recipes that have not started are not trials yet
-    rows = [trial_row(t) for t in study.get_trials(deepcopy=False, states=states)]
+    rows = [trial_row(t, quality) for t in study.get_trials(deepcopy=False, states=states)]
     if not rows:  # keep a header so that the file is a readable, empty table
         return pd.DataFrame(columns=["trial", "state", *RECIPE_COLUMNS, "error"])
     return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
 
 
-FRONT_COLUMNS = [
-    "trial",
-    *(f for f in RECIPE_FIELDS if f not in EPOCH_FIELDS),
-    "accuracy",
-    "test_accuracy",
-    "size_bytes",
-    "gzip_bytes",
-]
+def front_columns(quality: Quality = DEFAULT_QUALITY) -> list[str]:
+    return [
+        "trial",
+        *(f for f in RECIPE_FIELDS if f not in EPOCH_FIELDS),
+        quality.column,
+        quality.test_column,
+        "size_bytes",
+        "gzip_bytes",
+    ]
 
 
-AUDIT_COLUMNS = ["max_class_drop", "teacher_agreement", "noise_accuracy"]
+def audit_columns(quality: Quality = DEFAULT_QUALITY) -> list[str]:
+    """The audit's columns in the front: per-class drop and agreement where there are classes,
+    the metric under input noise, and the error quantiles where the metric has per-sample
+    scores."""
+    return ["max_class_drop", "teacher_agreement", f"noise_{quality.name}", "error_p90"]
 
 
-def front_frame(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
-    """The completed, feasible, first-built trials not dominated on (accuracy, latency, gzip)."""
+def front_frame(
+    trials: pd.DataFrame, profile: str, quality: Quality = DEFAULT_QUALITY
+) -> pd.DataFrame:
+    """The completed, feasible, first-built trials not dominated on (the metric, latency,
+    gzip)."""
     lat = latency_column(profile)
+    columns = front_columns(quality)
     if trials.empty or lat not in trials.columns:
-        return pd.DataFrame(columns=[*FRONT_COLUMNS, lat, "model_path"])
+        return pd.DataFrame(columns=[*columns, lat, "model_path"])
     ok = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()]
     if "reused_from" in ok.columns:  # a re-proposed recipe: its original row stands for it
         ok = ok[ok["reused_from"].isna()]
     if "constraints_violated" in ok.columns:
         ok = ok[[_feasible_for(v, profile) for v in ok["constraints_violated"].fillna("")]]
-    objectives = objective_columns(profile)
+    objectives = objective_columns(profile, quality)
     cols = [c for c, _ in objectives]
     mask = pareto_mask(ok[cols].to_numpy(dtype=float), [m for _, m in objectives])
     front = ok[mask]
     extra = [c for c in front.columns if c.startswith("latency_ms_") and c != lat]
-    audit = [c for c in AUDIT_COLUMNS if c in front.columns]
-    ordered = [c for c in FRONT_COLUMNS if c in front.columns]  # older runs lack new columns
+    audit = [c for c in audit_columns(quality) if c in front.columns]
+    ordered = [c for c in columns if c in front.columns]  # older runs lack new columns
     ordered += [lat, *extra, *audit, "model_path"]
-    return front[ordered].sort_values("accuracy", ascending=False).reset_index(drop=True)
+    best_first = front[ordered].sort_values(quality.column, ascending=not quality.maximize)
+    return best_first.reset_index(drop=True)
 
 
 def _feasible_for(violated: str, profile: str) -> bool:

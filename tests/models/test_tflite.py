@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from autocompress.errors import InputError
-from autocompress.evaluate import accuracy, tensor_dtypes
+from autocompress.evaluate import quality, tensor_dtypes
+from autocompress.metrics import ACCURACY
 from autocompress.models.tflite import TfliteTeacher
 from autocompress.stages.ptq import LITERT_MODES, quantize_tflite
 from autocompress.task import Task
@@ -36,7 +37,7 @@ def tflite_task(tmp_path_factory: pytest.TempPathFactory, float_tflite: bytes, t
 @pytest.mark.parametrize("mode", LITERT_MODES)
 def test_each_mode_gives_its_kind_of_file(mode: str, float_tflite: bytes, tiny_task: Task) -> None:
     d = tiny_task.data
-    floor = accuracy(float_tflite, d.x_val, d.y_val) - 0.05
+    floor = quality(float_tflite, d.x_val, d.y_val, ACCURACY) - 0.05
     quantized = quantize_tflite(float_tflite, mode, d.x_train[:100])
     dtypes = tensor_dtypes(quantized)
     expected = {
@@ -50,7 +51,7 @@ def test_each_mode_gives_its_kind_of_file(mode: str, float_tflite: bytes, tiny_t
     }[mode]
     assert expected in dtypes, dtypes
     assert len(quantized) < len(float_tflite)
-    assert accuracy(quantized, d.x_val, d.y_val) >= floor
+    assert quality(quantized, d.x_val, d.y_val, ACCURACY) >= floor
     from ai_edge_litert.interpreter import Interpreter
 
     inp = Interpreter(model_content=quantized).get_input_details()[0]
@@ -77,7 +78,10 @@ def test_w4a8_has_int4_weights_int8_activations(float_tflite: bytes, tiny_task: 
             weight = graph.tensors[op.inputs[1]]
             assert weight.dtype == "int4" and weight.data_bytes <= (weight.elements + 1) // 2
     assert len(w4a8) < len(int8)
-    assert accuracy(w4a8, d.x_val, d.y_val) >= accuracy(float_tflite, d.x_val, d.y_val) - 0.03
+    assert (
+        quality(w4a8, d.x_val, d.y_val, ACCURACY)
+        >= quality(float_tflite, d.x_val, d.y_val, ACCURACY) - 0.03
+    )
     tpu = latency(w4a8, load_profile("edgetpu-usb"))  # the Edge TPU takes 8-bit weights only
     assert not tpu.deployable and "int4 weights" in tpu.details["reason"]
     assert latency(int8, load_profile("edgetpu-usb")).deployable
@@ -98,9 +102,9 @@ def test_keras_route_offers_weight_only_modes(tiny_task: Task) -> None:
     model = tiny_task.teacher.build()
     int4 = to_tflite(model, "weight_int4")
     assert len(int4) < len(to_tflite(model, "none"))
-    assert accuracy(int4, d.x_val, d.y_val) > 0.5
+    assert quality(int4, d.x_val, d.y_val, ACCURACY) > 0.5
     w4a8 = to_tflite(model, "w4a8", d.x_train[:50])
-    assert accuracy(w4a8, d.x_val, d.y_val) > 0.5
+    assert quality(w4a8, d.x_val, d.y_val, ACCURACY) > 0.5
 
 
 def test_search_of_a_tflite_model(tflite_task: Path, tmp_path: Path) -> None:

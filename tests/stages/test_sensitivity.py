@@ -35,9 +35,7 @@ def test_every_layer_is_measured_once(measured, tiny_task: Task) -> None:
     teacher = tiny_task.teacher.build()
     weighted = [layer.name for layer in teacher.layers if layer.weights]
     assert len({s.pattern for s in measured}) == len(measured)
-    assert [s.accuracy_drop for s in measured] == sorted(
-        (s.accuracy_drop for s in measured), reverse=True
-    )
+    assert [s.drop for s in measured] == sorted((s.drop for s in measured), reverse=True)
     for name in weighted:  # each Keras layer is found by its pattern
         assert sum(f"/{name}/" in s.pattern.replace("\\", "") for s in measured) == 1
     # Layers without weights are layers too (their int8 activations can do the damage).
@@ -53,7 +51,8 @@ def test_in_model_normalization_of_wide_ranged_inputs_is_found_and_kept() -> Non
     import numpy as np
     import tf_keras as keras
 
-    from autocompress.evaluate import accuracy
+    from autocompress.evaluate import quality
+    from autocompress.metrics import ACCURACY
     from autocompress.stages.ptq import quantize_tflite
 
     rng = np.random.default_rng(0)
@@ -73,12 +72,12 @@ def test_in_model_normalization_of_wide_ranged_inputs_is_found_and_kept() -> Non
     float_file = to_tflite(model, "none")
     x_val, y_val = x[800:], y[800:]
     ranked = measure_sensitivity(float_file, x[:100], x_val, y_val)
-    assert "normalization" in ranked[0].pattern and ranked[0].accuracy_drop > 0.2
-    float_acc = accuracy(float_file, x_val, y_val)
+    assert "normalization" in ranked[0].pattern and ranked[0].drop > 0.2
+    float_acc = quality(float_file, x_val, y_val, ACCURACY)
     int8 = quantize_tflite(float_file, "int8", x[:100])
     kept = quantize_tflite(float_file, "int8", x[:100], keep_float=(ranked[0].pattern,))
-    assert float_acc > 0.9 and accuracy(int8, x_val, y_val) < float_acc - 0.2
-    assert accuracy(kept, x_val, y_val) >= float_acc - 0.02
+    assert float_acc > 0.9 and quality(int8, x_val, y_val, ACCURACY) < float_acc - 0.2
+    assert quality(kept, x_val, y_val, ACCURACY) >= float_acc - 0.02
     assert {op.compute for op in read_tflite(kept).ops if op.name == "FULLY_CONNECTED"} == {"int8"}
 
 
@@ -154,7 +153,8 @@ def test_every_algorithm_quantizes_every_mode_it_serves(
     tiny_task: Task, mode: str, algorithm: str
 ) -> None:
     """Same kind of file as min-max, accuracy within 0.03 of the float file on the demo."""
-    from autocompress.evaluate import accuracy
+    from autocompress.evaluate import quality
+    from autocompress.metrics import ACCURACY
     from autocompress.stages.ptq import quantize_tflite
 
     d = tiny_task.data
@@ -176,7 +176,10 @@ def test_every_algorithm_quantizes_every_mode_it_serves(
         # The same ops as the min-max file: the ops MSE does not serve (all but the weight
         # ops) get min-max ranges, not a float island between DEQUANTIZE / QUANTIZE pairs.
         assert read_tflite(other).op_counts() == read_tflite(plain).op_counts()
-    assert accuracy(other, d.x_val, d.y_val) >= accuracy(float_file, d.x_val, d.y_val) - 0.03
+    assert (
+        quality(other, d.x_val, d.y_val, ACCURACY)
+        >= quality(float_file, d.x_val, d.y_val, ACCURACY) - 0.03
+    )
 
 
 def test_algorithm_names_agree_with_the_space() -> None:

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from autocompress.evaluate import accuracy, tensor_dtypes
+from autocompress.evaluate import quality, tensor_dtypes
+from autocompress.metrics import ACCURACY
 from autocompress.records import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages._keras import kernels
@@ -90,7 +91,7 @@ def test_quantized_files_hold_quantized_tensors(teacher_and_ctx, tiny_task, mode
     assert records[-1].stage == "convert"
     if mode == "int8":  # full integer: no float tensor at all, int8 input and output
         assert "float32" not in dtypes
-    assert accuracy(tflite, tiny_task.data.x_val, tiny_task.data.y_val) > 0.6
+    assert quality(tflite, tiny_task.data.x_val, tiny_task.data.y_val, ACCURACY) > 0.6
 
 
 def test_qat_scheme_preserves_earlier_stages(teacher_and_ctx) -> None:
@@ -141,7 +142,7 @@ def test_litert_quantizer_files_match_the_converters(teacher_and_ctx, mode, inte
     if mode == "int8":
         assert io_dtype == ("int8" if integer_io else "float32")
     x, y = ctx.data.x_val, ctx.data.y_val
-    assert abs(accuracy(new, x, y) - accuracy(old, x, y)) <= 0.02
+    assert abs(quality(new, x, y, ACCURACY) - quality(old, x, y, ACCURACY)) <= 0.02
 
 
 def test_second_mode_of_a_stage_output_reuses_its_float_file(teacher_and_ctx) -> None:
@@ -200,4 +201,4 @@ def test_zero_epochs_is_a_calibration_not_a_no_op(teacher_and_ctx) -> None:
     clustered, _ = Cluster().apply(teacher, Recipe(clusters=8, finetune_epochs=0), ctx)
     assert all(np.unique(k).size <= 8 for k in kernels(clustered).values())
     tflite, _ = build_candidate(teacher, Recipe(quantization="qat", finetune_epochs=0), ctx)[:2]
-    assert accuracy(tflite, ctx.data.x_val, ctx.data.y_val) > 0.8  # ranges calibrated
+    assert quality(tflite, ctx.data.x_val, ctx.data.y_val, ACCURACY) > 0.8  # ranges calibrated

@@ -221,7 +221,8 @@ def test_lowrank_stage_lowers_the_rank_and_the_parameters(teacher_ctx) -> None:
 
 
 def test_int16x8_quantization_keeps_int16_activations(teacher_ctx) -> None:
-    from autocompress.evaluate import accuracy, tensor_dtypes
+    from autocompress.evaluate import quality, tensor_dtypes
+    from autocompress.metrics import ACCURACY
 
     teacher, ctx = teacher_ctx
     tflite, _, _ = build_candidate(teacher, Recipe(quantization="int16x8"), ctx)
@@ -229,4 +230,4 @@ def test_int16x8_quantization_keeps_int16_activations(teacher_ctx) -> None:
     assert dtypes.get("int16", 0) > 0 and dtypes.get("int8", 0) > 0
     float_file = build_candidate(teacher, Recipe(), ctx).tflite
     x, y = ctx.data.x_val, ctx.data.y_val
-    assert abs(accuracy(tflite, x, y) - accuracy(float_file, x, y)) <= 0.02
+    assert abs(quality(tflite, x, y, ACCURACY) - quality(float_file, x, y, ACCURACY)) <= 0.02

@@ -26,7 +26,7 @@ PROFILES = (load_profile("cpu-host"), load_profile("edgetpu-usb"))
 
 
 def test_sampler_sees_user_limits_and_first_profile_only() -> None:
-    values = constraint_values(measurement(False), PROFILES, Limits(min_accuracy=0.95))
+    values = constraint_values(measurement(False), PROFILES, Limits(min_quality=0.95))
     assert values["edgetpu-usb.deployable"] == 1.0
     assert values["user.min_accuracy"] > 0
     seen = for_sampler(values, "cpu-host")

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from autocompress.errors import InputError
+from autocompress.metrics import ACCURACY
 from autocompress.records import Recipe
 from autocompress.study.fidelity import (
     Fidelity,
     Rungs,
     contributions,
     front_indices,
-    guessing,
     hypervolume,
     promotions,
     ranking,
@@ -151,7 +151,7 @@ def test_a_candidate_no_better_than_guessing_is_never_promoted() -> None:
     """A rung whose median is at chance (students after one epoch): the tiny, fast student at
     chance is the best by size and latency, yet guessing bounds the floor."""
     labels = np.repeat(np.arange(10), 80)  # 800 balanced labels: chance 0.10
-    guess = guessing(labels)
+    guess = ACCURACY.chance(labels, labels, 10)
     assert 0.12 < guess < 0.125  # 0.10 + 2 standard errors of 0.0106
     rungs = Rungs(_fidelity(), guess=guess)
     for c, point in enumerate(
@@ -168,4 +168,5 @@ def test_a_candidate_no_better_than_guessing_is_never_promoted() -> None:
         promoted.add(due[0])
     assert promoted == {3, 5}
     assert rungs.next_promotion() is None  # candidate 0 (0.11, tiny, fast) never goes on
-    assert Rungs(_fidelity()).floor(0) is None and guessing(np.array([])) == 0.0
+    assert Rungs(_fidelity()).floor(0) is None
+    assert ACCURACY.chance(labels, np.array([], "int64"), 10) is None

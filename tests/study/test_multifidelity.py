@@ -54,14 +54,14 @@ def test_candidates_climb_the_levels_and_only_the_top_is_complete(
         attrs = t.user_attrs
         if t.state == TrialState.COMPLETE and "reused_from" not in attrs:
             assert attrs["last_level"] == 2  # a result is built with the full training
-            assert attrs["record"]["measurement"]["test_accuracy"] is not None
+            assert attrs["record"]["measurement"]["test_quality"] is not None
             assert attrs["record"]["audit"] is not None
         if t.state == TrialState.PRUNED and "level_values" in attrs:
             assert attrs["last_level"] < 2 and t.values is None
             assert attrs["stopped"].startswith(f"fidelity level {attrs['last_level']}")
             # Below the top only validation accuracy, size and latency: no test-split peek,
             # no audit, no model file.
-            assert attrs["record"]["measurement"]["test_accuracy"] is None
+            assert attrs["record"]["measurement"]["test_quality"] is None
             assert attrs["record"]["audit"] is None
             assert not (tmp_path / "run" / "models" / f"trial_{t.number:04d}.keras").exists()
     by_number = {t.number: t for t in trials}

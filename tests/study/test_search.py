@@ -56,7 +56,7 @@ def test_search_writes_trials_front_and_models(first_run) -> None:
     assert len(front) == len(result.front) >= 1
     for path in front["model_path"]:
         assert (out / path).read_bytes()[4:8] == b"TFL3"
-    assert result.study.trials[0].user_attrs["record"]["measurement"]["accuracy"] > 0.5
+    assert result.study.trials[0].user_attrs["record"]["measurement"]["quality"] > 0.5
 
 
 def test_front_rows_are_mutually_non_dominated(first_run) -> None:
@@ -282,7 +282,7 @@ def test_user_constraints_make_trials_infeasible_not_failed(
         trials=2,
         workers=2,
         out=tmp_path / "run",
-        min_accuracy=0.9999,
+        min_quality=0.9999,
         max_size_kb=1000,
     )
     t = result.trials
