@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--max-size-kb", type=float, default=None, help="constraint on the .tflite size")
     s.add_argument(
+        "--max-drop",
+        default=None,
+        help="constraint: at most this worse than the teacher in the metric (0.01, or 1%%)",
+    )
+    s.add_argument(
         "--require-all-profiles",
         action="store_true",
         help="a candidate must run on every --profile to stand on any front",
@@ -126,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         help="floor of the printed front in the run's metric (default for accuracy: the "
         "baseline's minus 0.05)",
     )
+    _tolerance_arguments(sh)
     sh.add_argument("--wide", action="store_true", help="print every column")
     sh.set_defaults(func=commands.cmd_show)
 
@@ -147,6 +153,13 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="refuse models whose accuracy on any class is more than this below the teacher's",
+    )
+    _tolerance_arguments(p)
+    p.add_argument(
+        "--prefer",
+        choices=("speed", "size"),
+        default="speed",
+        help="with --max-drop: the fastest (default) or the smallest model within it",
     )
     p.add_argument("--wide", action="store_true", help="print every column")
     p.add_argument("--export", default=None, help="export the chosen model to this path")
@@ -202,3 +215,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     pr.set_defaults(func=commands.cmd_profiles)
     return parser
+
+
+def _tolerance_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-drop",
+        default=None,
+        help="at most this worse than the baseline in the run's metric: 0.01, or 1%% of it",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=None,
+        help="hold each model to the upper bound of its drop at this confidence (e.g. 0.95; "
+        "paired bootstrap on the validation split) instead of the point estimate",
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from autocompress.errors import InputError
+from autocompress.tolerance import MaxDrop
 
 if TYPE_CHECKING:
     from autocompress.study.options import Progress
@@ -56,6 +57,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         enqueue=args.enqueue,
         max_latency_ms=args.max_latency_ms,
         min_quality=args.min_quality,
+        max_drop=args.max_drop,
         max_size_kb=args.max_size_kb,
         trust_model=args.trust_model,
         stop_margin=None if args.no_early_stop else args.stop_margin,
@@ -99,7 +101,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(_format(for_display(trials, wide=args.wide, quality=quality)))
         return 0
     front, profile = load_front(Path(args.run), args.profile)
+    front, over = _within_drop(Path(args.run), front, args)
     floor = quality_floor(trials, quality, args.min_quality)
+    if args.max_drop is not None:
+        floor = None  # the tolerance is the user's floor
     low = front[below_floor(front[quality.column], quality, floor)]
     print(f"Pareto front of {args.run} ({len(front)} models, latency on {profile}):")
     print(_format(for_display(front.drop(low.index), wide=args.wide, quality=quality)))
@@ -108,6 +113,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"({len(low)} front member(s) {'below' if quality.maximize else 'above'} the "
             f"validation {quality.name} floor {floor:.4g} hidden; --all shows every trial)"
         )
+    if over:
+        bound = "upper bound" if args.confidence is not None else "point estimate"
+        print(f"({over} front member(s) over --max-drop {args.max_drop} ({bound}) hidden)")
     return 0
 
 
@@ -122,6 +130,9 @@ def cmd_pick(args: argparse.Namespace) -> int:
         min_quality=args.min_quality,
         max_size_kb=args.max_size_kb,
         max_class_drop=args.max_class_drop,
+        max_drop=MaxDrop.parse(args.max_drop) if args.max_drop is not None else None,
+        confidence=_confidence(args.confidence),
+        prefer=args.prefer,
     )
     if choice is None:
         print("no model on the front meets these constraints", file=sys.stderr)
@@ -130,7 +141,7 @@ def cmd_pick(args: argparse.Namespace) -> int:
     from autocompress.results import below_floor, load_trials, quality_floor
 
     floor = quality_floor(load_trials(Path(args.run)), quality)
-    if below_floor(choice[[quality.column]], quality, floor).any():
+    if args.max_drop is None and below_floor(choice[[quality.column]], quality, floor).any():
         print(
             f"note: trial {int(choice['trial'])} is below the {quality.name} floor {floor:.4g} "
             "(the baseline's minus 0.05)",
@@ -139,6 +150,28 @@ def cmd_pick(args: argparse.Namespace) -> int:
     if args.export:
         _print_export(Path(args.run), int(choice["trial"]), args.format, Path(args.export))
     return 0
+
+
+def _confidence(value: float | None) -> float | None:
+    if value is not None and not 0.5 <= value < 1:
+        raise InputError("--confidence", f"must be at least 0.5 and below 1, got {value}")
+    return value
+
+
+def _within_drop(run: Path, front: Any, args: argparse.Namespace) -> tuple[Any, int]:
+    """The front with its drop columns, less the members over ``--max-drop`` (and how many)."""
+    from autocompress.results import with_drops
+
+    confidence = _confidence(args.confidence)
+    if args.max_drop is None:
+        if confidence is not None:
+            raise InputError("--confidence", "needs --max-drop (the drop it bounds)")
+        return front, 0
+    limit = MaxDrop.parse(args.max_drop)
+    front, base = with_drops(run, front, confidence)
+    column = "drop_bound" if confidence is not None else "drop"
+    keep = front[column] <= limit.limit(base) + 1e-12
+    return front[keep], int((~keep).sum())
 
 
 def cmd_export(args: argparse.Namespace) -> int:

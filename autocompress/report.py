@@ -24,7 +24,14 @@ from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.errors import InputError
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
-from autocompress.results import baseline_row, below_floor, for_display, load_trials, quality_floor
+from autocompress.results import (
+    baseline_row,
+    below_floor,
+    for_display,
+    load_trials,
+    quality_floor,
+    with_drops,
+)
 from autocompress.study.rundir import STUDY_NAME, RunDir
 from autocompress.study.tables import front_frame, latency_column, objective_columns, profiles_in
 
@@ -75,7 +82,8 @@ def write_report(run: str | Path, storage: str | None = None) -> Path:
     sections.append(
         _section("What mattered (fANOVA importance per objective)", _importance_html(study))
     )
-    sections.append(_section(f"Front members ({primary})", _front_table(trials, primary, q)))
+    front_table = _front_table(trials, primary, q, rundir.path)
+    sections.append(_section(f"Front members ({primary})", front_table))
     if "level" in trials.columns and trials["level"].notna().any():
         sections.append(_section("Multi-fidelity levels", _fidelity_html(trials, q)))
     sensitivity = rundir.path / "sensitivity.json"
@@ -303,8 +311,14 @@ def _importance_html(study: optuna.Study) -> str:
     return "".join(parts)
 
 
-def _front_table(trials: pd.DataFrame, profile: str, q: Quality) -> str:
+def _front_table(trials: pd.DataFrame, profile: str, q: Quality, run: Path) -> str:
+    """The front members with their stage facts, and their drop against the baseline beside
+    its upper 95 % bound (paired bootstrap on the validation split; see tolerance.py)."""
     front = front_frame(trials, profile, q)
+    try:
+        front, _ = with_drops(run, front, confidence=0.95)
+    except InputError:  # no baseline, or a run from before the validation evidence was kept
+        pass
     facts = trials.set_index("trial")["stages"] if "stages" in trials else pd.Series(dtype=str)
     rows = []
     for _, r in front.iterrows():

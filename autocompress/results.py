@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from autocompress.errors import InputError
@@ -16,6 +17,7 @@ from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
 from autocompress.retarget import join_profiles
 from autocompress.study.rundir import RunDir
 from autocompress.study.tables import front_frame, latency_column, profiles_in
+from autocompress.tolerance import MaxDrop
 
 
 def for_display(
@@ -124,6 +126,50 @@ def load_front(run: Path, profile: str | None = None) -> tuple[pd.DataFrame, str
     return front_frame(trials, chosen, quality), chosen
 
 
+def with_drops(
+    run: Path, front: pd.DataFrame, confidence: float | None = None
+) -> tuple[pd.DataFrame, float]:
+    """``front`` with ``drop`` (how much worse than the run's baseline, in the metric's
+    direction) and, with ``confidence``, ``drop_bound`` (its upper bound; see
+    :mod:`autocompress.tolerance`); and the baseline's value."""
+    from autocompress.metrics import Metric, get_metric
+    from autocompress.tolerance import drop_bound, load_evidence
+
+    rundir, quality = RunDir(run), run_quality(run)
+    base = baseline_row(load_trials(run))
+    if base is None:
+        raise InputError(str(run), "has no completed baseline (fp32) trial to measure a drop from")
+    value = float(base[quality.column])
+    out = front.copy()
+    out["drop"] = quality.sign * (value - out[quality.column].astype(float))
+    if confidence is None or out.empty:
+        return out, value
+    spec = rundir.metric_spec()
+    metric = (
+        get_metric(spec, quality.to_dict()["direction"])
+        if spec
+        else Metric(quality.name, quality.maximize)
+    )
+    base_evidence = load_evidence(rundir.evidence_path(int(base["trial"])))
+    y_val = None
+    if "scores" not in base_evidence:
+        if not spec:
+            raise InputError(
+                "--confidence",
+                f"metric {quality.name} is a Python function without per-sample "
+                "scores: return (value, scores) from it to get a bound",
+            )
+        with np.load(rundir.validation, allow_pickle=False) as npz:
+            y_val = npz["y_val"]
+    out["drop_bound"] = [
+        drop_bound(
+            metric, y_val, base_evidence, load_evidence(rundir.evidence_path(int(t))), confidence
+        )
+        for t in out["trial"]
+    ]
+    return out, value
+
+
 def pick(
     run: Path,
     profile: str | None = None,
@@ -131,15 +177,28 @@ def pick(
     min_quality: float | None = None,
     max_size_kb: float | None = None,
     max_class_drop: float | None = None,
+    max_drop: MaxDrop | None = None,
+    confidence: float | None = None,
+    prefer: str = "speed",
 ) -> pd.Series | None:
     """The best front model in the run's metric meeting every given limit (ties: faster, then
     smaller). ``min_quality``: at least this good in the metric's direction.
 
+    With ``max_drop``: the fastest front member on the profile (``prefer="size"``: the
+    smallest) at most that much worse than the baseline; with ``confidence``, held to the
+    upper bound of its drop instead of the point estimate.
+
     ``max_class_drop`` refuses models whose accuracy on some class is more than this below the
     teacher's on that class (from the compression audit).
     """
+    if confidence is not None and max_drop is None:
+        raise InputError("--confidence", "needs --max-drop (the drop it bounds)")
     front, chosen = load_front(run, profile)
     quality = run_quality(run)
+    if max_drop is not None:
+        front, base = with_drops(run, front, confidence)
+        column = "drop_bound" if confidence is not None else "drop"
+        front = front[front[column] <= max_drop.limit(base) + 1e-12]
     lat = latency_column(chosen)
     ok = front
     if max_latency_ms is not None:
@@ -154,6 +213,9 @@ def pick(
         ok = ok[ok["max_class_drop"] <= max_class_drop]
     if ok.empty:
         return None
+    if max_drop is not None:  # within the tolerance: the fastest (or the smallest)
+        order = [lat, "size_bytes"] if prefer == "speed" else ["size_bytes", lat]
+        return ok.sort_values(order).iloc[0]
     best = ok.sort_values(
         [quality.column, lat, "size_bytes"], ascending=[not quality.maximize, True, True]
     )

@@ -1,7 +1,8 @@
 """Tasks: a trained model, its train / validation (/ test) data and its quality metric, loaded
 and checked.
 
-A task comes from a YAML file naming a model file, an ``.npz`` data file and optionally its
+A task comes from a YAML file naming a model file, its data (an ``.npz`` file or an image
+folder: :mod:`autocompress.data`) and optionally its
 ``metric`` (a built-in name or ``file.py:function``, with ``direction`` for a function; default
 ``accuracy``) and ``loss`` (a Keras loss name for fine-tuning; default the loss the model was
 compiled with in its file, else one chosen from the metric), or from a Python entry point
@@ -25,6 +26,9 @@ import numpy as np
 
 from autocompress._digest import sha256_arrays
 from autocompress._yaml import check_keys, load_mapping
+from autocompress.data import read_image_folder, read_npz
+from autocompress.data.images import input_image_shape
+from autocompress.data.npz import DATA_KEYS, TEST_KEYS
 from autocompress.errors import InputError
 from autocompress.metrics import ACCURACY, Metric, get_metric
 from autocompress.models import keras3
@@ -35,8 +39,6 @@ if TYPE_CHECKING:
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 TFLITE_SUFFIX = ".tflite"
-DATA_KEYS = ("x_train", "y_train", "x_val", "y_val")
-TEST_KEYS = ("x_test", "y_test")  # optional: a split no choice of the search is tuned on
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,8 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
         if not isinstance(spec.get(key), str):
             raise InputError(source, f"{key!r} must be a file path (or use entry_point)")
     data_path = base / spec["data"]
-    data = load_data(data_path)
     model_path = base / spec["model"]
+    data = load_data(data_path, model_path)
     teacher: TeacherSpec | TfliteTeacher
     if model_path.suffix == TFLITE_SUFFIX:
         teacher = TfliteTeacher.from_file(model_path)
@@ -280,26 +282,33 @@ def _layers_needing_code(config: Any) -> list[str]:
     return found
 
 
-def load_data(path: Path) -> TaskData:
-    """Load ``x_train, y_train, x_val, y_val`` from an ``.npz`` file (no pickled objects)."""
-    if not path.is_file():
-        raise InputError(str(path), "data file not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in DATA_KEYS if k not in npz.files]
-            if missing:
-                raise InputError(str(path), f"missing array {missing[0]!r} (needs {DATA_KEYS})")
-            arrays = {k: npz[k] for k in DATA_KEYS}
-            test = [k for k in TEST_KEYS if k in npz.files]
-            if len(test) == 1:
-                other = next(k for k in TEST_KEYS if k not in test)
-                raise InputError(str(path), f"has {test[0]!r} but not {other!r}")
-            arrays.update({k: npz[k] for k in test})
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(str(path), f"not a readable .npz file: {exc}") from None
-    return TaskData(**arrays)
+def load_data(path: Path, model_path: Path | None = None) -> TaskData:
+    """The data a task file names: an ``.npz`` file, or an image folder (decoded at the input
+    size of the model in ``model_path``; see :mod:`autocompress.data`)."""
+    if path.is_dir():
+        if model_path is None:
+            raise InputError(str(path), "an image folder needs the model to know the image size")
+        shape = _image_input(model_path)
+        return TaskData(**read_image_folder(path, (shape[0], shape[1]), shape[2]))
+    return TaskData(**read_npz(path))
+
+
+def _image_input(model_path: Path) -> tuple[int, int, int]:
+    """(height, width, channels) of the model's image input, read without loading the model."""
+    if not model_path.exists():
+        raise InputError(str(model_path), "model file not found")
+    if model_path.suffix == TFLITE_SUFFIX:
+        inputs = TfliteTeacher.from_file(model_path).io_shapes()[0]
+        shape = inputs[0] if len(inputs) == 1 else ()
+        found = tuple(shape) if len(shape) == 3 and None not in shape else None
+    else:
+        found = input_image_shape(_stored_config(model_path)) if model_path.is_file() else None
+    if found is None:
+        raise InputError(
+            str(model_path),
+            "an image folder needs a model with one (height, width, channels) input",
+        )
+    return found  # type: ignore[return-value]
 
 
 def check_task(task: Task, data_source: str | None = None) -> None:

@@ -34,6 +34,7 @@ from autocompress.study.rundir import RunDir, atomic_write_bytes
 from autocompress.study.storage import exclusive, open_study
 from autocompress.study.tables import front_frame, trials_frame
 from autocompress.task import Task, check_task, load_task
+from autocompress.tolerance import MaxDrop
 
 log = logging.getLogger("autocompress")
 
@@ -100,6 +101,7 @@ class SearchSettings:
     enqueue: str | Path | None = None
     max_latency_ms: float | None = None
     min_quality: float | None = None
+    max_drop: str | None = None  # e.g. "0.01" or "1%": at most this worse than the teacher
     max_size_kb: float | None = None
     trust_model: bool = False
     stop_margin: float | None = DEFAULT_MARGIN
@@ -127,6 +129,8 @@ class SearchSettings:
         ):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise InputError(option, f"must be a positive number, got {value}")
+        if self.max_drop is not None:
+            MaxDrop.parse(self.max_drop)
         if self.min_quality is not None and not math.isfinite(self.min_quality):
             raise InputError("--min-quality", f"must be a number, got {self.min_quality}")
         if self.fidelity not in FIDELITY_CHOICES:
@@ -138,7 +142,11 @@ class SearchSettings:
     @property
     def limits(self) -> Limits:
         return Limits(
-            self.max_latency_ms, self.min_quality, self.max_size_kb, self.require_all_profiles
+            self.max_latency_ms,
+            self.min_quality,
+            self.max_size_kb,
+            self.require_all_profiles,
+            max_drop=MaxDrop.parse(self.max_drop) if self.max_drop is not None else None,
         )
 
 
@@ -212,7 +220,7 @@ def search(
         if metric is not None:
             task_obj = dataclasses.replace(task_obj, metric=_metric(metric, direction))
             check_task(task_obj)
-        rundir.write_quality(task_obj.metric.quality)
+        rundir.write_quality(task_obj.metric.quality, task_obj.metric.spec)
         if space_spec is None:
             space_spec = _space("default" if task_obj.teacher.trainable else "tflite")
         if task_obj.teacher.trainable:
@@ -251,6 +259,10 @@ def search(
                 space_spec, task_obj, rundir, f"{key}:{task_obj.metric.spec}", s.seed
             ),
         )
+        assert ctx.reference is not None  # the teacher's validation outputs, computed above
+        teacher_quality = task_obj.metric(task_obj.data.y_val, ctx.reference.clean)
+        limits = dataclasses.replace(options.limits, baseline=teacher_quality)
+        options = dataclasses.replace(options, limits=limits)
         driver = Driver(
             opened, space_spec, ctx, rundir, s.trials, s.timeout, s.workers, on_progress, options
         )

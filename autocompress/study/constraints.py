@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from autocompress.hardware import HardwareProfile
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import Measurement
+from autocompress.tolerance import MaxDrop
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class Limits:
     min_quality: float | None = None
     max_size_kb: float | None = None
     require_all_profiles: bool = False  # every listed profile must be able to run the file
+    # At most this worse than the baseline (the teacher's validation quality, set by the
+    # search once it has measured the teacher), absolute or relative (see tolerance.MaxDrop).
+    max_drop: MaxDrop | None = None
+    baseline: float | None = None
 
 
 def constraint_values(
@@ -48,6 +53,9 @@ def constraint_values(
         out["user.max_latency_ms"] = m.latency[primary].median_ms - limits.max_latency_ms
     if limits.min_quality is not None:
         out[f"user.min_{quality.name}"] = quality.drop(limits.min_quality, m.quality)
+    if limits.max_drop is not None and limits.baseline is not None:
+        limit = limits.max_drop.limit(limits.baseline)
+        out["user.max_drop"] = quality.drop(limits.baseline, m.quality) - limit
     if limits.max_size_kb is not None:
         out["user.max_size_kb"] = m.size_bytes / 1024 - limits.max_size_kb
     if limits.require_all_profiles:

@@ -33,6 +33,7 @@ from autocompress.study.promotion import Promotions, chance
 from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.storage import OpenStudy, driver_id
 from autocompress.study.tables import RECIPE_COLUMNS, front_frame, trials_frame
+from autocompress.tolerance import to_bytes
 
 if TYPE_CHECKING:
     from autocompress.study.executor import RayExecutor
@@ -316,10 +317,12 @@ class Driver(Promotions):
         if self._record_level(outcome.number, record, values, constraints):
             return
         trial = self.running.pop(outcome.number)
-        path = self.rundir.model_path(outcome.number)
+        n, path = outcome.number, self.rundir.model_path(outcome.number)
         atomic_write_bytes(path, outcome.tflite)  # the model first: a told trial has its file
         if outcome.keras is not None:
-            atomic_write_bytes(self.rundir.keras_path(outcome.number), outcome.keras)
+            atomic_write_bytes(self.rundir.keras_path(n), outcome.keras)
+        if outcome.evidence:  # per-sample validation scores, for --confidence
+            atomic_write_bytes(self.rundir.evidence_path(n), to_bytes(outcome.evidence))
         rel = str(path.relative_to(self.rundir.path))
         atomic_write_text(
             self.rundir.audit_path(outcome.number),

@@ -15,6 +15,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from autocompress.audit import TeacherReference
 from autocompress.hardware import HardwareProfile
 from autocompress.models.tflite import TfliteTeacher
@@ -69,6 +71,8 @@ class TrialOutcome:
     error: str | None = None
     detail: str | None = None  # the traceback, for the log; never shown as the error line
     stopped: str | None = None  # why the candidate was stopped early as hopeless
+    # per-sample validation scores (or outputs) for --confidence (see autocompress.tolerance)
+    evidence: dict[str, np.ndarray] = field(default_factory=dict)
     new_cache_entries: dict[str, bytes] = field(default_factory=dict)  # built by this trial
     node: str | None = None  # where it ran (set by the executor)
 
@@ -87,7 +91,7 @@ def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
     cache = MemoryCache(request.cache_entries) if ctx.stage_cache else None
     new = cache.added if cache is not None else {}
     try:
-        record, tflite, keras_file = _build_and_measure(ctx, request, cache)
+        record, tflite, keras_file, proof = _build_and_measure(ctx, request, cache)
     except CandidateStopped as exc:
         return TrialOutcome(number, stopped=str(exc), new_cache_entries=new)
     except Exception as exc:  # any failure of a candidate is that trial's FAIL, not the study's
@@ -97,15 +101,21 @@ def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
             number, error=error, detail=traceback.format_exc(), new_cache_entries=new
         )
     return TrialOutcome(
-        number, record=record, tflite=tflite, keras=keras_file, new_cache_entries=new
+        number,
+        record=record,
+        tflite=tflite,
+        keras=keras_file,
+        new_cache_entries=new,
+        evidence=proof,
     )
 
 
 def _build_and_measure(
     ctx: TrialContext, request: TrialRequest, cache: StageCache | None
-) -> tuple[TrialRecord, bytes, bytes | None]:
+) -> tuple[TrialRecord, bytes, bytes | None, dict[str, np.ndarray]]:
     from autocompress.audit import NOISE_SIGMA, compare, lineage, noisy, teacher_reference
     from autocompress.evaluate import evaluate, predict
+    from autocompress.tolerance import evidence
 
     start = time.perf_counter()
     recipe = request.recipe
@@ -118,7 +128,7 @@ def _build_and_measure(
     measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, metric, outputs)
     if not request.final:
         record = TrialRecord(recipe, stages, measurement, time.perf_counter() - start)
-        return record, tflite, keras_file
+        return record, tflite, keras_file, {}
     if data.has_test:
         assert data.x_test is not None and data.y_test is not None
         test_quality = metric(data.y_test, predict(tflite, data.x_test))
@@ -141,7 +151,7 @@ def _build_and_measure(
         seconds=time.perf_counter() - start,
         audit=audit,
     )
-    return record, tflite, keras_file
+    return record, tflite, keras_file, evidence(metric, data.y_val, outputs)
 
 
 def _build_keras(

@@ -53,7 +53,7 @@ class RunDir:
             return Quality()
         return Quality.from_dict(json.loads(self.metric_json.read_text()))
 
-    def write_quality(self, quality: Quality) -> None:
+    def write_quality(self, quality: Quality, spec: str = "") -> None:
         """Record the search's metric; a run directory keeps the metric it was started with."""
         if self.metric_json.is_file():
             if self.quality() == quality:
@@ -65,7 +65,8 @@ class RunDir:
                 f"holds a search with metric {self.quality().name}, not {quality.name}: use "
                 "another --out directory",
             )
-        atomic_write_text(self.metric_json, json.dumps(quality.to_dict()) + "\n")
+        document = {**quality.to_dict(), "spec": spec}
+        atomic_write_text(self.metric_json, json.dumps(document) + "\n")
 
     @property
     def trials_csv(self) -> Path:
@@ -102,6 +103,17 @@ class RunDir:
     def keras_path(self, number: int) -> Path:
         """The candidate's final Keras model before conversion (for further training)."""
         return self.models / f"trial_{number:04d}.keras"
+
+    def evidence_path(self, number: int) -> Path:
+        """The trial's validation evidence (per-sample scores or outputs) for ``--confidence``."""
+        return self.models / f"trial_{number:04d}.val.npz"
+
+    def metric_spec(self) -> str:
+        """Where the run's metric comes from (a built-in name or ``file.py:function``); empty
+        for a Python callable or a run from before."""
+        if not self.metric_json.is_file():
+            return "accuracy"
+        return str(json.loads(self.metric_json.read_text()).get("spec", ""))
 
     def audit_path(self, number: int) -> Path:
         return self.models / f"trial_{number:04d}.audit.json"

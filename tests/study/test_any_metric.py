@@ -89,6 +89,7 @@ def test_every_table_names_and_ranks_the_metric(mae_run: Path) -> None:
     assert json.loads((mae_run / "metric.json").read_text()) == {
         "name": "mae",
         "direction": "minimize",
+        "spec": "mae",
     }
     audit = json.loads(next((mae_run / "models").glob("*.audit.json")).read_text())
     assert audit["measurement"]["mae"] > 0 and "test_mae" in audit["measurement"]
