@@ -112,17 +112,18 @@ def _predict_named(interpreter: Interpreter, x: Arrays, batch: int) -> Arrays:
     if missing:
         raise ValueError(f"no data for the file's input {missing[0]!r}")
     n = len(next(iter(inputs.values())))
-    fixed = {
+    sizes = {
         int(d["shape_signature"][0]) if len(d["shape_signature"]) else -1
         for d in in_details.values()
     }
-    step = max(fixed) if max(fixed) > 0 else batch
+    fixed = max(sizes) > 0  # a fixed batch dimension: run in batches of it, pad the last
+    step = max(sizes) if fixed else batch
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in out_details}
     for start in range(0, n, step):
         feed = {}
         for name, detail in in_details.items():
             xb = np.asarray(inputs[name][start : start + step])
-            if step != batch and len(xb) != step:  # fixed batch: pad, drop the padding below
+            if fixed and len(xb) != step:  # pad the last batch; its padding is dropped below
                 xb = np.concatenate([xb, np.zeros((step - len(xb), *xb.shape[1:]), xb.dtype)])
             feed[name] = _quantize(xb, detail)
         got = runner(**feed)
