@@ -185,18 +185,8 @@ class Driver(Promotions):
     def _more_work(self) -> bool:
         """Whether a free worker has something to start: a promotion (queued here when one is
         due), or a new candidate while the budget lasts. Promotions do not use the budget."""
-        if self.rungs is not None:
-            due = self.rungs.next_promotion()
-            if due is not None:
-                candidate, level = due
-                self.rungs.going_on(candidate, level)
-                source = next(
-                    t for t in self.study.get_trials(deepcopy=False) if t.number == candidate
-                )
-                self._queue_promotion(candidate, level + 1, source.params)
-            waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-            if any("promoted_from" in t.user_attrs for t in waiting):
-                return True
+        if self._promotion_waiting():
+            return True
         return self._finished() + self._running() < self.budget and not self._exhausted()
 
     def _start(self, executor: RayExecutor, number: int, recipe: Recipe) -> None:

@@ -84,6 +84,20 @@ class Promotions:
             if (candidate, level) not in issued:
                 self._queue_promotion(candidate, level, params)
 
+    def _promotion_waiting(self) -> bool:
+        """Queue the promotion that is due now, if any; whether a queued promotion waits for a
+        free worker (promotions do not use the budget)."""
+        if self.rungs is None:
+            return False
+        due = self.rungs.next_promotion()
+        if due is not None:
+            candidate, level = due
+            self.rungs.going_on(candidate, level)
+            source = next(t for t in self.study.get_trials(deepcopy=False) if t.number == candidate)
+            self._queue_promotion(candidate, level + 1, source.params)
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return any("promoted_from" in t.user_attrs for t in waiting)
+
     def _queue_promotion(self, candidate: int, level: int, params: dict[str, object]) -> None:
         """Queue ``candidate``'s build at ``level`` (the next free worker starts it)."""
         self.study.enqueue_trial(params, user_attrs={"promoted_from": candidate, "level": level})
