@@ -61,10 +61,11 @@ def compare(
         noise_quality=metric(labels, candidate_noisy),
         teacher_noise_quality=metric(labels, teacher_noisy),
     )
-    if metric.classification and not isinstance(labels, dict):
-        truth = np.asarray(labels).reshape(-1)
-        mine_cls = predicted_classes(candidate).reshape(-1)
-        theirs_cls = predicted_classes(teacher).reshape(-1)
+    scored = metric.scored(labels)
+    if metric.classification and not isinstance(scored, dict):
+        truth = np.asarray(scored).reshape(-1)
+        mine_cls = predicted_classes(metric.scored(candidate)).reshape(-1)
+        theirs_cls = predicted_classes(metric.scored(teacher)).reshape(-1)
         mine, theirs = class_accuracy(mine_cls, truth), class_accuracy(theirs_cls, truth)
         drops = {c: theirs[c] - mine[c] for c in mine}
         worst = max(drops, key=lambda c: (drops[c], -int(c)))

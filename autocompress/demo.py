@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from autocompress.task import Task, TaskData, TeacherSpec, load_model
+from autocompress.models.loading import load_model
+from autocompress.task import Task, TaskData, TeacherSpec
 
 UPSAMPLE = 4
 TEACHER_FILE = "teacher.keras"

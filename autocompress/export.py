@@ -20,13 +20,17 @@ from typing import Any
 import numpy as np
 
 from autocompress._files import atomic_write_bytes, atomic_write_text
+from autocompress.data.arrays import Arrays, as_float32, count, named, unflatten
 from autocompress.errors import InputError
+from autocompress.metrics import predicted_classes
 from autocompress.study.rundir import RunDir
 
 FORMATS = ("tflite", "edgetpu", "onnx", "saved_model", "keras")
 # ONNX is exported from the float Keras model; quantized .tflite files round differently, so
 # the check is on the predicted class, with a looser bound for integer files.
 ONNX_MIN_AGREEMENT = {"float": 0.999, "integer": 0.97}
+# On any other output of a float file: at most this difference, times 1 + the largest |value|.
+ONNX_MAX_FLOAT_DIFFERENCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,10 @@ def _saved_model(rundir: RunDir, trial: int, out: Path) -> dict[str, Any]:
 
 
 def _onnx(rundir: RunDir, trial: int, tflite: bytes, out: Path) -> dict[str, Any]:
+    """The compressed Keras model as ONNX (one input per model input, by name), written only
+    when ONNX Runtime reproduces the ``.tflite`` file's outputs on the validation inputs: the
+    same top class on a class output (:data:`ONNX_MIN_AGREEMENT`), the same values within
+    :data:`ONNX_MAX_FLOAT_DIFFERENCE` on another output of a float file."""
     import onnxruntime as ort
     import tensorflow as tf
     import tf2onnx
@@ -150,40 +158,73 @@ def _onnx(rundir: RunDir, trial: int, tflite: bytes, out: Path) -> dict[str, Any
     from autocompress.evaluate import predict
 
     model = load_keras(rundir, trial)
-    shape = (None, *model.inputs[0].shape[1:])
-    spec = (tf.TensorSpec(shape, tf.float32, name="input"),)
+    spec = tuple(
+        tf.TensorSpec((None, *t.shape[1:]), tf.float32, name=name)
+        for name, t in zip(model.input_names, model.inputs)
+    )
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
     data = proto.SerializeToString()
-    x_val = _validation_inputs(rundir)
+    x_val = named(as_float32(_validation_inputs(rundir)), model.input_names)
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    onnx_scores = session.run(None, {"input": x_val.astype(np.float32)})[0]
-    tflite_scores = predict(tflite, x_val)
-    agreement = float(np.mean(np.argmax(onnx_scores, -1) == np.argmax(tflite_scores, -1)))
+    onnx_out = dict(zip(model.output_names, session.run(None, x_val)))
+    tflite_out = named(predict(tflite, x_val if len(x_val) > 1 else next(iter(x_val.values()))),
+                       model.output_names)  # fmt: skip
     integer = _is_integer(tflite)
-    needed = ONNX_MIN_AGREEMENT["integer" if integer else "float"]
-    checks = {
-        "validation_samples": len(x_val),
-        "top1_agreement_with_tflite": round(agreement, 4),
-        "max_abs_score_difference": float(np.max(np.abs(onnx_scores - tflite_scores))),
-        "required_agreement": needed,
-        "tflite_is_integer": integer,
-    }
-    if agreement < needed:
-        raise InputError(
-            str(out),
-            f"not written: ONNX Runtime agrees with the .tflite on {agreement:.2%} of the "
-            f"validation samples, below the required {needed:.1%}",
-        )
+    classes = _class_outputs(rundir, model)
+    checks: dict[str, Any] = {"validation_samples": count(x_val), "tflite_is_integer": integer}
+    failures = []
+    for name in model.output_names:
+        mine, theirs = np.asarray(onnx_out[name]), np.asarray(tflite_out[name])
+        difference = float(np.max(np.abs(mine - theirs)))
+        part: dict[str, Any] = {"max_abs_difference": difference}
+        if name in classes:
+            part = {"max_abs_score_difference": difference}
+            agreement = float(np.mean(predicted_classes(mine) == predicted_classes(theirs)))
+            needed = ONNX_MIN_AGREEMENT["integer" if integer else "float"]
+            part.update(top1_agreement_with_tflite=round(agreement, 4), required_agreement=needed)
+            if agreement < needed:
+                failures.append(
+                    f"output {name!r}: ONNX Runtime agrees with the .tflite on {agreement:.2%} "
+                    f"of the validation samples, below the required {needed:.1%}"
+                )
+        elif not integer:
+            scale = 1.0 + float(np.max(np.abs(theirs)))
+            part["required_max_difference"] = ONNX_MAX_FLOAT_DIFFERENCE * scale
+            if difference > part["required_max_difference"]:
+                failures.append(
+                    f"output {name!r}: ONNX Runtime's values differ from the .tflite's by "
+                    f"{difference:.3g} (> {part['required_max_difference']:.3g})"
+                )
+        checks[name] = part
+    if len(model.output_names) == 1:  # one output: its checks at the top, as before
+        only = checks.pop(model.output_names[0])
+        checks.update(only)
+    if failures:
+        raise InputError(str(out), f"not written: {failures[0]}")
     atomic_write_bytes(out, data)
     return checks
 
 
-def _validation_inputs(rundir: RunDir) -> np.ndarray:
+def _class_outputs(rundir: RunDir, model: Any) -> set[str]:
+    """The outputs the run's metric reads class ids from."""
+    from autocompress.metrics import get_metric
+
+    spec, output = rundir.metric_spec()
+    if not spec:
+        return set()
+    direction = rundir.quality().to_dict()["direction"]
+    return get_metric(spec, direction, output=output).class_outputs(list(model.output_names))
+
+
+def _validation_inputs(rundir: RunDir) -> Arrays:
     path = rundir.validation
     if not path.is_file():
         raise InputError(str(path), "missing: the run directory keeps its validation data here")
     with np.load(path, allow_pickle=False) as npz:
-        return npz["x_val"]
+        found = unflatten({k: npz[k] for k in npz.files}, "x_val")
+    if found is None:
+        raise InputError(str(path), "holds no validation inputs (x_val)")
+    return found
 
 
 def _is_integer(tflite: bytes) -> bool:

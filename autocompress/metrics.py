@@ -15,6 +15,7 @@ with the metric, but values are never negated: ``mae 0.41`` is printed as it is.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import math
@@ -26,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from autocompress.data.arrays import Arrays
 from autocompress.detection import map50
 from autocompress.errors import InputError
 
-Arrays = np.ndarray | dict[str, np.ndarray]
 MetricFn = Callable[[Any, Any], Any]
 
 
@@ -94,6 +95,8 @@ class Metric:
             (numbers) or ``any`` (a user function decides).
         spec: where it comes from (a built-in name, ``file.py:function``, ``module:function``);
             a user function is loaded again from it in each worker process.
+        output: the one output it scores, by name, for a model with several (None: all; the
+            function then gets dicts by output name).
     """
 
     name: str
@@ -101,6 +104,7 @@ class Metric:
     targets: str = "any"
     spec: str = ""
     fn: MetricFn | None = field(default=None, compare=False, repr=False)
+    output: str | None = None
 
     @property
     def quality(self) -> Quality:
@@ -114,7 +118,7 @@ class Metric:
     def score(self, y_true: Arrays, y_pred: Arrays) -> Score:
         """The metric on a whole split; raises ``ValueError`` when its result is not a number."""
         fn = self.fn if self.fn is not None else _resolve(self.spec, self.spec)[0]
-        out = fn(y_true, y_pred)
+        out = fn(self.scored(y_true), self.scored(y_pred))
         per_sample = None
         if isinstance(out, tuple):
             if len(out) != 2:
@@ -131,15 +135,34 @@ class Metric:
             raise ValueError(f"metric {self.name} returned NaN")
         return Score(value, per_sample)
 
+    def scored(self, y: Arrays) -> Arrays:
+        """What of ``y`` the metric reads: its ``output``'s array, else all of ``y``."""
+        if self.output is None or not isinstance(y, dict):
+            return y
+        if self.output not in y:
+            raise ValueError(
+                f"metric {self.name} scores output {self.output!r}, not in {sorted(y)}"
+            )
+        return y[self.output]
+
+    def class_outputs(self, output_names: list[str]) -> set[str]:
+        """The outputs whose targets must be class ids for this metric."""
+        if not self.classification:
+            return set()
+        if self.output is not None:
+            return {self.output}
+        return set(output_names) if len(output_names) == 1 else set()
+
     def chance(self, y_train: Arrays, y_val: Arrays, n_classes: int | None) -> float | None:
         """The value a model must beat to be told from guessing on ``y_val``, in the metric's
         units: what a constant answer scores (the training majority class for class targets,
         the training mean otherwise), moved by two standard errors of its per-sample scores
         towards better where the metric has them. None where no constant answer can be
         formed (several outputs, a user function that needs more)."""
-        if isinstance(y_val, dict) or isinstance(y_train, dict):
+        train, val = self.scored(y_train), self.scored(y_val)
+        if isinstance(val, dict) or isinstance(train, dict):
             return None
-        train, val = np.asarray(y_train), np.asarray(y_val)
+        train, val = np.asarray(train), np.asarray(val)
         if not val.size:
             return None
         if self.classification:
@@ -150,8 +173,9 @@ class Metric:
             constant[..., int(values[np.argmax(counts)])] = 1.0
         else:
             constant = np.broadcast_to(train.mean(axis=0), val.shape).astype(np.float32)
+        plain = dataclasses.replace(self, output=None)  # ``val`` is the scored output already
         try:
-            score = self.score(val, constant)
+            score = plain.score(val, constant)
         except Exception:  # a metric undefined on a constant answer (AUC of one class ...)
             return None
         if score.per_sample is None or len(score.per_sample) < 2:
@@ -166,8 +190,9 @@ class Metric:
         # A user function from a file is not importable by name in another process: send the
         # spec and load it again there (built-ins resolve by name too).
         if self.spec:
-            return (get_metric, (self.spec, "maximize" if self.maximize else "minimize"))
-        return (Metric, (self.name, self.maximize, self.targets, "", self.fn))
+            direction = "maximize" if self.maximize else "minimize"
+            return (get_metric, (self.spec, direction, "metric", self.output))
+        return (Metric, (self.name, self.maximize, self.targets, "", self.fn, self.output))
 
 
 def from_function(fn: MetricFn, direction: str, name: str | None = None) -> Metric:
@@ -180,8 +205,11 @@ def from_function(fn: MetricFn, direction: str, name: str | None = None) -> Metr
     )
 
 
-def get_metric(spec: str, direction: str | None = None, where: str = "metric") -> Metric:
-    """A built-in by name, or a user function ``file.py:function`` / ``module:function``.
+def get_metric(
+    spec: str, direction: str | None = None, where: str = "metric", output: str | None = None
+) -> Metric:
+    """A built-in by name, or a user function ``file.py:function`` / ``module:function``;
+    ``output`` names the one output it scores (a model with several).
 
     Raises:
         InputError: unknown name, missing file or function, or a function without
@@ -196,7 +224,7 @@ def get_metric(spec: str, direction: str | None = None, where: str = "metric") -
                 where,
                 f"metric {spec} is {'maximized' if maximize else 'minimized'}, not {direction}",
             )
-        return Metric(spec, maximize, targets, spec, fn)
+        return Metric(spec, maximize, targets, spec, fn, output)
     if ":" not in spec:
         raise InputError(
             where,
@@ -208,7 +236,7 @@ def get_metric(spec: str, direction: str | None = None, where: str = "metric") -
             where, f"metric {spec} is a function: give direction: maximize or minimize"
         )
     fn, name = _resolve(spec, where)
-    return Metric(name, _direction(direction, where), "any", spec, fn)
+    return Metric(name, _direction(direction, where), "any", spec, fn, output)
 
 
 def _direction(direction: Any, where: str) -> bool:
@@ -255,7 +283,10 @@ def _single(y: Arrays) -> np.ndarray:
     """The one array of a single-output task (a built-in classifier or regression metric)."""
     if isinstance(y, dict):
         if len(y) != 1:
-            raise ValueError(f"this metric scores one output; the model has {sorted(y)}")
+            raise ValueError(
+                f"this metric scores one output; the model has {sorted(y)}: name the one it "
+                "scores with metric_output"
+            )
         return np.asarray(next(iter(y.values())))
     return np.asarray(y)
 

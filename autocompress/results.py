@@ -132,6 +132,7 @@ def with_drops(
     """``front`` with ``drop`` (how much worse than the run's baseline, in the metric's
     direction) and, with ``confidence``, ``drop_bound`` (its upper bound; see
     :mod:`autocompress.tolerance`); and the baseline's value."""
+    from autocompress.data.arrays import unflatten
     from autocompress.metrics import Metric, get_metric
     from autocompress.tolerance import drop_bound, load_evidence
 
@@ -144,9 +145,9 @@ def with_drops(
     out["drop"] = quality.sign * (value - out[quality.column].astype(float))
     if confidence is None or out.empty:
         return out, value
-    spec = rundir.metric_spec()
+    spec, output = rundir.metric_spec()
     metric = (
-        get_metric(spec, quality.to_dict()["direction"])
+        get_metric(spec, quality.to_dict()["direction"], output=output)
         if spec
         else Metric(quality.name, quality.maximize)
     )
@@ -160,7 +161,7 @@ def with_drops(
                 "scores: return (value, scores) from it to get a bound",
             )
         with np.load(rundir.validation, allow_pickle=False) as npz:
-            y_val = npz["y_val"]
+            y_val = unflatten({k: npz[k] for k in npz.files}, "y_val")
     out["drop_bound"] = [
         drop_bound(
             metric, y_val, base_evidence, load_evidence(rundir.evidence_path(int(t))), confidence

@@ -27,44 +27,55 @@ import numpy as np
 from autocompress._digest import sha256_arrays
 from autocompress._yaml import check_keys, load_mapping
 from autocompress.data import read_image_folder, read_npz
+from autocompress.data.arrays import Arrays, count, flatten, keras_predict
 from autocompress.data.images import input_image_shape
-from autocompress.data.npz import DATA_KEYS, TEST_KEYS
+from autocompress.data.npz import DATA_KEYS
 from autocompress.errors import InputError
 from autocompress.metrics import ACCURACY, Metric, get_metric
-from autocompress.models import keras3
+from autocompress.models.loading import load_model
+from autocompress.models.stored import compiled_loss, stored_config
 from autocompress.models.tflite import TfliteTeacher
 
 if TYPE_CHECKING:
     import tf_keras
 
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 TFLITE_SUFFIX = ".tflite"
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """Train, validation and (optional) test arrays; targets are what the task's metric scores
-    (integer class ids for a classifier).
+    """Train, validation and (optional) test data; targets are what the task's metric scores
+    (integer class ids for a classifier). Each is one array, or a dict by input / output name
+    for a model with several (:mod:`autocompress.data.arrays`).
 
     Validation data drives everything the search decides (sampler, early stop, constraints,
     ``pick``); the test split, when given, is only measured and reported, so that the accuracy a
     user reads beside a chosen model is one no choice was tuned on.
     """
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray | None = None
-    y_test: np.ndarray | None = None
+    x_train: Arrays
+    y_train: Arrays
+    x_val: Arrays
+    y_val: Arrays
+    x_test: Arrays | None = None
+    y_test: Arrays | None = None
 
     @property
     def has_test(self) -> bool:
         return self.x_test is not None and self.y_test is not None
 
+    def entries(self, keys: tuple[str, ...] = DATA_KEYS) -> dict[str, np.ndarray]:
+        """The arrays of ``keys`` as a data file stores them (``x_val`` or ``x_val.NAME``)."""
+        out: dict[str, np.ndarray] = {}
+        for key in keys:
+            value = getattr(self, key)
+            if value is not None:
+                out.update(flatten(key, value))
+        return out
+
     def digest(self) -> str:
         """Content hash of the train and validation arrays (the audit's lineage)."""
-        return sha256_arrays(self.x_train, self.y_train, self.x_val, self.y_val)
+        return sha256_arrays(*(v for _, v in sorted(self.entries().items())))
 
 
 @dataclass(frozen=True)
@@ -97,25 +108,26 @@ class TeacherSpec:
         h.update(sha256_arrays(*self.weights).encode())
         return h.hexdigest()
 
-    def io_shapes(self) -> tuple[list[tuple], list[tuple]]:
-        """Input and output shapes without the batch dimension (None where dynamic)."""
+    def io_shapes(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        """Input and output shapes by Keras input / output name, without the batch dimension
+        (None where dynamic)."""
         model = self.build()
         return (
-            [tuple(t.shape[1:]) for t in model.inputs],
-            [tuple(t.shape[1:]) for t in model.outputs],
+            {n: tuple(t.shape[1:]) for n, t in zip(model.input_names, model.inputs)},
+            {n: tuple(t.shape[1:]) for n, t in zip(model.output_names, model.outputs)},
         )
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """The model's outputs on ``x``."""
-        return self.build().predict(x, batch_size=256, verbose=0)
+    def predict(self, x: Arrays) -> Arrays:
+        """The model's outputs on ``x`` (a dict by output name for several outputs)."""
+        return keras_predict(self.build(), x)
 
 
 @dataclass(frozen=True)
 class Task:
     """A trained model (the teacher), its data and how its quality is measured.
 
-    ``loss`` is the Keras loss fine-tuning uses (a name); None: chosen from the metric
-    (cross-entropy for class ids, mean squared error otherwise).
+    ``loss`` is the Keras loss fine-tuning uses: a name, or one per output name; None: the
+    loss chosen per output (cross-entropy for class ids, mean squared error otherwise).
     """
 
     name: str
@@ -123,7 +135,7 @@ class Task:
     data: TaskData
     source: str = "<python>"
     metric: Metric = ACCURACY
-    loss: str | None = None
+    loss: str | dict[str, str] | None = None
 
 
 def load_task(path: str | Path, trust_model: bool = False) -> Task:
@@ -134,7 +146,10 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     source = str(path)
     spec = load_mapping(path)
     check_keys(
-        source, spec, {"name", "model", "data", "entry_point", "metric", "direction", "loss"}, set()
+        source,
+        spec,
+        {"name", "model", "data", "entry_point", "metric", "direction", "metric_output", "loss"},
+        set(),
     )
     base = Path(path).resolve().parent
     metric = _metric(source, spec, base)
@@ -174,114 +189,6 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     return task
 
 
-def load_model(
-    path: Path, trust: bool = False, x_check: np.ndarray | None = None
-) -> tf_keras.Model:
-    """Load a ``.keras`` / ``.h5`` file or SavedModel directory as a tf_keras model.
-
-    A file saved by Keras 3 is rebuilt in tf_keras (see :mod:`autocompress.models.keras3`) and
-    must compute the same outputs on ``x_check`` (the validation inputs).
-
-    Loading can run code: a Lambda layer stores Python bytecode, a custom layer names a class to
-    import, and HDF5 files ignore Keras's safe mode. Unless ``trust`` is set, the stored
-    architecture is read first, without deserialising anything, and a model that needs code to
-    load is refused with a message naming ``--trust-model``.
-    """
-    import tf_keras
-
-    if not path.exists():
-        raise InputError(str(path), "model file not found")
-    if path.is_dir():
-        if not (path / "saved_model.pb").exists():
-            raise InputError(str(path), "directory is not a SavedModel (no saved_model.pb)")
-    elif path.suffix not in MODEL_SUFFIXES:
-        raise InputError(
-            str(path),
-            f"unsupported model file type {path.suffix!r} (use .keras, .h5, .tflite or a "
-            "SavedModel)",
-        )
-    if path.is_file() and keras3.is_keras3_file(path):
-        if x_check is None:
-            raise InputError(str(path), "a Keras 3 model needs data to check its translation")
-        return keras3.load_keras3(path, x_check)
-    if not trust:
-        needs_code = _layers_needing_code(_stored_config(path))
-        if needs_code:
-            raise InputError(
-                str(path),
-                f"loading it would run code (layer {needs_code[0]}); "
-                "pass --trust-model if you trust this file",
-            )
-    try:
-        kwargs: dict[str, Any] = {"compile": False}
-        if path.suffix == ".keras":
-            kwargs["safe_mode"] = not trust
-        model = tf_keras.models.load_model(str(path), **kwargs)
-    except Exception as exc:  # the loaders raise many unrelated types for a bad file
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise InputError(str(path), f"cannot be loaded as a Keras model: {reason}") from None
-    if not isinstance(model, tf_keras.Model):
-        raise InputError(str(path), "did not load as a Keras model")
-    return model
-
-
-def _stored_config(path: Path) -> Any:
-    """The architecture as stored in the file, read as plain JSON (nothing is deserialised)."""
-    import json
-    import zipfile
-
-    try:
-        if path.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        if path.suffix in (".h5", ".hdf5"):
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                raw = f.attrs.get("model_config")
-                if raw is None:
-                    return None
-                return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except Exception as exc:  # not a zip / not HDF5 / no JSON: the loader will say so below
-        raise InputError(str(path), f"cannot be loaded as a Keras model: {exc}") from None
-    return None  # SavedModel: graphs of TensorFlow ops, no Python code
-
-
-def _layers_needing_code(config: Any) -> list[str]:
-    """Lambda layers and classes that are not built into Keras, anywhere in the architecture.
-
-    The training configuration (``compile_config``: optimizer, loss, metrics) is skipped: models
-    are loaded with ``compile=False``, so it is never deserialised.
-    """
-    import tf_keras
-
-    builtin = set(dir(tf_keras.layers)) | {
-        "Functional",
-        "Sequential",
-        "Model",
-        "TFOpLambda",
-        "SlicingOpLambda",
-    }
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            name = node.get("class_name")
-            if isinstance(name, str) and "config" in node and isinstance(node["config"], dict):
-                is_layer = "name" in node["config"] or "layers" in node["config"]
-                if name == "Lambda" or (is_layer and name not in builtin):
-                    found.append(f"{node['config'].get('name', '?')!r} of type {name}")
-            for key, value in node.items():
-                if key != "compile_config":
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
-    return found
-
-
 def load_data(path: Path, model_path: Path | None = None) -> TaskData:
     """The data a task file names: an ``.npz`` file, or an image folder (decoded at the input
     size of the model in ``model_path``; see :mod:`autocompress.data`)."""
@@ -298,11 +205,11 @@ def _image_input(model_path: Path) -> tuple[int, int, int]:
     if not model_path.exists():
         raise InputError(str(model_path), "model file not found")
     if model_path.suffix == TFLITE_SUFFIX:
-        inputs = TfliteTeacher.from_file(model_path).io_shapes()[0]
+        inputs = list(TfliteTeacher.from_file(model_path).io_shapes()[0].values())
         shape = inputs[0] if len(inputs) == 1 else ()
         found = tuple(shape) if len(shape) == 3 and None not in shape else None
     else:
-        found = input_image_shape(_stored_config(model_path)) if model_path.is_file() else None
+        found = input_image_shape(stored_config(model_path)) if model_path.is_file() else None
     if found is None:
         raise InputError(
             str(model_path),
@@ -312,57 +219,105 @@ def _image_input(model_path: Path) -> tuple[int, int, int]:
 
 
 def check_task(task: Task, data_source: str | None = None) -> None:
-    """Check that the data fits the model: shapes, dtypes, label range, no empty or NaN arrays.
+    """Check that the data fits the model: one array per input and output by name, shapes,
+    dtypes, sample counts, label range, no empty or NaN arrays, and a metric that scores the
+    teacher.
 
     Errors name ``data_source`` (the data file) when given, else the task's source.
     """
     src = data_source or task.source
     d = task.data
-    keys = DATA_KEYS + (TEST_KEYS if d.has_test else ())
-    for key in keys:
-        arr = getattr(d, key)
-        if not isinstance(arr, np.ndarray) or arr.size == 0:
-            raise InputError(src, f"data array {key} is empty")
-        if not np.issubdtype(arr.dtype, np.number):
-            raise InputError(src, f"data array {key} has non-numeric dtype {arr.dtype}")
-        if not np.all(np.isfinite(arr)):
-            raise InputError(src, f"data array {key} contains NaN or infinite values")
-    pairs = [("x_train", "y_train"), ("x_val", "y_val")]
-    pairs += [("x_test", "y_test")] if d.has_test else []
-    for xs, ys in pairs:
-        x, y = getattr(d, xs), getattr(d, ys)
-        if len(x) != len(y):
-            raise InputError(src, f"{xs} has {len(x)} samples but {ys} has {len(y)}")
-        if task.metric.classification and not np.issubdtype(y.dtype, np.integer):
-            raise InputError(
-                src,
-                f"{ys} must hold integer class ids for metric {task.metric.name}, "
-                f"not {y.dtype} (use a metric such as mae for float targets)",
-            )
     inputs, outputs = task.teacher.io_shapes()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise InputError(src, "the model must have exactly one input and one output")
-    expected = inputs[0]
-    for xs in ("x_train", "x_val", *(("x_test",) if d.has_test else ())):
-        got = getattr(d, xs).shape[1:]
-        if len(got) != len(expected) or any(
-            e is not None and e != g for e, g in zip(expected, got)
-        ):
-            raise InputError(src, f"{xs} has sample shape {got} but the model expects {expected}")
-    if task.metric.classification:
-        _check_classes(src, task, outputs[0])
+    classes = task.metric.class_outputs(list(outputs))
+    labels: dict[str, list[np.ndarray]] = {name: [] for name in classes}
+    for split in ("train", "val", *(("test",) if d.has_test else ())):
+        xs, ys = f"x_{split}", f"y_{split}"
+        x = _by_name(src, xs, getattr(d, xs), list(inputs), "input")
+        y = _by_name(src, ys, getattr(d, ys), list(outputs), "output")
+        n = count(getattr(d, xs))
+        for key, arr in [*_keyed(xs, x), *_keyed(ys, y)]:
+            _check_array(src, key, arr)
+            if len(arr) != n:
+                raise InputError(src, f"{xs} has {n} samples but {key} has {len(arr)}")
+        for name, expected in inputs.items():
+            got = x[name].shape[1:]
+            if len(got) != len(expected) or any(
+                e is not None and e != g for e, g in zip(expected, got)
+            ):
+                key = xs if len(inputs) == 1 else f"{xs}.{name}"
+                raise InputError(
+                    src, f"{key} has sample shape {got} but the model expects {expected}"
+                )
+        for name in classes:
+            key = ys if len(outputs) == 1 else f"{ys}.{name}"
+            if not np.issubdtype(y[name].dtype, np.integer):
+                raise InputError(
+                    src,
+                    f"{key} must hold integer class ids for metric {task.metric.name}, "
+                    f"not {y[name].dtype} (use a metric such as mae for float targets)",
+                )
+            labels[name].append(y[name])
+    for name in sorted(classes):
+        _check_classes(src, outputs[name], labels[name])
+    if isinstance(task.loss, dict):
+        unknown = sorted(set(task.loss) - set(outputs))
+        if unknown:
+            raise InputError(
+                task.source,
+                f"loss names output {unknown[0]!r}, which the model does not have (its "
+                f"outputs: {', '.join(outputs)})",
+            )
     _check_metric_on_teacher(task.source, task)
 
 
-def _check_classes(src: str, task: Task, out_shape: tuple) -> None:
-    """Class ids in range of the model's class scores (last axis; one unit: a sigmoid)."""
-    d = task.data
+def _by_name(
+    src: str, key: str, value: Arrays, names: list[str], kind: str
+) -> dict[str, np.ndarray]:
+    """The arrays of one split key by the model's input / output names; a one-line error for
+    an array the model needs but the data lacks, or one it has no tensor for."""
+    if not isinstance(value, dict):
+        if len(names) != 1:
+            wanted = ", ".join(f"{key}.{n}" for n in names)
+            raise InputError(src, f"the model has {len(names)} {kind}s: give {wanted}")
+        return {names[0]: value}
+    missing = [n for n in names if n not in value]
+    if missing:
+        raise InputError(
+            src, f"missing array '{key}.{missing[0]}' for the model's {kind} {missing[0]!r}"
+        )
+    extra = sorted(set(value) - set(names))
+    if extra:
+        raise InputError(
+            src,
+            f"array '{key}.{extra[0]}' names no {kind} of the model (its {kind}s: "
+            f"{', '.join(names)})",
+        )
+    return {n: value[n] for n in names}
+
+
+def _keyed(key: str, arrays: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """(data-file name, array) pairs: ``key`` for one array, ``key.NAME`` for several."""
+    if len(arrays) == 1:
+        return [(key, next(iter(arrays.values())))]
+    return [(f"{key}.{n}", a) for n, a in arrays.items()]
+
+
+def _check_array(src: str, key: str, arr: np.ndarray) -> None:
+    if not isinstance(arr, np.ndarray) or arr.size == 0:
+        raise InputError(src, f"data array {key} is empty")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise InputError(src, f"data array {key} has non-numeric dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(src, f"data array {key} contains NaN or infinite values")
+
+
+def _check_classes(src: str, out_shape: tuple, labels: list[np.ndarray]) -> None:
+    """Class ids in range of the output's class scores (last axis; one unit: a sigmoid)."""
     if len(out_shape) < 1 or out_shape[-1] is None:
         raise InputError(src, f"the model output {out_shape} is not a vector of class scores")
     n_classes = max(int(out_shape[-1]), 2)
-    labels = [d.y_train, d.y_val, *((d.y_test,) if d.has_test else ())]
-    top = int(max(y.max() for y in labels))
-    if min(int(y.min()) for y in labels) < 0 or top >= n_classes:
+    top = int(max(np.max(y) for y in labels))
+    if min(int(np.min(y)) for y in labels) < 0 or top >= n_classes:
         raise InputError(src, f"labels range up to {top} but the model outputs {n_classes} classes")
 
 
@@ -384,19 +339,29 @@ def _check_metric_on_teacher(src: str, task: Task) -> None:
 def _metric(source: str, spec: dict[str, Any], base: Path) -> Metric | None:
     """The task file's ``metric`` / ``direction`` (a file path relative to the task file)."""
     if "metric" not in spec:
-        if "direction" in spec:
-            raise InputError(source, "direction is given but no metric")
+        for key in ("direction", "metric_output"):
+            if key in spec:
+                raise InputError(source, f"{key} is given but no metric")
         return None
     name = spec["metric"]
     if isinstance(name, str) and ".py:" in name and not Path(name.split(":")[0]).is_absolute():
         name = str(base / name)
-    return get_metric(name, spec.get("direction"), where=source)
+    output = spec.get("metric_output")
+    if output is not None and not isinstance(output, str):
+        raise InputError(source, f"metric_output must be an output name, got {output!r}")
+    return get_metric(name, spec.get("direction"), where=source, output=output)
 
 
-def _loss(source: str, loss: Any) -> str | None:
-    """A Keras loss name, checked here (not in a worker)."""
+def _loss(source: str, loss: Any) -> str | dict[str, str] | None:
+    """A Keras loss name, or one per output name, checked here (not in a worker)."""
     if loss is None:
         return None
+    if isinstance(loss, dict):
+        return {str(name): _loss_name(source, value) for name, value in loss.items()}
+    return _loss_name(source, loss)
+
+
+def _loss_name(source: str, loss: Any) -> str:
     import tf_keras
 
     try:
@@ -404,29 +369,6 @@ def _loss(source: str, loss: Any) -> str | None:
     except (ValueError, TypeError):
         raise InputError(source, f"unknown Keras loss {loss!r}") from None
     return str(loss)
-
-
-def compiled_loss(path: Path) -> str | None:
-    """The loss the model was compiled with in its file, when it is one Keras loss by name."""
-    try:
-        config = _stored_config(path)
-    except InputError:
-        return None
-    if not isinstance(config, dict):
-        return None
-    compiled = config.get("compile_config") or {}
-    loss = compiled.get("loss") if isinstance(compiled, dict) else None
-    if isinstance(loss, dict):  # a serialised loss object
-        loss = loss.get("config", {}).get("name") or loss.get("class_name")
-    if not isinstance(loss, str):
-        return None
-    import tf_keras
-
-    try:
-        tf_keras.losses.get(loss)
-    except (ValueError, TypeError):
-        return None
-    return loss
 
 
 def _from_entry_point(source: str, entry: Any, base: Path) -> Task:

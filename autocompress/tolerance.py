@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from autocompress.data.arrays import Arrays, count, flatten, take, unflatten
 from autocompress.errors import InputError
-from autocompress.metrics import Arrays, Metric
+from autocompress.metrics import Metric
 
 RESAMPLES_SCORES = 2000  # bootstrap resamples over per-sample scores (cheap: a mean each)
 RESAMPLES_RECOMPUTE = 300  # resamples where the metric is recomputed on the outputs
@@ -59,9 +60,7 @@ def evidence(metric: Metric, y_true: Arrays, outputs: Arrays) -> dict[str, np.nd
     per_sample = metric.score(y_true, outputs).per_sample
     if per_sample is not None:
         return {"scores": per_sample.astype(np.float64)}
-    if isinstance(outputs, dict):
-        return {f"outputs.{k}": np.asarray(v) for k, v in outputs.items()}
-    return {"outputs": np.asarray(outputs)}
+    return flatten("outputs", outputs)
 
 
 def to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -97,25 +96,17 @@ def drop_bound(
     if y_val is None:
         raise InputError("--confidence", "needs the validation targets to recompute the metric")
     base_out, cand_out = _outputs(baseline), _outputs(candidate)
-    n = len(next(iter(y_val.values())) if isinstance(y_val, dict) else y_val)
+    n = count(y_val)
     drops = []
     for _ in range(RESAMPLES_RECOMPUTE):
         idx = rng.integers(0, n, size=n)
-        y = _take(y_val, idx)
-        drops.append(q.drop(metric(y, _take(base_out, idx)), metric(y, _take(cand_out, idx))))
+        y = take(y_val, idx)
+        drops.append(q.drop(metric(y, take(base_out, idx)), metric(y, take(cand_out, idx))))
     return float(np.quantile(drops, confidence))
 
 
 def _outputs(arrays: dict[str, np.ndarray]) -> Arrays:
-    if "outputs" in arrays:
-        return arrays["outputs"]
-    named = {k.removeprefix("outputs."): v for k, v in arrays.items() if k.startswith("outputs.")}
-    if not named:
+    found = unflatten(arrays, "outputs")
+    if found is None:
         raise InputError("--confidence", "the evidence holds neither scores nor outputs")
-    return named
-
-
-def _take(arrays: Arrays, idx: np.ndarray) -> Arrays:
-    if isinstance(arrays, dict):
-        return {k: np.asarray(v)[idx] for k, v in arrays.items()}
-    return np.asarray(arrays)[idx]
+    return found

@@ -33,6 +33,7 @@ import numpy as np
 
 from autocompress.errors import InputError
 from autocompress.models.parity import _TAIL, TFLITE_HINT, check_parity
+from autocompress.models.stored import stored_config
 
 if TYPE_CHECKING:
     import tf_keras
@@ -84,14 +85,14 @@ def is_keras3_file(path: Path) -> bool:
     return str(version).startswith("3.")
 
 
-def load_keras3(path: Path, x_check: np.ndarray) -> tf_keras.Model:
+def load_keras3(path: Path, x_check: Any) -> tf_keras.Model:
     """Load a Keras 3 file and return the equivalent tf_keras model, checked on ``x_check``.
 
     Raises :class:`InputError` (naming ``path``) for a layer outside the allow-list, a file Keras
     3 cannot load, or a rebuilt model whose outputs differ from the original's.
     """
     source = str(path)
-    _check_allowed(source, _stored_config(path))
+    _check_allowed(source, stored_config(path))
     import keras
 
     try:
@@ -143,21 +144,6 @@ def _copy_weights(original: Any, rebuilt: tf_keras.Model, source: str) -> None:
             raise InputError(
                 source, f"layer {layer.name!r}: weights do not fit: {reason}"
             ) from None
-
-
-def _stored_config(path: Path) -> Any:
-    """The architecture as stored in the file, read as plain JSON (nothing is deserialised)."""
-    try:
-        if path.suffix == ".keras":
-            with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-            return json.loads(raw.decode() if isinstance(raw, bytes) else raw) if raw else None
-    except Exception as exc:
-        raise InputError(str(path), f"cannot be read as a Keras 3 model file: {exc}") from None
 
 
 def _check_allowed(source: str, config: Any) -> None:

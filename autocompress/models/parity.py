@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autocompress.data.arrays import Arrays, as_float32, take
 from autocompress.errors import InputError
 
 if TYPE_CHECKING:
@@ -21,22 +22,44 @@ TFLITE_HINT = (
 _TAIL = "__out"  # suffix of the last layer of an expanded activation
 
 
-def check_parity(original: Any, rebuilt: tf_keras.Model, x: np.ndarray, source: str) -> float:
-    """Max |difference| of the two models' outputs on ``x``; over the tolerance, an error naming
-    the first layer (in graph order) whose output differs."""
-    x = np.asarray(x, dtype=np.float32)
-    want = np.asarray(original.predict(x, batch_size=64, verbose=0))
-    got = np.asarray(rebuilt.predict(x, batch_size=64, verbose=0))
-    diff = float(np.max(np.abs(want - got))) if want.shape == got.shape else float("inf")
+def check_parity(original: Any, rebuilt: tf_keras.Model, x: Arrays, source: str) -> float:
+    """Max |difference| of the two models' outputs on ``x`` (one array, or a dict by input
+    name), output by output; over the tolerance, an error naming the first layer (in graph
+    order) whose output differs."""
+    x = as_float32(x)
+    try:
+        want = _listed(original.predict(x, batch_size=64, verbose=0), rebuilt.output_names)
+    except Exception as exc:  # Keras 3 raises many types for data that does not fit
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(
+            source, f"the model cannot run on the validation data: {type(exc).__name__}: {reason}"
+        ) from None
+    got = _listed(rebuilt.predict(x, batch_size=64, verbose=0), rebuilt.output_names)
+    diff = max(
+        (float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf"))
+        for a, b in zip(want, got)
+    )
+    if len(want) != len(got):
+        diff = float("inf")
     if diff <= PARITY_TOLERANCE:
         return diff
-    layer, layer_diff = _first_differing_layer(original, rebuilt, x[:16])
+    layer, layer_diff = _first_differing_layer(original, rebuilt, take(x, slice(16)))
     where = f"layer {layer!r} (max |diff| {layer_diff:.3g})" if layer else "the model output"
     raise InputError(
         source,
         f"the tf_keras rebuild does not compute what the Keras 3 model does: outputs differ by "
         f"{diff:.3g} (> {PARITY_TOLERANCE}), first at {where}; {TFLITE_HINT}",
     )
+
+
+def _listed(outputs: Any, names: list[str]) -> list[np.ndarray]:
+    """A predict result as a list of arrays in output order (a dict in the order of ``names``)."""
+    if isinstance(outputs, dict):
+        keys = names if set(names) == set(outputs) else list(outputs)
+        return [np.asarray(outputs[k]) for k in keys]
+    if isinstance(outputs, list | tuple):
+        return [np.asarray(o) for o in outputs]
+    return [np.asarray(outputs)]
 
 
 def _first_differing_layer(original: Any, rebuilt: tf_keras.Model, x: np.ndarray) -> tuple:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from autocompress.data.arrays import Arrays
 from autocompress.errors import InputError
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class TfliteTeacher:
 
     @classmethod
     def from_file(cls, path: Path) -> TfliteTeacher:
-        """Read and check the file: LiteRT must load it, with one float input and output."""
+        """Read and check the file: LiteRT must load it, with float inputs and outputs (several
+        only through one signature, which names them)."""
         from ai_edge_litert.interpreter import Interpreter
 
         if not path.is_file():
@@ -58,9 +60,13 @@ class TfliteTeacher:
                 str(path), f"LiteRT cannot load it as a .tflite model: {reason}"
             ) from None
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise InputError(str(path), "the model must have exactly one input and one output")
-        for kind, detail in (("input", inputs[0]), ("output", outputs[0])):
+        if (len(inputs) > 1 or len(outputs) > 1) and len(interpreter.get_signature_list()) != 1:
+            raise InputError(
+                str(path),
+                "a model with several inputs or outputs needs exactly one signature (it names "
+                "them)",
+            )
+        for kind, detail in [*(("input", d) for d in inputs), *(("output", d) for d in outputs)]:
             if np.dtype(detail["dtype"]) != np.float32:
                 raise InputError(
                     str(path),
@@ -73,8 +79,9 @@ class TfliteTeacher:
         """Content hash: what stage-cache keys and the audit's lineage name the teacher by."""
         return hashlib.sha256(self.content).hexdigest()
 
-    def io_shapes(self) -> tuple[list[tuple], list[tuple]]:
-        """Input and output shapes without the batch dimension (None where dynamic)."""
+    def io_shapes(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
+        """Input and output shapes by signature name, without the batch dimension (None where
+        dynamic); a file without a signature has one input and output, named as its tensors."""
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_content=self.content)
@@ -83,13 +90,20 @@ class TfliteTeacher:
             dims = detail.get("shape_signature", detail["shape"])
             return tuple(None if d < 0 else int(d) for d in dims[1:])
 
+        signatures = interpreter.get_signature_list()
+        if len(signatures) == 1:
+            runner = interpreter.get_signature_runner(next(iter(signatures)))
+            return (
+                {n: shape(d) for n, d in runner.get_input_details().items()},
+                {n: shape(d) for n, d in runner.get_output_details().items()},
+            )
         return (
-            [shape(d) for d in interpreter.get_input_details()],
-            [shape(d) for d in interpreter.get_output_details()],
+            {d["name"]: shape(d) for d in interpreter.get_input_details()},
+            {d["name"]: shape(d) for d in interpreter.get_output_details()},
         )
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Class scores of the float model on ``x`` (LiteRT, batched)."""
+    def predict(self, x: Arrays) -> Arrays:
+        """The float model's outputs on ``x`` (LiteRT, batched; by output name for several)."""
         from autocompress.evaluate import predict
 
         return predict(self.content, x)

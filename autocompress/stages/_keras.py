@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
+from autocompress.data.arrays import count, keras_predict, ordered, take
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
 
@@ -64,33 +65,68 @@ def excluded_layers(model: keras.Model, recipe: Recipe) -> set[str]:
     return chosen
 
 
-def outputs_probabilities(model: keras.Model) -> bool:
-    """Whether the model ends in a softmax (probabilities) rather than logits."""
-    last = model.layers[-1]
+def output_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layer of each model output, in output order."""
+    return [t._keras_history.layer for t in model.outputs]
+
+
+def outputs_probabilities(model: keras.Model, index: int = 0) -> bool:
+    """Whether output ``index`` ends in a softmax (probabilities) rather than logits."""
+    last = output_layers(model)[index]
     if isinstance(last, keras.layers.Softmax):
         return True
-    activation = last.get_config().get("activation")
-    return activation == "softmax"
+    return last.get_config().get("activation") == "softmax"
 
 
-def loss_for(ctx: BuildContext) -> keras.losses.Loss | Callable[..., Any]:
-    """The task's loss (``ctx.loss``, a Keras loss name), else cross-entropy for class ids and
-    mean squared error for other targets. A cross-entropy's ``from_logits`` is decided on the
-    teacher: every candidate keeps its output layer, and wrapped models (prune, cluster, QAT)
-    hide the activation."""
-    from_logits = not outputs_probabilities(ctx.teacher)
-    if ctx.loss is None:
-        if ctx.metric.classification:
+def io_names(ctx: BuildContext) -> tuple[list[str], list[str]]:
+    """The teacher's input and output names: every candidate is fed and read in their order."""
+    return list(ctx.teacher.input_names), list(ctx.teacher.output_names)
+
+
+def targets(ctx: BuildContext, name: str) -> np.ndarray:
+    """The training targets of output ``name``."""
+    y = ctx.data.y_train
+    return y[name] if isinstance(y, dict) else y
+
+
+def class_output(ctx: BuildContext, name: str) -> bool:
+    """Whether output ``name`` holds class scores for class-id targets (trained with
+    cross-entropy, distilled with a softened KL): for the output the metric scores, whether
+    the metric is a class metric; for any other, whether its targets are integers and it has
+    a score per class."""
+    outputs = io_names(ctx)[1]
+    if len(outputs) == 1 or name == ctx.metric.output:
+        return ctx.metric.classification
+    units = ctx.teacher.outputs[outputs.index(name)].shape[-1]
+    return np.issubdtype(targets(ctx, name).dtype, np.integer) and (units or 0) >= 2
+
+
+def loss_for(ctx: BuildContext) -> Any:
+    """The loss of each output, in output order (one loss for one output): the task's
+    (``ctx.loss``, a Keras loss name or one per output name), else cross-entropy for class
+    outputs (:func:`class_output`) and mean squared error for others. A cross-entropy's
+    ``from_logits`` is decided on the teacher: every candidate keeps its output layers, and
+    wrapped models (prune, cluster, QAT) hide the activation."""
+    outputs = io_names(ctx)[1]
+    losses = [_one_loss(ctx, i, name) for i, name in enumerate(outputs)]
+    return losses[0] if len(losses) == 1 else losses
+
+
+def _one_loss(ctx: BuildContext, index: int, name: str) -> Any:
+    chosen = ctx.loss.get(name) if isinstance(ctx.loss, dict) else ctx.loss
+    from_logits = not outputs_probabilities(ctx.teacher, index)
+    if chosen is None:
+        if class_output(ctx, name):
             return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
         return keras.losses.MeanSquaredError()
-    if ctx.loss.endswith("crossentropy"):  # the class of that name, with from_logits
-        loss = ctx.loss
-        y = ctx.data.y_train
-        if loss == "categorical_crossentropy" and np.issubdtype(y.dtype, np.integer):
-            loss = "sparse_categorical_crossentropy"  # the data holds class ids, not one-hot
-        name = "".join(part.title() for part in loss.split("_"))
-        return keras.losses.get({"class_name": name, "config": {"from_logits": from_logits}})
-    return keras.losses.get(ctx.loss)
+    if chosen.endswith("crossentropy"):  # the class of that name, with from_logits
+        if chosen == "categorical_crossentropy" and np.issubdtype(
+            targets(ctx, name).dtype, np.integer
+        ):
+            chosen = "sparse_categorical_crossentropy"  # the data holds class ids, not one-hot
+        class_name = "".join(part.title() for part in chosen.split("_"))
+        return keras.losses.get({"class_name": class_name, "config": {"from_logits": from_logits}})
+    return keras.losses.get(chosen)
 
 
 # Training batches a zero-epoch fine-tune shows the model (see fine_tune).
@@ -120,15 +156,16 @@ def fine_tune(
     extra = [_Gate(model, ctx, stage)] if ctx.gate is not None else []
     if epochs == 0:
         rng = np.random.default_rng(ctx.seed)
-        pick = rng.permutation(len(x))[: CALIBRATION_BATCHES * ctx.batch_size]
-        x, y, epochs, learning_rate, extra = x[pick], y[pick], 1, 0.0, []
+        pick = rng.permutation(count(x))[: CALIBRATION_BATCHES * ctx.batch_size]
+        x, y, epochs, learning_rate, extra = take(x, pick), take(y, pick), 1, 0.0, []
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss_for(ctx),
     )
+    inputs, outputs = io_names(ctx)
     model.fit(
-        x,
-        y,
+        ordered(x, inputs),
+        ordered(y, outputs),
         epochs=epochs,
         batch_size=ctx.batch_size,
         shuffle=True,
@@ -153,14 +190,13 @@ class _Gate(keras.callbacks.Callback):
 
 
 def steps_per_epoch(ctx: BuildContext) -> int:
-    return int(np.ceil(len(ctx.data.x_train) / ctx.batch_size))
+    return int(np.ceil(count(ctx.data.x_train) / ctx.batch_size))
 
 
 def val_quality(model: keras.Model, ctx: BuildContext) -> float:
     """Keras-side validation quality in the task's metric (the deployed file's is measured
     separately)."""
-    outputs = model.predict(ctx.data.x_val, batch_size=256, verbose=0)
-    return ctx.metric(ctx.data.y_val, outputs)
+    return ctx.metric(ctx.data.y_val, keras_predict(model, ctx.data.x_val, io_names(ctx)))
 
 
 def val_facts(model: keras.Model, ctx: BuildContext) -> dict[str, float]:

@@ -37,8 +37,9 @@ def root_key(task: Task, seed: int) -> str:
     """Identifies everything a stage output depends on besides the recipe."""
     h = hashlib.sha256()
     h.update(task.teacher.digest().encode())
-    d = task.data
-    for arr in (d.x_train, d.y_train, d.x_val, d.y_val):
+    for name, arr in task.data.entries().items():
+        if "." in name:  # one of several inputs / outputs: its name is part of the data
+            h.update(name.encode())
         h.update(str(arr.shape).encode() + str(arr.dtype).encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update(f"seed={seed}".encode())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from autocompress.data.arrays import Arrays, as_float32, count
 from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext, record_since
@@ -47,6 +47,7 @@ def convert_from_float(
 
     Returns the file, its record and the float file (to cache)."""
     start = time.perf_counter()
+    name_outputs(model, ctx)
     reused = float_tflite is not None
     if float_tflite is None:
         float_tflite = to_tflite(model, "none")
@@ -69,6 +70,7 @@ def convert_from_float(
 def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[bytes, StageRecord]:
     """Convert with the TF converter in the recipe's quantization mode (see :func:`to_tflite`)."""
     start = time.perf_counter()
+    name_outputs(model, ctx)
     calibration = calibration_samples(ctx.data.x_train, ctx.calibration_samples, ctx.seed)
     sparse = recipe.prune_mode == "xnnpack"
     keep = excluded_layers(model, recipe) if recipe.quantization == "int8" else set()
@@ -83,10 +85,19 @@ def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[byte
     return tflite, record_since("convert", start, facts)
 
 
+def name_outputs(model: keras.Model, ctx: BuildContext) -> None:
+    """Give ``model``'s outputs the teacher's names, which the converter makes the file's
+    signature output names: tfmot's wrappers rename the layers they wrap (QAT's
+    ``quant_boxes``), and the deployed file must keep the names the data and the user know."""
+    names = list(ctx.teacher.output_names)
+    if len(names) > 1 and list(model.output_names) != names:
+        model.output_names = names
+
+
 def to_tflite(
     model: keras.Model,
     mode: str,
-    calibration: np.ndarray | None = None,
+    calibration: Arrays | None = None,
     sparse: bool = False,
     keep_float: Collection[str] = (),
 ) -> bytes:
@@ -115,10 +126,10 @@ def to_tflite(
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode in ("int8", "int16x8"):
-        if calibration is None or not len(calibration):
+        if calibration is None or not count(calibration):
             raise ValueError(f"{mode} conversion needs calibration samples")
-        samples = calibration.astype(np.float32)
-        converter.representative_dataset = lambda: ([s[None]] for s in samples)
+        samples = representative(model, calibration)
+        converter.representative_dataset = samples
         if mode == "int8":
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf.int8
@@ -150,8 +161,21 @@ def _layer_ops(graph: Graph, layers: set[str]) -> list[OpInfo]:
     ]
 
 
+def representative(model: keras.Model, calibration: Arrays) -> Callable[[], Iterator[Any]]:
+    """The converter's representative dataset, one sample at a time: a list of the one input,
+    or for several a dict by input name (the converted file's signature names; its input
+    tensors are not in the Keras model's order)."""
+    arrays = as_float32(calibration)
+    n = count(calibration)
+    if isinstance(arrays, dict):
+        by_name = arrays
+        return lambda: ({k: a[i : i + 1] for k, a in by_name.items()} for i in range(n))
+    single = arrays
+    return lambda: ([single[i : i + 1]] for i in range(n))
+
+
 def _selective_int8(
-    model: keras.Model, converter: Any, samples: np.ndarray, keep: set[str]
+    model: keras.Model, converter: Any, samples: Callable[[], Iterator[Any]], keep: set[str]
 ) -> bytes:
     """Full-int8 conversion with the ops of ``keep`` left in float, through TFLite's
     quantization debugger (its ``denylisted_nodes`` are the output tensor names of the ops to
@@ -165,7 +189,7 @@ def _selective_int8(
     )
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter,
-        debug_dataset=lambda: ([s[None]] for s in samples),
+        debug_dataset=samples,
         debug_options=options,
     )
     return bytes(debugger.get_nondebug_quantized_model())

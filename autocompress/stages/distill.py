@@ -1,8 +1,10 @@
 """Knowledge distillation into a narrower student derived from the teacher's own architecture.
 
 The student is the teacher's config with every Conv/Dense width scaled by ``student_width``
-(the output layer keeps its width). It is trained from scratch on a mix of cross-entropy to the
-labels and a temperature-softened KL divergence to the teacher (Hinton et al., 2015).
+(the output layers keep their widths). It is trained from scratch, output by output, on a mix of
+cross-entropy to the labels and a temperature-softened KL divergence to the teacher (Hinton et
+al., 2015) for class outputs, and of the task's loss and mean squared error to the teacher's
+output for any other.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import copy
 import json
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
+    class_output,
     clone_with_weights,
+    io_names,
     loss_for,
     outputs_probabilities,
     val_facts,
@@ -121,36 +127,50 @@ class Distill(Stage):
         }
 
     def _train(self, student: keras.Model, ctx: BuildContext, epochs: int) -> None:
-        """Class outputs: temperature-softened KL to the teacher plus the hard-label loss; any
-        other output: mean squared error to the teacher's output plus the task's loss."""
-        t_probs = outputs_probabilities(ctx.teacher)
-        s_probs = t_probs  # the student keeps the teacher's output layer
-        teacher_out = ctx.teacher.predict(ctx.data.x_train, batch_size=256, verbose=0)
-        classes = ctx.metric.classification
-        teacher_log = _log_probs(teacher_out, t_probs).numpy() if classes else teacher_out
-        task_loss = loss_for(ctx)
+        """Output by output: on a class output, temperature-softened KL to the teacher plus the
+        hard-label loss; on any other, mean squared error to the teacher's output plus the
+        task's loss. The student keeps the teacher's output layers, so a teacher output that is
+        probabilities is one in the student too."""
+        inputs, outputs = io_names(ctx)
+        x = _listed(as_float32(ctx.data.x_train), inputs)
+        y = _listed(ctx.data.y_train, outputs)
+        taught = _listed(keras_predict(ctx.teacher, ctx.data.x_train, (inputs, outputs)), outputs)
+        probs = [outputs_probabilities(ctx.teacher, i) for i in range(len(outputs))]
+        classes = [class_output(ctx, name) for name in outputs]
+        teacher_targets = tuple(
+            _log_probs(t, p).numpy() if c else t for t, p, c in zip(taught, probs, classes)
+        )
+        task_losses = loss_for(ctx)
+        task_losses = task_losses if isinstance(task_losses, list) else [task_losses]
         temp, alpha = self.temperature, self.alpha
         optimizer = keras.optimizers.Adam(self.lr)
         dataset = (
-            tf.data.Dataset.from_tensor_slices(
-                (ctx.data.x_train.astype("float32"), ctx.data.y_train, teacher_log)
-            )
-            .shuffle(len(ctx.data.x_train), seed=ctx.seed)
+            tf.data.Dataset.from_tensor_slices((tuple(x), tuple(y), teacher_targets))
+            .shuffle(count(ctx.data.x_train), seed=ctx.seed)
             .batch(ctx.batch_size)
         )
 
         @tf.function
-        def step(x: tf.Tensor, y: tf.Tensor, t_log: tf.Tensor) -> None:
+        def step(xb: tuple, yb: tuple, tb: tuple) -> None:
             with tf.GradientTape() as tape:
-                out = student(x, training=True)
-                if classes:
-                    loss = distillation_loss(y, _log_probs(out, s_probs), t_log, temp, alpha)
-                else:
-                    mimic = tf.reduce_mean(tf.square(out - t_log))
-                    loss = alpha * task_loss(y, out) + (1.0 - alpha) * mimic
+                out = student(list(xb) if len(xb) > 1 else xb[0], training=True)
+                outs = out if isinstance(out, list | tuple) else [out]
+                loss = tf.constant(0.0)
+                for o, yt, t_log, p, c, task_loss in zip(outs, yb, tb, probs, classes, task_losses):
+                    if c:
+                        loss += distillation_loss(yt, _log_probs(o, p), t_log, temp, alpha)
+                    else:
+                        mimic = tf.reduce_mean(tf.square(o - t_log))
+                        loss += alpha * task_loss(yt, o) + (1.0 - alpha) * mimic
             grads = tape.gradient(loss, student.trainable_variables)
             optimizer.apply_gradients(zip(grads, student.trainable_variables))
 
         for _ in range(epochs):
-            for x, y, t_log in dataset:
-                step(x, y, t_log)
+            for xb, yb, tb in dataset:
+                step(xb, yb, tb)
+
+
+def _listed(a: Arrays, names: list[str]) -> list[np.ndarray]:
+    """``a`` as a list in the order of ``names`` (one array: a list of one)."""
+    feed = ordered(a, names)
+    return feed if isinstance(feed, list) else [feed]

@@ -36,10 +36,11 @@ import io
 import time
 import warnings
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from autocompress.data.arrays import Arrays, as_float32, count, named, take
 from autocompress.records import StageRecord
 from autocompress.stages._base import record_since
 
@@ -69,7 +70,7 @@ INT4_WEIGHT_OPS = ("CONV_2D", "FULLY_CONNECTED")
 def quantize_tflite(
     float_tflite: bytes,
     mode: str,
-    calibration: np.ndarray | None = None,
+    calibration: Arrays | None = None,
     integer_io: bool = False,
     keep_float: Sequence[str] = (),
     algorithm: str = "min_max",
@@ -153,25 +154,24 @@ def quantize_tflite(
     if qt.need_calibration:
         if calibration is None or not len(calibration):
             raise ValueError(f"{mode} quantization needs calibration samples")
-        signature, name = _signature_input(float_tflite)
-        samples = [{name: s[None].astype(np.float32)} for s in calibration]
         with _quiet():
-            calibrated = qt.calibrate({signature: samples})
+            calibrated = qt.calibrate(calibration_feeds(float_tflite, calibration))
     with _quiet():
         result = qt.quantize(calibrated, enable_progress_report=False)
     return bytes(result.quantized_model)
 
 
-def calibration_samples(x_train: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """``count`` training samples drawn by ``seed``: the same draw as the TF converter's."""
+def calibration_samples(x_train: Arrays, samples: int, seed: int) -> Arrays:
+    """``samples`` training samples drawn by ``seed``: the same draw as the TF converter's."""
     rng = np.random.default_rng(seed)
-    return x_train[rng.choice(len(x_train), size=min(count, len(x_train)), replace=False)]
+    n = count(x_train)
+    return take(x_train, rng.choice(n, size=min(samples, n), replace=False))
 
 
 def quantize_stage(
     float_tflite: bytes,
     recipe: Recipe,
-    x_train: np.ndarray,
+    x_train: Arrays,
     seed: int = 0,
     samples: int = 100,
     integer_io: bool = False,
@@ -189,7 +189,7 @@ def quantize_stage(
 def quantize_for(
     recipe: Recipe,
     float_tflite: bytes,
-    calibration: np.ndarray,
+    calibration: Arrays,
     integer_io: bool,
     sensitive: Sequence[str],
 ) -> tuple[bytes, dict[str, object]]:
@@ -220,15 +220,17 @@ def kept_float(recipe: Recipe, sensitive: Sequence[str]) -> tuple[str, ...]:
     return tuple(sensitive[: recipe.keep_sensitive])
 
 
-def _signature_input(tflite: bytes) -> tuple[str, str]:
-    """The (signature key, input name) calibration data is keyed by."""
+def calibration_feeds(tflite: bytes, calibration: Arrays) -> dict[str, list[dict[str, Any]]]:
+    """Calibration data as LiteRT Quantizer takes it: one feed per sample, keyed by the
+    signature's input names (``calibration`` is one array, or a dict by input name)."""
     from ai_edge_litert.interpreter import Interpreter
 
     signatures = Interpreter(model_content=tflite).get_signature_list()
     if not signatures:
         raise ValueError("the .tflite file has no signature; LiteRT Quantizer calibrates by one")
     key = next(iter(signatures))
-    return key, signatures[key]["inputs"][0]
+    by_name = named(as_float32(calibration), signatures[key]["inputs"])
+    return {key: [{n: a[i : i + 1] for n, a in by_name.items()} for i in range(count(calibration))]}
 
 
 @contextmanager

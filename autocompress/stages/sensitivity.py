@@ -19,10 +19,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import numpy as np
-
+from autocompress.data.arrays import Arrays, take
 from autocompress.metrics import ACCURACY, Metric
-from autocompress.stages.ptq import _quiet, _signature_input
+from autocompress.stages.ptq import _quiet, calibration_feeds
 
 SUBSET = 256  # validation samples the drop is measured on
 # Ops that are not layers of the model: the file's own (de)quantization, and ops that only
@@ -50,9 +49,9 @@ def layer_pattern(tensor: str) -> str:
 
 def measure_sensitivity(
     float_tflite: bytes,
-    calibration: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    calibration: Arrays,
+    x_val: Arrays,
+    y_val: Arrays,
     samples: int = SUBSET,
     metric: Metric = ACCURACY,
 ) -> list[OpSensitivity]:
@@ -63,10 +62,9 @@ def measure_sensitivity(
     from autocompress.hardware import read_tflite
 
     graph = read_tflite(float_tflite)
-    x, y = x_val[:samples], y_val[:samples]
+    x, y = take(x_val, slice(samples)), take(y_val, slice(samples))
     base = quality(float_tflite, x, y, metric)
-    signature, name = _signature_input(float_tflite)
-    cal_data = {signature: [{name: s[None].astype(np.float32)} for s in calibration]}
+    cal_data = calibration_feeds(float_tflite, calibration)
     full = quantizer.Quantizer(bytearray(float_tflite))
     full.load_quantization_recipe(recipe.static_wi8_ai8())
     with _quiet():

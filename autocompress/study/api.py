@@ -220,7 +220,7 @@ def search(
         if metric is not None:
             task_obj = dataclasses.replace(task_obj, metric=_metric(metric, direction))
             check_task(task_obj)
-        rundir.write_quality(task_obj.metric.quality, task_obj.metric.spec)
+        rundir.write_quality(task_obj.metric.quality, task_obj.metric.spec, task_obj.metric.output)
         if space_spec is None:
             space_spec = _space("default" if task_obj.teacher.trainable else "tflite")
         if task_obj.teacher.trainable:
@@ -363,7 +363,7 @@ def _keep_validation(rundir: RunDir, task: Task) -> None:
     if rundir.validation.is_file():
         return
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, x_val=task.data.x_val, y_val=task.data.y_val)
+    np.savez_compressed(buffer, **task.data.entries(("x_val", "y_val")))
     atomic_write_bytes(rundir.validation, buffer.getvalue())
 
 

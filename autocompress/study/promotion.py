@@ -138,6 +138,8 @@ def chance(ctx: TrialContext) -> float | None:
     """The signed quality a build must beat to be told from guessing (the promotion floor)."""
     metric, data = ctx.task.metric, ctx.task.data
     outputs = ctx.task.teacher.io_shapes()[1]
-    classes = outputs[0][-1] if len(outputs) == 1 and outputs[0] else None
+    scored = metric.output if metric.output in outputs else next(iter(outputs))
+    shape = outputs[scored] if len(outputs) == 1 or metric.output in outputs else ()
+    classes = shape[-1] if shape else None
     value = metric.chance(data.y_train, data.y_val, classes)
     return None if value is None else metric.quality.sign * value

@@ -53,8 +53,9 @@ class RunDir:
             return Quality()
         return Quality.from_dict(json.loads(self.metric_json.read_text()))
 
-    def write_quality(self, quality: Quality, spec: str = "") -> None:
-        """Record the search's metric; a run directory keeps the metric it was started with."""
+    def write_quality(self, quality: Quality, spec: str = "", output: str | None = None) -> None:
+        """Record the search's metric (``spec``: where it comes from; ``output``: the one output
+        it scores); a run directory keeps the metric it was started with."""
         if self.metric_json.is_file():
             if self.quality() == quality:
                 return
@@ -65,7 +66,7 @@ class RunDir:
                 f"holds a search with metric {self.quality().name}, not {quality.name}: use "
                 "another --out directory",
             )
-        document = {**quality.to_dict(), "spec": spec}
+        document = {**quality.to_dict(), "spec": spec, **({"output": output} if output else {})}
         atomic_write_text(self.metric_json, json.dumps(document) + "\n")
 
     @property
@@ -108,12 +109,13 @@ class RunDir:
         """The trial's validation evidence (per-sample scores or outputs) for ``--confidence``."""
         return self.models / f"trial_{number:04d}.val.npz"
 
-    def metric_spec(self) -> str:
-        """Where the run's metric comes from (a built-in name or ``file.py:function``); empty
-        for a Python callable or a run from before."""
+    def metric_spec(self) -> tuple[str, str | None]:
+        """Where the run's metric comes from (a built-in name or ``file.py:function``; empty
+        for a Python callable) and the one output it scores (None: all)."""
         if not self.metric_json.is_file():
-            return "accuracy"
-        return str(json.loads(self.metric_json.read_text()).get("spec", ""))
+            return "accuracy", None  # a run from before the metric was the task's own
+        document = json.loads(self.metric_json.read_text())
+        return str(document.get("spec", "")), document.get("output")
 
     def audit_path(self, number: int) -> Path:
         return self.models / f"trial_{number:04d}.audit.json"
