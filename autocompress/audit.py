@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autocompress.metrics import Arrays, Metric, Quality, predicted_classes
+from autocompress.data.arrays import Inputs, take
+from autocompress.data.stream import Stream
+from autocompress.metrics import Arrays, Metric, Quality, Score, predicted_classes
 from autocompress.records import Audit
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from autocompress.task import Task, TaskData
 
 NOISE_SIGMA = 0.05  # noise std as a fraction of the training data's std
+STD_SAMPLES = 512  # training samples a streamed split's std is estimated on
 QUANTILES = (0.5, 0.9, 0.99)  # of the per-sample scores, for metrics that are not per-class
 LIBRARIES = (
     "autocompress",
@@ -54,8 +57,11 @@ def compare(
     candidate_noisy: Arrays,
     teacher_noisy: Arrays,
     noise_sigma: float,
+    candidate_score: Score | None = None,
+    teacher_score: Score | None = None,
 ) -> Audit:
-    """The audit from both models' outputs on the clean and the noisy validation inputs."""
+    """The audit from both models' outputs on the clean and the noisy validation inputs (and
+    the metric's scores on the clean ones, when the caller has them)."""
     noise = Audit(
         noise_sigma=noise_sigma,
         noise_quality=metric(labels, candidate_noisy),
@@ -79,13 +85,13 @@ def compare(
         )
     return dataclasses.replace(
         noise,
-        error_quantiles=_quantiles(metric, labels, candidate),
-        teacher_error_quantiles=_quantiles(metric, labels, teacher),
+        error_quantiles=_quantiles(candidate_score or metric.score(labels, candidate)),
+        teacher_error_quantiles=_quantiles(teacher_score or metric.score(labels, teacher)),
     )
 
 
-def _quantiles(metric: Metric, labels: Arrays, outputs: Arrays) -> dict[str, float]:
-    per_sample = metric.score(labels, outputs).per_sample
+def _quantiles(score: Score) -> dict[str, float]:
+    per_sample = score.per_sample
     if per_sample is None:
         return {}
     values = np.quantile(per_sample, QUANTILES)
@@ -103,6 +109,7 @@ class TeacherReference:
 
     clean: Arrays
     noisy: Arrays
+    score: Score | None = None  # the metric on ``clean``
 
 
 def teacher_reference(
@@ -110,13 +117,16 @@ def teacher_reference(
     data: TaskData,
     seed: int,
     sigma: float = NOISE_SIGMA,
+    metric: Metric | None = None,
 ) -> TeacherReference:
-    """The teacher's outputs on the validation inputs, clean and noisy; ``predict`` runs the
-    teacher (a Keras model or a ``.tflite`` file)."""
-    return TeacherReference(predict(data.x_val), predict(noisy(data, sigma, seed)))
+    """The teacher's outputs on the validation inputs, clean and noisy, and ``metric`` on the
+    clean ones; ``predict`` runs the teacher (a Keras model or a ``.tflite`` file)."""
+    clean = predict(data.x_val)
+    score = metric.score(data.y_val, clean) if metric is not None else None
+    return TeacherReference(clean, predict(noisy(data, sigma, seed)), score)
 
 
-def noisy(data: TaskData, sigma: float = NOISE_SIGMA, seed: int = 0) -> Arrays:
+def noisy(data: TaskData, sigma: float = NOISE_SIGMA, seed: int = 0) -> Inputs:
     """The validation inputs plus Gaussian noise of ``sigma`` times the training data's std
     (each float input its own; integer inputs such as token ids stay as they are)."""
     rng = np.random.default_rng(seed)
@@ -127,6 +137,12 @@ def noisy(data: TaskData, sigma: float = NOISE_SIGMA, seed: int = 0) -> Arrays:
         scale = sigma * float(np.std(x_train))
         return (x_val + rng.normal(0.0, scale, size=x_val.shape)).astype(x_val.dtype)
 
+    if isinstance(data.x_val, Stream):  # the noise scale from up to 512 training samples
+        train = take(data.x_train, slice(STD_SAMPLES))
+        parts = list(train.values()) if isinstance(train, dict) else [train]
+        floats = [p.ravel() for p in parts if np.issubdtype(p.dtype, np.floating)]
+        scale = sigma * float(np.std(np.concatenate(floats))) if floats else 0.0
+        return data.x_val.with_noise(scale, seed)
     if isinstance(data.x_val, dict):
         assert isinstance(data.x_train, dict)
         return {k: add(v, data.x_train[k]) for k, v in sorted(data.x_val.items())}

@@ -12,28 +12,32 @@ from collections.abc import Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from autocompress.data.arrays import Inputs, concat
+from autocompress.data.stream import Stream
 from autocompress.hardware import HardwareProfile, latency, read_tflite
-from autocompress.metrics import Arrays, Metric
+from autocompress.metrics import Arrays, Metric, Score
 from autocompress.records import Measurement
 
 
 def evaluate(
     tflite: bytes,
-    x_val: Arrays,
+    x_val: Inputs,
     y_val: Arrays,
     profiles: Sequence[HardwareProfile],
     metric: Metric,
     outputs: Arrays | None = None,
+    score: Score | None = None,
 ) -> Measurement:
     """The metric on the validation data, sizes, tensor dtypes and latency on every profile.
 
-    ``outputs`` are the file's outputs on ``x_val`` when the caller already has them.
+    ``outputs`` are the file's outputs on ``x_val`` and ``score`` the metric's on them, when
+    the caller already has them.
     """
     graph = read_tflite(tflite, "candidate")
-    if outputs is None:
-        outputs = predict(tflite, x_val)
+    if score is None:
+        score = metric.score(y_val, predict(tflite, x_val) if outputs is None else outputs)
     return Measurement(
-        quality=metric(y_val, outputs),
+        quality=score.value,
         size_bytes=len(tflite),
         gzip_bytes=gzip_size(tflite),
         latency={p.name: latency(tflite, p, graph) for p in profiles},
@@ -55,14 +59,25 @@ def tensor_dtypes(tflite: bytes) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def predict(tflite: bytes, x: Arrays, batch: int = 64) -> Arrays:
+def predict(tflite: bytes, x: Inputs, batch: int = 64) -> Arrays:
     """The file's outputs for ``x``, quantizing inputs and dequantizing outputs as it requires.
 
     ``x`` is one array, or a dict by input name; a file with several inputs or outputs is run
     through its signature, so that tensors are matched by name, never by position, and gives a
-    dict by output name. A file whose batch dimension is fixed (litert-torch exports batch 1,
+    dict by output name; a stream (an image folder) is read a few batches at a time. A file
+    whose batch dimension is fixed (litert-torch exports batch 1,
     with reshapes that assume it) is run in batches of that size, never resized."""
     interpreter = Interpreter(model_content=tflite, num_threads=1)
+    if isinstance(x, Stream):  # read a few batches at a time
+        return concat([_predict(interpreter, xb, batch) for xb in x.inputs(STREAM_CHUNK)])
+    return _predict(interpreter, x, batch)
+
+
+# Samples read from a stream at a time for the file to run on.
+STREAM_CHUNK = 256
+
+
+def _predict(interpreter: Interpreter, x: Arrays, batch: int) -> Arrays:
     if isinstance(x, dict) or len(interpreter.get_output_details()) > 1:
         return _predict_named(interpreter, x, batch)
     inp = interpreter.get_input_details()[0]
@@ -92,7 +107,7 @@ def predict(tflite: bytes, x: Arrays, batch: int = 64) -> Arrays:
     return np.concatenate(chunks)
 
 
-def quality(tflite: bytes, x: Arrays, y: Arrays, metric: Metric) -> float:
+def quality(tflite: bytes, x: Inputs, y: Arrays, metric: Metric) -> float:
     """The metric of the file's outputs on ``x`` against ``y``."""
     return metric(y, predict(tflite, x))
 

@@ -16,17 +16,14 @@ with the metric, but values are never negated: ``mae 0.41`` is printed as it is.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autocompress._imports import load_function
 from autocompress.data.arrays import Arrays
 from autocompress.detection import map50
 from autocompress.errors import InputError
@@ -248,32 +245,7 @@ def _direction(direction: Any, where: str) -> bool:
 def _resolve(spec: str, where: str) -> tuple[MetricFn, str]:
     if spec in BUILTIN:
         return BUILTIN[spec][0], spec
-    target, _, func_name = spec.rpartition(":")
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise InputError(where, f"metric file {target} not found")
-        module_name = f"_autocompress_metric_{abs(hash(str(path.resolve())))}"
-        module = sys.modules.get(module_name)
-        if module is None:
-            loader = importlib.util.spec_from_file_location(module_name, path)
-            if loader is None or loader.loader is None:
-                raise InputError(where, f"metric file {target} cannot be imported")
-            module = importlib.util.module_from_spec(loader)
-            try:
-                loader.loader.exec_module(module)
-            except Exception as exc:  # the user's file: any error is a bad-input line
-                raise InputError(where, f"metric file {target} fails to import: {exc}") from None
-            sys.modules[module_name] = module
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise InputError(where, f"cannot import metric module {target!r}: {exc}") from None
-    fn = getattr(module, func_name, None)
-    if not callable(fn):
-        raise InputError(where, f"metric {spec}: {target} has no function {func_name!r}")
-    return fn, func_name
+    return load_function(spec, where, "metric")
 
 
 # --- built-ins --------------------------------------------------------------------------------

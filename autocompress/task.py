@@ -27,9 +27,12 @@ import numpy as np
 from autocompress._digest import sha256_arrays
 from autocompress._yaml import check_keys, load_mapping
 from autocompress.data import read_image_folder, read_npz
-from autocompress.data.arrays import Arrays, count, flatten, keras_predict
+from autocompress.data.arrays import Arrays, Inputs, count, flatten, keras_predict, take
+from autocompress.data.checks import by_name, check_array, check_classes, keyed
 from autocompress.data.images import input_image_shape
 from autocompress.data.npz import DATA_KEYS
+from autocompress.data.pipeline import is_pipeline, read_pipeline
+from autocompress.data.stream import Stream
 from autocompress.errors import InputError
 from autocompress.metrics import ACCURACY, Metric, get_metric
 from autocompress.models.loading import load_model
@@ -40,6 +43,8 @@ if TYPE_CHECKING:
     import tf_keras
 
 TFLITE_SUFFIX = ".tflite"
+# Validation samples of a streamed split a Keras 3 translation is checked on.
+PARITY_SAMPLES = 512
 
 
 @dataclass(frozen=True)
@@ -53,29 +58,50 @@ class TaskData:
     user reads beside a chosen model is one no choice was tuned on.
     """
 
-    x_train: Arrays
+    x_train: Inputs
     y_train: Arrays
-    x_val: Arrays
+    x_val: Inputs
     y_val: Arrays
-    x_test: Arrays | None = None
+    x_test: Inputs | None = None
     y_test: Arrays | None = None
+
+    @classmethod
+    def from_pipeline(cls, spec: str) -> TaskData:
+        """The splits a function ``file.py:function`` / ``module:function`` gives as
+        ``tf.data.Dataset`` s or re-iterables of ``(x, y)`` batches, read in batches (see
+        :mod:`autocompress.data.pipeline`): what a task entry point returns for such data."""
+        return cls(**read_pipeline(spec, spec))  # type: ignore[arg-type]
 
     @property
     def has_test(self) -> bool:
         return self.x_test is not None and self.y_test is not None
 
-    def entries(self, keys: tuple[str, ...] = DATA_KEYS) -> dict[str, np.ndarray]:
-        """The arrays of ``keys`` as a data file stores them (``x_val`` or ``x_val.NAME``)."""
+    def entries(
+        self, keys: tuple[str, ...] = DATA_KEYS, samples: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """The arrays of ``keys`` as a data file stores them (``x_val`` or ``x_val.NAME``);
+        a stream's first ``samples`` inputs (none without ``samples``)."""
         out: dict[str, np.ndarray] = {}
         for key in keys:
             value = getattr(self, key)
+            if isinstance(value, Stream):
+                value = take(value, slice(samples)) if samples else None
             if value is not None:
                 out.update(flatten(key, value))
         return out
 
+    def streams(self) -> dict[str, Stream]:
+        """The splits whose inputs are read in batches, by key."""
+        keys = (*DATA_KEYS, "x_test")
+        return {k: v for k in keys if isinstance(v := getattr(self, k), Stream)}
+
     def digest(self) -> str:
-        """Content hash of the train and validation arrays (the audit's lineage)."""
-        return sha256_arrays(*(v for _, v in sorted(self.entries().items())))
+        """Content hash of the train and validation data (the audit's lineage)."""
+        arrays = sha256_arrays(*(v for _, v in sorted(self.entries().items())))
+        streamed = [f"{k}={s.digest()}" for k, s in sorted(self.streams().items())]
+        if not streamed:
+            return arrays
+        return hashlib.sha256(";".join([arrays, *streamed]).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -128,6 +154,8 @@ class Task:
 
     ``loss`` is the Keras loss fine-tuning uses: a name, or one per output name; None: the
     loss chosen per output (cross-entropy for class ids, mean squared error otherwise).
+    ``calibration_samples``: how many training samples int8 / int16x8 calibration and the
+    sensitivity ranking read.
     """
 
     name: str
@@ -136,6 +164,7 @@ class Task:
     source: str = "<python>"
     metric: Metric = ACCURACY
     loss: str | dict[str, str] | None = None
+    calibration_samples: int = 100  # training samples post-training quantization calibrates on
 
 
 def load_task(path: str | Path, trust_model: bool = False) -> Task:
@@ -148,12 +177,29 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     check_keys(
         source,
         spec,
-        {"name", "model", "data", "entry_point", "metric", "direction", "metric_output", "loss"},
+        {
+            "name",
+            "model",
+            "data",
+            "entry_point",
+            "metric",
+            "direction",
+            "metric_output",
+            "loss",
+            "calibration_samples",
+        },
         set(),
     )
     base = Path(path).resolve().parent
     metric = _metric(source, spec, base)
     loss = _loss(source, spec.get("loss"))
+    calibration = spec.get("calibration_samples")
+    if calibration is not None and (
+        not isinstance(calibration, int) or isinstance(calibration, bool) or calibration < 1
+    ):
+        raise InputError(
+            source, f"calibration_samples must be a whole number >= 1, got {calibration!r}"
+        )
     if "entry_point" in spec:
         if "model" in spec or "data" in spec:
             raise InputError(source, "give either entry_point or model + data, not both")
@@ -162,19 +208,28 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
             task = dataclasses.replace(task, metric=metric)
         if loss is not None:
             task = dataclasses.replace(task, loss=loss)
+        if calibration is not None:
+            task = dataclasses.replace(task, calibration_samples=calibration)
         check_task(task)
         return task
     for key in ("model", "data"):
         if not isinstance(spec.get(key), str):
             raise InputError(source, f"{key!r} must be a file path (or use entry_point)")
-    data_path = base / spec["data"]
     model_path = base / spec["model"]
-    data = load_data(data_path, model_path)
+    if is_pipeline(spec["data"]):  # a function giving a tf.data.Dataset / iterable per split
+        data_path = Path(source)
+        data = TaskData(**read_pipeline(_beside(spec["data"], base), source))
+    else:
+        data_path = base / spec["data"]
+        data = load_data(data_path, model_path)
     teacher: TeacherSpec | TfliteTeacher
     if model_path.suffix == TFLITE_SUFFIX:
         teacher = TfliteTeacher.from_file(model_path)
     else:
-        model = load_model(model_path, trust=trust_model, x_check=data.x_val)
+        x_check = data.x_val
+        if isinstance(x_check, Stream):  # a Keras 3 translation is checked on a part of it
+            x_check = take(x_check, slice(PARITY_SAMPLES))
+        model = load_model(model_path, trust=trust_model, x_check=x_check)
         teacher = TeacherSpec.from_model(model, trusted=trust_model)
         loss = loss or compiled_loss(model_path)
     task = Task(
@@ -184,6 +239,7 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
         source=source,
         metric=metric or ACCURACY,
         loss=loss,
+        calibration_samples=calibration or 100,
     )
     check_task(task, data_source=str(data_path))
     return task
@@ -232,12 +288,14 @@ def check_task(task: Task, data_source: str | None = None) -> None:
     labels: dict[str, list[np.ndarray]] = {name: [] for name in classes}
     for split in ("train", "val", *(("test",) if d.has_test else ())):
         xs, ys = f"x_{split}", f"y_{split}"
-        x = _by_name(src, xs, getattr(d, xs), list(inputs), "input")
-        y = _by_name(src, ys, getattr(d, ys), list(outputs), "output")
-        n = count(getattr(d, xs))
-        for key, arr in [*_keyed(xs, x), *_keyed(ys, y)]:
-            _check_array(src, key, arr)
-            if len(arr) != n:
+        value = getattr(d, xs)
+        streamed = isinstance(value, Stream)  # its first batch stands for its inputs
+        x = by_name(src, xs, take(value, slice(32)) if streamed else value, list(inputs), "input")
+        y = by_name(src, ys, getattr(d, ys), list(outputs), "output")
+        n = count(value)
+        for key, arr in [*keyed(xs, x), *keyed(ys, y)]:
+            check_array(src, key, arr)
+            if len(arr) != n and not (streamed and key.startswith("x_")):
                 raise InputError(src, f"{xs} has {n} samples but {key} has {len(arr)}")
         for name, expected in inputs.items():
             got = x[name].shape[1:]
@@ -258,7 +316,7 @@ def check_task(task: Task, data_source: str | None = None) -> None:
                 )
             labels[name].append(y[name])
     for name in sorted(classes):
-        _check_classes(src, outputs[name], labels[name])
+        check_classes(src, outputs[name], labels[name])
     if isinstance(task.loss, dict):
         unknown = sorted(set(task.loss) - set(outputs))
         if unknown:
@@ -268,57 +326,6 @@ def check_task(task: Task, data_source: str | None = None) -> None:
                 f"outputs: {', '.join(outputs)})",
             )
     _check_metric_on_teacher(task.source, task)
-
-
-def _by_name(
-    src: str, key: str, value: Arrays, names: list[str], kind: str
-) -> dict[str, np.ndarray]:
-    """The arrays of one split key by the model's input / output names; a one-line error for
-    an array the model needs but the data lacks, or one it has no tensor for."""
-    if not isinstance(value, dict):
-        if len(names) != 1:
-            wanted = ", ".join(f"{key}.{n}" for n in names)
-            raise InputError(src, f"the model has {len(names)} {kind}s: give {wanted}")
-        return {names[0]: value}
-    missing = [n for n in names if n not in value]
-    if missing:
-        raise InputError(
-            src, f"missing array '{key}.{missing[0]}' for the model's {kind} {missing[0]!r}"
-        )
-    extra = sorted(set(value) - set(names))
-    if extra:
-        raise InputError(
-            src,
-            f"array '{key}.{extra[0]}' names no {kind} of the model (its {kind}s: "
-            f"{', '.join(names)})",
-        )
-    return {n: value[n] for n in names}
-
-
-def _keyed(key: str, arrays: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
-    """(data-file name, array) pairs: ``key`` for one array, ``key.NAME`` for several."""
-    if len(arrays) == 1:
-        return [(key, next(iter(arrays.values())))]
-    return [(f"{key}.{n}", a) for n, a in arrays.items()]
-
-
-def _check_array(src: str, key: str, arr: np.ndarray) -> None:
-    if not isinstance(arr, np.ndarray) or arr.size == 0:
-        raise InputError(src, f"data array {key} is empty")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise InputError(src, f"data array {key} has non-numeric dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(src, f"data array {key} contains NaN or infinite values")
-
-
-def _check_classes(src: str, out_shape: tuple, labels: list[np.ndarray]) -> None:
-    """Class ids in range of the output's class scores (last axis; one unit: a sigmoid)."""
-    if len(out_shape) < 1 or out_shape[-1] is None:
-        raise InputError(src, f"the model output {out_shape} is not a vector of class scores")
-    n_classes = max(int(out_shape[-1]), 2)
-    top = int(max(np.max(y) for y in labels))
-    if min(int(np.min(y)) for y in labels) < 0 or top >= n_classes:
-        raise InputError(src, f"labels range up to {top} but the model outputs {n_classes} classes")
 
 
 def _check_metric_on_teacher(src: str, task: Task) -> None:
@@ -344,12 +351,19 @@ def _metric(source: str, spec: dict[str, Any], base: Path) -> Metric | None:
                 raise InputError(source, f"{key} is given but no metric")
         return None
     name = spec["metric"]
-    if isinstance(name, str) and ".py:" in name and not Path(name.split(":")[0]).is_absolute():
-        name = str(base / name)
+    if isinstance(name, str):
+        name = _beside(name, base)
     output = spec.get("metric_output")
     if output is not None and not isinstance(output, str):
         raise InputError(source, f"metric_output must be an output name, got {output!r}")
     return get_metric(name, spec.get("direction"), where=source, output=output)
+
+
+def _beside(spec: str, base: Path) -> str:
+    """A ``file.py:function`` spec with its file relative to the task file made absolute."""
+    if ".py:" in spec and not Path(spec.split(":")[0]).is_absolute():
+        return str(base / spec)
+    return spec
 
 
 def _loss(source: str, loss: Any) -> str | dict[str, str] | None:

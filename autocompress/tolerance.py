@@ -21,7 +21,7 @@ import numpy as np
 
 from autocompress.data.arrays import Arrays, count, flatten, take, unflatten
 from autocompress.errors import InputError
-from autocompress.metrics import Metric
+from autocompress.metrics import Metric, Score
 
 RESAMPLES_SCORES = 2000  # bootstrap resamples over per-sample scores (cheap: a mean each)
 RESAMPLES_RECOMPUTE = 300  # resamples where the metric is recomputed on the outputs
@@ -54,10 +54,13 @@ class MaxDrop:
         return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
 
 
-def evidence(metric: Metric, y_true: Arrays, outputs: Arrays) -> dict[str, np.ndarray]:
+def evidence(
+    metric: Metric, y_true: Arrays, outputs: Arrays, score: Score | None = None
+) -> dict[str, np.ndarray]:
     """What the bound needs of one model on the validation split: the metric's per-sample
-    scores (``scores``), else its outputs (``outputs`` or ``outputs.NAME``)."""
-    per_sample = metric.score(y_true, outputs).per_sample
+    scores (``scores``; from ``score`` when the caller has it), else its outputs (``outputs``
+    or ``outputs.NAME``)."""
+    per_sample = (score or metric.score(y_true, outputs)).per_sample
     if per_sample is not None:
         return {"scores": per_sample.astype(np.float64)}
     return flatten("outputs", outputs)

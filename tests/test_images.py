@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from autocompress.data.images import ImageFolder
 from autocompress.errors import InputError
 from autocompress.task import load_task
 
@@ -70,9 +71,17 @@ def image_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_folder_is_decoded_at_the_model_input_size(image_task: Path) -> None:
     task = load_task(image_task / "task.yaml")
     d = task.data
-    assert d.x_train.shape == (36, 8, 8, 3) and d.x_val.shape == (12, 8, 8, 3) and d.has_test
-    assert d.x_train.dtype == np.float32 and 100 < d.x_train.max() <= 255  # 0-255, not 0-1
+    assert isinstance(d.x_train, ImageFolder) and isinstance(d.x_val, ImageFolder)
+    assert len(d.x_train) == 36 and len(d.x_val) == 12 and d.has_test  # streamed, not held
+    batch, labels = next(d.x_train.batches(8))
+    assert batch.shape == (8, 8, 8, 3) and batch.dtype == np.float32
+    assert 100 < batch.max() <= 255  # 0-255, not 0-1
+    assert list(labels) == list(d.y_train[:8])
     assert list(np.bincount(d.y_train)) == [12, 12, 12]  # cross, disc, square: sorted names
+    everything = np.concatenate([x for x, _ in d.x_train.batches(10)])
+    np.testing.assert_array_equal(everything[[5, 30]], d.x_train.samples(np.array([5, 30])))
+    shuffled = np.concatenate([y for _, y in d.x_train.batches(10, seed=1)])
+    assert sorted(shuffled) == sorted(d.y_train) and list(shuffled) != list(d.y_train)
 
 
 def test_bad_folders_are_one_line_errors(image_task: Path, tmp_path: Path) -> None:
@@ -118,3 +127,54 @@ def test_a_search_runs_on_an_image_folder(image_task: Path, tmp_path: Path) -> N
     )
     assert set(result.trials["state"]) == {"COMPLETE"}
     assert "test_accuracy" in result.trials.columns
+
+
+def test_every_kind_of_stage_reads_the_folder_in_batches(image_task: Path) -> None:
+    """Fine-tuning, distillation and the evaluation of a streamed folder: the same outputs as
+    on the decoded arrays, and noise added the same way on every pass."""
+    from autocompress.audit import noisy
+    from autocompress.evaluate import predict
+    from autocompress.records import Recipe
+    from autocompress.stages.convert import to_tflite
+    from autocompress.study.objective import TrialContext, TrialRequest, run_trial
+
+    task = load_task(image_task / "task.yaml")
+    d = task.data
+    assert isinstance(d.x_val, ImageFolder)
+    float_file = to_tflite(task.teacher.build(), "none")
+    decoded = d.x_val.samples(np.arange(len(d.x_val)))
+    np.testing.assert_allclose(
+        predict(float_file, d.x_val), predict(float_file, decoded), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        task.teacher.predict(d.x_val), task.teacher.predict(decoded), atol=1e-5
+    )
+    noise = noisy(d, seed=3)
+    first = np.concatenate(list(noise.inputs(5)))
+    assert not np.allclose(first, decoded) and np.allclose(
+        first, np.concatenate(list(noise.inputs(5)))
+    )
+    ctx = TrialContext(task=task, profiles=())
+    for recipe in (
+        Recipe(sparsity=0.5, finetune_epochs=1, quantization="int8"),
+        Recipe(student_width=0.5, distill_epochs=1),
+        Recipe(quantization="qat", finetune_epochs=1),  # its Rescaling layer stays float
+    ):
+        outcome = run_trial(ctx, TrialRequest(0, recipe))
+        assert outcome.error is None, outcome.detail
+        assert outcome.record is not None and outcome.record.audit is not None
+
+
+def test_calibration_samples_is_a_task_key(image_task: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(image_task, tmp_path / "t")
+    (tmp_path / "t" / "task.yaml").write_text(
+        "model: model.keras\ndata: images\ncalibration_samples: 20\n"
+    )
+    assert load_task(tmp_path / "t" / "task.yaml").calibration_samples == 20
+    (tmp_path / "t" / "task.yaml").write_text(
+        "model: model.keras\ndata: images\ncalibration_samples: 0\n"
+    )
+    with pytest.raises(InputError, match="calibration_samples must be a whole number"):
+        load_task(tmp_path / "t" / "task.yaml")

@@ -8,26 +8,49 @@ helpers, so that neither case is special anywhere else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from autocompress.data.stream import Stream
+
 Arrays = np.ndarray | dict[str, np.ndarray]
+# A split's inputs: in memory, or read in batches (an image folder, a data pipeline).
+Inputs = Arrays | Stream
 
 
-def count(a: Arrays) -> int:
+def count(a: Inputs) -> int:
     """Number of samples (the first dimension; every array of a dict has the same)."""
     if isinstance(a, dict):
         return len(next(iter(a.values())))
     return len(a)
 
 
-def take(a: Arrays, index: Any) -> Arrays:
-    """The samples at ``index`` (a slice or integer array) of every array."""
+def take(a: Inputs, index: Any) -> Arrays:
+    """The samples at ``index`` (a slice or integer array) of every array (of a stream: read
+    from it, a few at a time)."""
+    if isinstance(a, Stream):
+        return a.samples(np.arange(len(a))[index])
     if isinstance(a, dict):
         return {k: v[index] for k, v in a.items()}
     return a[index]
+
+
+def input_batches(x: Inputs, size: int) -> Iterator[Arrays]:
+    """The inputs in batches of ``size``, in canonical order."""
+    if isinstance(x, Stream):
+        yield from x.inputs(size)
+        return
+    for start in range(0, count(x), size):
+        yield take(x, slice(start, start + size))
+
+
+def concat(parts: list[Arrays]) -> Arrays:
+    """Batches joined back into one split."""
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # type: ignore[index]
+    return np.concatenate(parts)  # type: ignore[arg-type]
 
 
 def as_float32(a: Arrays) -> Arrays:
@@ -105,7 +128,7 @@ def from_keras(outputs: Any, output_names: Sequence[str]) -> Arrays:
 
 def keras_predict(
     model: Any,
-    x: Arrays,
+    x: Inputs,
     names: tuple[Sequence[str], Sequence[str]] | None = None,
     batch_size: int = 256,
 ) -> Arrays:
@@ -113,7 +136,13 @@ def keras_predict(
 
     ``names`` are the (input, output) names of the teacher ``model`` was made from: inputs are
     fed and outputs named by position in that order (see :func:`ordered`); default the model's
-    own."""
+    own. A stream is predicted batch by batch."""
     inputs, outputs = names if names is not None else (model.input_names, model.output_names)
-    feed = ordered(x, inputs)
-    return from_keras(model.predict(feed, batch_size=batch_size, verbose=0), outputs)
+    if not isinstance(x, Stream):
+        feed = ordered(x, inputs)
+        return from_keras(model.predict(feed, batch_size=batch_size, verbose=0), outputs)
+    parts = [
+        from_keras(model.predict_on_batch(ordered(xb, inputs)), outputs)
+        for xb in x.inputs(batch_size)
+    ]
+    return concat(parts)

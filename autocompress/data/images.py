@@ -3,18 +3,22 @@ subfolder per class of image files, as ``keras.utils.image_dataset_from_director
 
 Images are decoded and resized (bilinear) to the model's input size, with pixel values as that
 function gives them: float32 in 0-255, so a model that scales its input does so itself. Class
-ids follow the sorted class folder names, the same in every split. An unreadable file is
-skipped with a warning naming it. The images are decoded into memory (streaming in batches is
-not built yet: see the README).
+ids follow the sorted class folder names, the same in every split. Every file is decoded once
+when the task is loaded (an unreadable one is skipped with a warning naming it), then read in
+batches as training, evaluation and calibration need them (:class:`ImageFolder`): memory holds
+a batch of images, never the folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from autocompress.data.stream import Arrays, Stream
 from autocompress.errors import InputError
 
 log = logging.getLogger("autocompress")
@@ -23,8 +27,11 @@ SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
 
 
-def read_image_folder(root: Path, size: tuple[int, int], channels: int) -> dict[str, np.ndarray]:
-    """``x_<split>`` (n, height, width, channels) float32 and ``y_<split>`` int64 class ids."""
+def read_image_folder(
+    root: Path, size: tuple[int, int], channels: int
+) -> dict[str, ImageFolder | np.ndarray]:
+    """``x_<split>``: the split's images as an :class:`ImageFolder` stream ((height, width,
+    channels) float32 each), and ``y_<split>``: its int64 class ids."""
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise InputError(str(root), "an image folder needs train/ and val/ subfolders")
     splits = [s for s in SPLITS if (root / s).is_dir()]
@@ -39,22 +46,65 @@ def read_image_folder(root: Path, size: tuple[int, int], channels: int) -> dict[
                 f"has other classes than train/ ({', '.join(extra[:5])} differ): every split "
                 "needs the same class folders",
             )
-    arrays: dict[str, np.ndarray] = {}
+    out: dict[str, ImageFolder | np.ndarray] = {}
     for split in splits:
-        images, labels = [], []
+        paths, labels = [], []
         for label, name in enumerate(classes[split]):
             for path in sorted((root / split / name).iterdir()):
                 if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
                     continue
-                image = _decode(path, size, channels)
-                if image is not None:
-                    images.append(image)
+                if _decode(path, size, channels) is not None:  # readable: kept, not held
+                    paths.append(str(path))
                     labels.append(label)
-        if not images:
+        if not paths:
             raise InputError(str(root / split), "holds no readable image")
-        arrays[f"x_{split}"] = np.stack(images)
-        arrays[f"y_{split}"] = np.asarray(labels, dtype=np.int64)
-    return arrays
+        folder = ImageFolder(paths, np.asarray(labels, dtype=np.int64), size, channels)
+        out[f"x_{split}"] = folder
+        out[f"y_{split}"] = folder.targets
+    return out
+
+
+class ImageFolder(Stream):
+    """One split of an image folder: file paths and class ids, decoded a batch at a time."""
+
+    def __init__(
+        self, paths: list[str], labels: np.ndarray, size: tuple[int, int], channels: int
+    ) -> None:
+        self.paths, self.labels = list(paths), labels
+        self.size, self.channels = (int(size[0]), int(size[1])), int(channels)
+
+    @property
+    def targets(self) -> np.ndarray:
+        return self.labels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def batches(self, size: int, seed: int | None = None) -> Iterator[tuple[Arrays, Arrays]]:
+        order = (
+            np.arange(len(self))
+            if seed is None
+            else np.random.default_rng(seed).permutation(len(self))
+        )
+        for start in range(0, len(order), size):
+            index = order[start : start + size]
+            yield self.samples(index), self.labels[index]
+
+    def samples(self, index: np.ndarray) -> np.ndarray:
+        images = []
+        for i in index:
+            image = _decode(Path(self.paths[int(i)]), self.size, self.channels)
+            if image is None:  # it was readable when the task was loaded
+                raise InputError(self.paths[int(i)], "has become unreadable during the search")
+            images.append(image)
+        return np.stack(images)
+
+    def digest(self) -> str:
+        h = hashlib.sha256(f"{self.size}x{self.channels}".encode())
+        for path, label in zip(self.paths, self.labels):
+            stat = Path(path).stat()
+            h.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{label};".encode())
+        return h.hexdigest()
 
 
 def _decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import tf_keras as keras
 
-from autocompress.data.arrays import count, keras_predict, ordered, take
+from autocompress.data.arrays import as_float32, count, keras_predict, ordered, take
+from autocompress.data.stream import Stream
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
 
@@ -68,6 +69,26 @@ def excluded_layers(model: keras.Model, recipe: Recipe) -> set[str]:
 def output_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layer of each model output, in output order."""
     return [t._keras_history.layer for t in model.outputs]
+
+
+def head_layers(model: keras.Model) -> set[str]:
+    """The weighted layers whose width is an output's: those an output reaches through no other
+    weighted layer (a ``Dense(4)`` under a ``Reshape((1, 4))`` output, both sides of a
+    concatenated output). Distillation keeps their widths."""
+    found: set[str] = set()
+    seen: set[str] = set()
+    stack = output_layers(model)
+    while stack:
+        layer = stack.pop()
+        if layer.name in seen:
+            continue
+        seen.add(layer.name)
+        if isinstance(layer, WEIGHTED_LAYERS):
+            found.add(layer.name)
+        elif layer._inbound_nodes:
+            inbound = layer._inbound_nodes[0].inbound_layers
+            stack.extend(inbound if isinstance(inbound, list | tuple) else [inbound])
+    return found
 
 
 def outputs_probabilities(model: keras.Model, index: int = 0) -> bool:
@@ -163,6 +184,15 @@ def fine_tune(
         loss=loss_for(ctx),
     )
     inputs, outputs = io_names(ctx)
+    if isinstance(x, Stream):  # batches read as the fit goes, shuffled per epoch
+        model.fit(
+            _stream_feed(x, ctx, inputs, outputs),
+            steps_per_epoch=steps_per_epoch(ctx),
+            epochs=epochs,
+            verbose=0,
+            callbacks=[*(callbacks or []), *extra],
+        )
+        return
     model.fit(
         ordered(x, inputs),
         ordered(y, outputs),
@@ -172,6 +202,17 @@ def fine_tune(
         verbose=0,
         callbacks=[*(callbacks or []), *extra],
     )
+
+
+def _stream_feed(
+    x: Stream, ctx: BuildContext, inputs: list[str], outputs: list[str]
+) -> Iterator[tuple[Any, Any]]:
+    """Training batches of a stream, epoch after epoch (each shuffled by its own seed)."""
+    epoch = 0
+    while True:
+        for xb, yb in x.batches(ctx.batch_size, seed=ctx.seed + epoch):
+            yield ordered(as_float32(xb), inputs), ordered(yb, outputs)
+        epoch += 1
 
 
 class _Gate(keras.callbacks.Callback):

@@ -42,9 +42,13 @@ def root_key(task: Task, seed: int) -> str:
             h.update(name.encode())
         h.update(str(arr.shape).encode() + str(arr.dtype).encode())
         h.update(np.ascontiguousarray(arr).tobytes())
+    for name, stream in sorted(task.data.streams().items()):  # inputs read in batches
+        h.update(f"{name}={stream.digest()}".encode())
     h.update(f"seed={seed}".encode())
     # The loss trains the stages; the metric names their facts and drives the early stop.
     h.update(f"metric={task.metric.name};loss={task.loss}".encode())
+    if task.calibration_samples != 100:  # (runs from before it could be set used 100)
+        h.update(f"calibration={task.calibration_samples}".encode())
     return h.hexdigest()[:32]
 
 

@@ -18,11 +18,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered
+from autocompress.data.stream import Stream
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
     class_output,
     clone_with_weights,
+    head_layers,
     io_names,
     loss_for,
     outputs_probabilities,
@@ -35,7 +37,7 @@ _WIDTH_KEYS = {"Conv1D": "filters", "Conv2D": "filters", "Dense": "units"}
 def student_config(teacher: keras.Model, width: float) -> tuple[str, dict[str, int]]:
     """The teacher's JSON config with scaled widths, and the new width of each scaled layer."""
     config = copy.deepcopy(json.loads(teacher.to_json()))
-    output_names = {t._keras_history.layer.name for t in teacher.outputs}
+    output_names = head_layers(teacher)
     widths: dict[str, int] = {}
     for layer in config["config"]["layers"]:
         key = _WIDTH_KEYS.get(layer["class_name"])
@@ -130,27 +132,25 @@ class Distill(Stage):
         """Output by output: on a class output, temperature-softened KL to the teacher plus the
         hard-label loss; on any other, mean squared error to the teacher's output plus the
         task's loss. The student keeps the teacher's output layers, so a teacher output that is
-        probabilities is one in the student too."""
+        probabilities is one in the student too.
+
+        In-memory data: the teacher's outputs are computed once; a stream's (an image folder):
+        batch by batch, with the batch."""
         inputs, outputs = io_names(ctx)
-        x = _listed(as_float32(ctx.data.x_train), inputs)
-        y = _listed(ctx.data.y_train, outputs)
-        taught = _listed(keras_predict(ctx.teacher, ctx.data.x_train, (inputs, outputs)), outputs)
         probs = [outputs_probabilities(ctx.teacher, i) for i in range(len(outputs))]
         classes = [class_output(ctx, name) for name in outputs]
-        teacher_targets = tuple(
-            _log_probs(t, p).numpy() if c else t for t, p, c in zip(taught, probs, classes)
-        )
+
+        def targets_of(taught: list[np.ndarray]) -> tuple:
+            return tuple(
+                _log_probs(t, p).numpy() if c else t for t, p, c in zip(taught, probs, classes)
+            )
+
         task_losses = loss_for(ctx)
         task_losses = task_losses if isinstance(task_losses, list) else [task_losses]
         temp, alpha = self.temperature, self.alpha
         optimizer = keras.optimizers.Adam(self.lr)
-        dataset = (
-            tf.data.Dataset.from_tensor_slices((tuple(x), tuple(y), teacher_targets))
-            .shuffle(count(ctx.data.x_train), seed=ctx.seed)
-            .batch(ctx.batch_size)
-        )
 
-        @tf.function
+        @tf.function(reduce_retracing=True)
         def step(xb: tuple, yb: tuple, tb: tuple) -> None:
             with tf.GradientTape() as tape:
                 out = student(list(xb) if len(xb) > 1 else xb[0], training=True)
@@ -165,6 +165,23 @@ class Distill(Stage):
             grads = tape.gradient(loss, student.trainable_variables)
             optimizer.apply_gradients(zip(grads, student.trainable_variables))
 
+        x_train = ctx.data.x_train
+        if isinstance(x_train, Stream):
+            for epoch in range(epochs):
+                for xb, yb in x_train.batches(ctx.batch_size, seed=ctx.seed + epoch):
+                    xs = tuple(_listed(as_float32(xb), inputs))
+                    taught = ctx.teacher.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
+                    taught = taught if isinstance(taught, list) else [taught]
+                    step(xs, tuple(_listed(yb, outputs)), targets_of(taught))
+            return
+        x = _listed(as_float32(x_train), inputs)
+        y = _listed(ctx.data.y_train, outputs)
+        taught = _listed(keras_predict(ctx.teacher, x_train, (inputs, outputs)), outputs)
+        dataset = (
+            tf.data.Dataset.from_tensor_slices((tuple(x), tuple(y), targets_of(taught)))
+            .shuffle(count(x_train), seed=ctx.seed)
+            .batch(ctx.batch_size)
+        )
         for _ in range(epochs):
             for xb, yb, tb in dataset:
                 step(xb, yb, tb)

@@ -53,6 +53,25 @@ def _annotate(layer: keras.layers.Layer, keep_float: bool) -> keras.layers.Layer
     return quant_api.quantize_annotate_layer(layer, quantize_config=config)
 
 
+def unsupported_layers(model: keras.Model, scheme: Any) -> set[str]:
+    """Layers the scheme's registry cannot quantize (``Rescaling`` in every scheme,
+    ``Conv2DTranspose`` in the sparsity- and cluster-preserving ones): they stay float in the
+    QAT model, with quantize / dequantize ops around them in the file, instead of failing the
+    candidate."""
+    registry = scheme.get_quantize_registry()
+    out = set()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            supported = registry.supports(layer)
+        except Exception:  # a registry that cannot even look at the layer
+            supported = False
+        if not supported:
+            out.add(layer.name)
+    return out
+
+
 def qat_scheme(recipe: Recipe) -> tuple[str, object]:
     """The tfmot scheme that keeps what earlier stages achieved (clusters, sparsity)."""
     if recipe.clusters > 0:
@@ -90,9 +109,11 @@ class QuantizeAware(Stage):
     ) -> tuple[keras.Model, dict[str, Any]]:
         scheme_name, scheme = qat_scheme(recipe)
         excluded = excluded_layers(model, recipe)
+        unsupported = unsupported_layers(model, scheme)
+        keep = excluded | unsupported
         annotated = keras.models.clone_model(
             clone_with_weights(model),
-            clone_function=lambda layer: _annotate(layer, keep_float=layer.name in excluded),
+            clone_function=lambda layer: _annotate(layer, keep_float=layer.name in keep),
         )
         with quant_api.quantize_scope({"KeepFloat": KeepFloat}):
             qat_model = quant_api.quantize_apply(annotated, scheme)
@@ -100,6 +121,7 @@ class QuantizeAware(Stage):
         facts = {
             "scheme": scheme_name,
             "excluded_layers": sorted(excluded),
+            "float_unsupported": sorted(unsupported),
             **val_facts(qat_model, ctx),
         }
         return qat_model, facts

@@ -254,13 +254,15 @@ def search(
             threads=max(1, math.ceil(s.cpus_per_trial)),
             stage_cache=s.stage_cache,
             cache_key=key,
-            reference=teacher_reference(task_obj.teacher.predict, task_obj.data, s.seed),
+            reference=teacher_reference(
+                task_obj.teacher.predict, task_obj.data, s.seed, metric=task_obj.metric
+            ),
             sensitive=_sensitivity(
                 space_spec, task_obj, rundir, f"{key}:{task_obj.metric.spec}", s.seed
             ),
         )
-        assert ctx.reference is not None  # the teacher's validation outputs, computed above
-        teacher_quality = task_obj.metric(task_obj.data.y_val, ctx.reference.clean)
+        assert ctx.reference is not None and ctx.reference.score is not None  # computed above
+        teacher_quality = ctx.reference.score.value
         limits = dataclasses.replace(options.limits, baseline=teacher_quality)
         options = dataclasses.replace(options, limits=limits)
         driver = Driver(
@@ -346,7 +348,7 @@ def _sensitivity(
     d = task.data
     ops = measure_sensitivity(
         float_file,
-        calibration_samples(d.x_train, 100, seed),
+        calibration_samples(d.x_train, task.calibration_samples, seed),
         d.x_val,
         d.y_val,
         metric=task.metric,
@@ -357,13 +359,17 @@ def _sensitivity(
     return tuple(op.pattern for op in ops)
 
 
+# Validation inputs kept of a streamed split (an image folder): what the ONNX check runs on.
+VALIDATION_KEPT = 512
+
+
 def _keep_validation(rundir: RunDir, task: Task) -> None:
     """``DIR/validation.npz``: the validation data, which ``export --format onnx`` reads to
     check the ONNX file against the ``.tflite`` file on the data the search measured."""
     if rundir.validation.is_file():
         return
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **task.data.entries(("x_val", "y_val")))
+    np.savez_compressed(buffer, **task.data.entries(("x_val", "y_val"), VALIDATION_KEPT))
     atomic_write_bytes(rundir.validation, buffer.getvalue())
 
 

@@ -125,7 +125,8 @@ def _build_and_measure(
         (tflite, stages), keras_file = _build_tflite(ctx, recipe), None
     data, metric = ctx.task.data, ctx.task.metric
     outputs = predict(tflite, data.x_val)
-    measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, metric, outputs)
+    score = metric.score(data.y_val, outputs)  # one scoring for the measurement, audit, evidence
+    measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, metric, outputs, score)
     if not request.final:
         record = TrialRecord(recipe, stages, measurement, time.perf_counter() - start)
         return record, tflite, keras_file, {}
@@ -133,7 +134,9 @@ def _build_and_measure(
         assert data.x_test is not None and data.y_test is not None
         test_quality = metric(data.y_test, predict(tflite, data.x_test))
         measurement = dataclasses.replace(measurement, test_quality=test_quality)
-    ref = ctx.reference or teacher_reference(ctx.task.teacher.predict, data, ctx.seed)
+    ref = ctx.reference or teacher_reference(
+        ctx.task.teacher.predict, data, ctx.seed, metric=metric
+    )
     audit = compare(
         metric,
         labels=data.y_val,
@@ -142,6 +145,8 @@ def _build_and_measure(
         candidate_noisy=predict(tflite, noisy(data, NOISE_SIGMA, ctx.seed)),
         teacher_noisy=ref.noisy,
         noise_sigma=NOISE_SIGMA,
+        candidate_score=score,
+        teacher_score=ref.score,
     )
     audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed))
     record = TrialRecord(
@@ -151,7 +156,7 @@ def _build_and_measure(
         seconds=time.perf_counter() - start,
         audit=audit,
     )
-    return record, tflite, keras_file, evidence(metric, data.y_val, outputs)
+    return record, tflite, keras_file, evidence(metric, data.y_val, outputs, score)
 
 
 def _build_keras(
@@ -183,6 +188,7 @@ def _build_keras(
         sensitive=ctx.sensitive,
         metric=ctx.task.metric,
         loss=ctx.task.loss,
+        calibration_samples=ctx.task.calibration_samples,
     )
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key
@@ -205,6 +211,7 @@ def _build_tflite(ctx: TrialContext, recipe: Recipe) -> tuple[bytes, list[StageR
         recipe,
         ctx.task.data.x_train,
         seed=ctx.seed,
+        samples=ctx.task.calibration_samples,
         integer_io=ctx.integer_io,
         sensitive=ctx.sensitive,
     )

@@ -44,6 +44,18 @@ DRAWS = 3
 TASKS = {"mobilenet_v2": 96, "resnet": 64, "tabular_raw": 0}  # name -> image size
 
 
+def split_by_source(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Source indices split 70/15/15 into train / val / test (no drawing of a validation or
+    test digit is trained on)."""
+    order = rng.permutation(n)
+    n_train, n_val = int(0.7 * n), int(0.15 * n)
+    return {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
+
+
 def cluttered_digits(size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """The harder digits at ``size`` x ``size`` x 3 in [0, 1], split by source digit."""
     from scipy import ndimage
@@ -51,10 +63,7 @@ def cluttered_digits(size: int, seed: int = 0) -> dict[str, np.ndarray]:
 
     digits = load_digits()
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(digits.images))
-    n_train, n_val = int(0.7 * len(order)), int(0.15 * len(order))
-    parts = {"train": order[:n_train], "val": order[n_train : n_train + n_val]}
-    parts["test"] = order[n_train + n_val :]
+    parts = split_by_source(len(digits.images), rng)
     out: dict[str, np.ndarray] = {}
     for split, idx in parts.items():
         xs, ys = [], []

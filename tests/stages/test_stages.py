@@ -202,3 +202,25 @@ def test_zero_epochs_is_a_calibration_not_a_no_op(teacher_and_ctx) -> None:
     assert all(np.unique(k).size <= 8 for k in kernels(clustered).values())
     tflite, _ = build_candidate(teacher, Recipe(quantization="qat", finetune_epochs=0), ctx)[:2]
     assert quality(tflite, ctx.data.x_val, ctx.data.y_val, ACCURACY) > 0.8  # ranges calibrated
+
+
+def test_a_student_keeps_the_width_of_every_layer_an_output_is_shaped_from() -> None:
+    """A box head ``Dense(4)`` under a ``Reshape((1, 4))`` output keeps its 4 units (the output
+    is the Reshape, not the Dense); the layers before it narrow."""
+    import json
+
+    import tf_keras as keras
+
+    from autocompress.stages.distill import student_config
+
+    inp = keras.Input((8,))
+    hidden = keras.layers.Dense(32, activation="relu", name="hidden")(inp)
+    boxes = keras.layers.Reshape((1, 4), name="boxes")(
+        keras.layers.Dense(4, name="box_head")(hidden)
+    )
+    scores = keras.layers.Dense(3, activation="softmax", name="scores")(hidden)
+    config, widths = student_config(keras.Model(inp, [boxes, scores]), 0.5)
+    assert widths == {"hidden": 16}
+    student = keras.models.model_from_json(config)
+    assert [tuple(t.shape[1:]) for t in student.outputs] == [(1, 4), (3,)]
+    assert json.loads(config)["config"]["output_layers"][0][0] == "boxes"

@@ -1,0 +1,159 @@
+"""A data pipeline as a task's data: ``data: my_data.py:splits`` (or ``module:function``), a
+function returning ``{"train": ..., "val": ..., "test": ...}`` (``test`` optional), each a
+``tf.data.Dataset`` or any re-iterable of ``(x, y)`` batches (numpy arrays or tensors; dicts by
+input / output name for a model with several).
+
+Each split is read in batches (:class:`Pipeline`), never held: one pass at load collects its
+targets (a metric scores a whole split) and counts its samples. A training pipeline may
+shuffle (its batches stay paired); the validation and test pipelines must yield their samples
+in the same order on every pass, since their outputs are lined up with their targets: they are
+read twice at load to check that. In a worker process the function is called again (a pipeline
+is not sent between processes, its spec is).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from autocompress._imports import load_function
+from autocompress.data.stream import Arrays, Stream, rebatch
+from autocompress.errors import InputError
+
+SPLITS = ("train", "val", "test")
+READ_BATCH = 256  # samples per batch when a pass is read for targets, samples or a digest
+_BUILT: dict[str, dict[str, Any]] = {}  # spec -> the function's splits, once per process
+
+
+def is_pipeline(spec: str) -> bool:
+    """Whether a task's ``data`` names a function (``file.py:function`` / ``module:function``)."""
+    return ":" in spec and not spec.endswith((".npz", "/"))
+
+
+def read_pipeline(spec: str, where: str) -> dict[str, Pipeline | Arrays]:
+    """``x_<split>`` (a :class:`Pipeline`) and ``y_<split>`` (its targets) of every split."""
+    splits = _splits(spec, where)
+    out: dict[str, Pipeline | Arrays] = {}
+    for split in SPLITS:
+        if split not in splits:
+            continue
+        targets, n = _targets(spec, split, where)
+        if split != "train" and not _same(targets, _targets(spec, split, where)[0]):
+            raise InputError(
+                where,
+                f"the {split} pipeline yields its samples in another order on each pass: do "
+                "not shuffle the validation or test data",
+            )
+        out[f"x_{split}"] = Pipeline(spec, split, targets, n)
+        out[f"y_{split}"] = targets
+    return out
+
+
+class Pipeline(Stream):
+    """One split of a user's pipeline, read in batches of the size asked for."""
+
+    def __init__(self, spec: str, split: str, targets: Arrays, n: int) -> None:
+        self.spec, self.split, self._targets, self._n = spec, split, targets, n
+        self._digest: str | None = None
+
+    @property
+    def targets(self) -> Arrays:
+        return self._targets
+
+    def __len__(self) -> int:
+        return self._n
+
+    def batches(self, size: int, seed: int | None = None) -> Iterator[tuple[Arrays, Arrays]]:
+        """The pipeline's own order (it shuffles, or not, itself), in batches of ``size``."""
+        return rebatch(iter(_source(self.spec, self.split, self.spec)), size)
+
+    def samples(self, index: np.ndarray) -> Arrays:
+        """One pass, keeping the samples at ``index``."""
+        index = np.asarray(index, dtype=np.int64)
+        wanted = set(index.tolist())
+        found: dict[int, Arrays] = {}
+        start = 0
+        for x, _ in self.batches(READ_BATCH):
+            n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+            for i in range(start, start + n):
+                if i in wanted:
+                    found[i] = _row(x, i - start)
+            start += n
+            if len(found) == len(wanted):
+                break
+        rows = [found[int(i)] for i in index]
+        if isinstance(rows[0], dict):
+            return {k: np.stack([r[k] for r in rows]) for k in rows[0]}  # type: ignore[index]
+        return np.stack(rows)  # type: ignore[arg-type]
+
+    def digest(self) -> str:
+        """A hash of one pass over the split (computed once per object)."""
+        if self._digest is None:
+            h = hashlib.sha256(f"{self.spec}:{self.split}".encode())
+            for x, y in self.batches(READ_BATCH):
+                for part in (x, y):
+                    for _, v in sorted(part.items()) if isinstance(part, dict) else [("", part)]:
+                        h.update(np.ascontiguousarray(v).tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
+
+
+def _row(x: Arrays, i: int) -> Arrays:
+    return {k: v[i] for k, v in x.items()} if isinstance(x, dict) else x[i]
+
+
+def _splits(spec: str, where: str) -> dict[str, Any]:
+    if spec not in _BUILT:
+        fn, _ = load_function(spec, where, "data")
+        try:
+            splits = fn()
+        except Exception as exc:  # the user's function: anything it raises is bad input
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise InputError(where, f"data {spec} raised {type(exc).__name__}: {reason}") from None
+        if not isinstance(splits, dict) or not {"train", "val"} <= set(splits):
+            raise InputError(
+                where, f"data {spec} must return a dict with 'train' and 'val' (and 'test')"
+            )
+        unknown = sorted(set(splits) - set(SPLITS))
+        if unknown:
+            raise InputError(where, f"data {spec} returned an unknown split {unknown[0]!r}")
+        _BUILT[spec] = splits
+    return _BUILT[spec]
+
+
+def _source(spec: str, split: str, where: str) -> Any:
+    source = _splits(spec, where)[split]
+    if iter(source) is source:
+        raise InputError(
+            where,
+            f"the {split} data of {spec} is an iterator, read once: give a re-iterable (a "
+            "tf.data.Dataset, a list, an object whose __iter__ starts again)",
+        )
+    return source
+
+
+def _targets(spec: str, split: str, where: str) -> tuple[Arrays, int]:
+    """One pass: the split's targets and its number of samples."""
+    parts: list[Arrays] = []
+    n = 0
+    for item in iter(_source(spec, split, where)):
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise InputError(where, f"the {split} data of {spec} must yield (x, y) batches")
+        _, y = item
+        y = {str(k): np.asarray(v) for k, v in y.items()} if isinstance(y, dict) else np.asarray(y)
+        parts.append(y)
+        n += len(next(iter(y.values()))) if isinstance(y, dict) else len(y)
+    if not n:
+        raise InputError(where, f"the {split} data of {spec} yields no samples")
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, n  # type: ignore[index]
+    return np.concatenate(parts), n  # type: ignore[arg-type]
+
+
+def _same(a: Arrays, b: Arrays) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    return not isinstance(a, dict) and not isinstance(b, dict) and np.array_equal(a, b)

@@ -1,0 +1,139 @@
+"""A split's inputs read in batches, never all in memory: what an image folder or a data
+pipeline gives a task.
+
+A :class:`Stream` yields ``(inputs, targets)`` batches. Its targets are also held whole (they
+are small beside the inputs, and a metric scores a whole split at once), in its *canonical*
+order: the order of an unshuffled pass, which evaluation passes keep, so that the outputs of
+a validation pass line up with the validation targets. Training passes may shuffle: a source
+with random access shuffles its indices per pass, a pipeline its own way (its ``(x, y)``
+batches stay paired).
+
+Everything that reads a split goes through :mod:`autocompress.data.arrays` (``count``,
+``take``, ``batches``), which serves in-memory arrays and streams alike.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+Arrays = np.ndarray | dict[str, np.ndarray]
+
+
+class Stream(abc.ABC):
+    """The inputs of one split, read in batches, and its targets (held whole)."""
+
+    @property
+    @abc.abstractmethod
+    def targets(self) -> Arrays:
+        """Every sample's target, in canonical order."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Number of samples."""
+
+    @abc.abstractmethod
+    def batches(self, size: int, seed: int | None = None) -> Iterator[tuple[Arrays, Arrays]]:
+        """``(inputs, targets)`` batches of at most ``size``: in canonical order without
+        ``seed``, else a training pass shuffled by ``seed`` (where the source can)."""
+
+    @abc.abstractmethod
+    def samples(self, index: np.ndarray) -> Arrays:
+        """The inputs at canonical positions ``index`` (a few: calibration, a subset)."""
+
+    @abc.abstractmethod
+    def digest(self) -> str:
+        """A hash that changes when the data does (the stage cache's key, the lineage)."""
+
+    def inputs(self, size: int) -> Iterator[Arrays]:
+        """The inputs alone, in canonical order."""
+        for x, _ in self.batches(size):
+            yield x
+
+    def with_noise(self, scale: float, seed: int) -> Stream:
+        """This stream with Gaussian noise of std ``scale`` on its float inputs, the same noise
+        on every pass of the same batch size."""
+        return _Noisy(self, scale, seed)
+
+
+def rebatch(batches: Iterator[tuple[Any, Any]], size: int) -> Iterator[tuple[Arrays, Arrays]]:
+    """Batches of exactly ``size`` (the last smaller) from batches of any size."""
+    held_x: list[Arrays] = []
+    held_y: list[Arrays] = []
+    have = 0
+    for x, y in batches:
+        x, y = _numpy(x), _numpy(y)
+        held_x.append(x)
+        held_y.append(y)
+        have += _count(x)
+        while have >= size:
+            bx, by = _concat(held_x), _concat(held_y)
+            yield _slice(bx, 0, size), _slice(by, 0, size)
+            held_x, held_y = [_slice(bx, size, None)], [_slice(by, size, None)]
+            have -= size
+    if have:
+        yield _concat(held_x), _concat(held_y)
+
+
+def _numpy(a: Any) -> Arrays:
+    if isinstance(a, dict):
+        return {str(k): np.asarray(v) for k, v in a.items()}
+    return np.asarray(a)
+
+
+def _count(a: Arrays) -> int:
+    return len(next(iter(a.values()))) if isinstance(a, dict) else len(a)
+
+
+def _slice(a: Arrays, start: int, stop: int | None) -> Arrays:
+    if isinstance(a, dict):
+        return {k: v[start:stop] for k, v in a.items()}
+    return a[start:stop]
+
+
+def _concat(parts: list[Arrays]) -> Arrays:
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # type: ignore[index]
+    return np.concatenate(parts)  # type: ignore[arg-type]
+
+
+class _Noisy(Stream):
+    """A stream's inputs plus Gaussian noise (the audit's robustness check)."""
+
+    def __init__(self, base: Stream, sigma: float, seed: int) -> None:
+        self.base, self.seed = base, seed
+        probe = base.samples(np.arange(min(len(base), 512)))
+        parts = probe.values() if isinstance(probe, dict) else [probe]
+        floats = [p for p in parts if np.issubdtype(p.dtype, np.floating)]
+        self.scale = (
+            sigma * float(np.std(np.concatenate([p.ravel() for p in floats]))) if floats else 0.0
+        )
+
+    @property
+    def targets(self) -> Arrays:
+        return self.base.targets
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def batches(self, size: int, seed: int | None = None) -> Iterator[tuple[Arrays, Arrays]]:
+        for i, (x, y) in enumerate(self.base.batches(size, seed)):
+            rng = np.random.default_rng([self.seed, i])
+            yield self._add(x, rng), y
+
+    def samples(self, index: np.ndarray) -> Arrays:
+        return self._add(self.base.samples(index), np.random.default_rng([self.seed, -1]))
+
+    def digest(self) -> str:
+        return f"{self.base.digest()}+noise{self.scale}:{self.seed}"
+
+    def _add(self, x: Arrays, rng: np.random.Generator) -> Arrays:
+        def one(v: np.ndarray) -> np.ndarray:
+            if not np.issubdtype(v.dtype, np.floating):
+                return v
+            return (v + rng.normal(0.0, self.scale, size=v.shape)).astype(v.dtype)
+
+        return {k: one(v) for k, v in x.items()} if isinstance(x, dict) else one(x)
