@@ -192,6 +192,11 @@ class TrialRecord:
     measurement: Measurement
     seconds: float
     audit: Audit | None = None  # per-class, agreement, noise and lineage against the teacher
+    # Seconds per part of the trial: build (the stages and conversion; each stage's own in
+    # ``stages``), keras_file (saving the final Keras model), validation (running the file on
+    # the validation split and scoring it), measure (sizes, latency on every profile), test,
+    # audit (noisy inputs, comparison, lineage, evidence). Empty in runs from before.
+    parts: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -215,4 +220,5 @@ class TrialRecord:
             measurement=measurement,
             seconds=data["seconds"],
             audit=Audit.from_dict(data["audit"]) if data.get("audit") else None,
+            parts=dict(data.get("parts", {})),
         )

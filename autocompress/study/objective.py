@@ -118,22 +118,29 @@ def _build_and_measure(
     from autocompress.tolerance import evidence
 
     start = time.perf_counter()
+    laps = _Laps()
     recipe = request.recipe
     if ctx.task.teacher.trainable:
-        tflite, stages, keras_file = _build_keras(ctx, request, cache)
+        tflite, stages, keras_file = _build_keras(ctx, request, cache, laps)
     else:
         (tflite, stages), keras_file = _build_tflite(ctx, recipe), None
+    laps.lap("build")
     data, metric = ctx.task.data, ctx.task.metric
     outputs = predict(tflite, data.x_val)
     score = metric.score(data.y_val, outputs)  # one scoring for the measurement, audit, evidence
+    laps.lap("validation")
     measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, metric, outputs, score)
+    laps.lap("measure")
     if not request.final:
-        record = TrialRecord(recipe, stages, measurement, time.perf_counter() - start)
+        record = TrialRecord(
+            recipe, stages, measurement, time.perf_counter() - start, parts=laps.parts
+        )
         return record, tflite, keras_file, {}
     if data.has_test:
         assert data.x_test is not None and data.y_test is not None
         test_quality = metric(data.y_test, predict(tflite, data.x_test))
         measurement = dataclasses.replace(measurement, test_quality=test_quality)
+        laps.lap("test")
     ref = ctx.reference or teacher_reference(
         ctx.task.teacher.predict, data, ctx.seed, metric=metric
     )
@@ -149,18 +156,42 @@ def _build_and_measure(
         teacher_score=ref.score,
     )
     audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed))
+    proof = evidence(metric, data.y_val, outputs, score)
+    laps.lap("audit")
     record = TrialRecord(
         recipe=recipe,
         stages=stages,
         measurement=measurement,
         seconds=time.perf_counter() - start,
         audit=audit,
+        parts=laps.parts,
     )
-    return record, tflite, keras_file, evidence(metric, data.y_val, outputs, score)
+    return record, tflite, keras_file, proof
+
+
+class _Laps:
+    """Seconds per part of a trial (:attr:`TrialRecord.parts`): each :meth:`lap` books the
+    time since the previous one; a part timed inside another (``keras_file``) is taken out of
+    the enclosing lap."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+        self._last = time.perf_counter()
+        self._inner = 0.0
+
+    def add(self, name: str, seconds: float) -> None:
+        self.parts[name] = round(self.parts.get(name, 0.0) + seconds, 3)
+        self._inner += seconds
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.add(name, now - self._last - self._inner)
+        self._inner = 0.0
+        self._last = now
 
 
 def _build_keras(
-    ctx: TrialContext, request: TrialRequest, cache: StageCache | None
+    ctx: TrialContext, request: TrialRequest, cache: StageCache | None, laps: _Laps
 ) -> tuple[bytes, list[StageRecord], bytes | None]:
     """The Keras route: the recipe's stages on the teacher, then conversion."""
     import tf_keras
@@ -193,7 +224,9 @@ def _build_keras(
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key
     )
+    saving = time.perf_counter()
     keras_file = keras_file_bytes(final) if request.final else None
+    laps.add("keras_file", time.perf_counter() - saving)
     tf_keras.backend.clear_session()
     return tflite, stages, keras_file
 

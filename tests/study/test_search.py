@@ -37,6 +37,11 @@ def test_search_writes_trials_front_and_models(first_run) -> None:
     result, out, *_ = first_run
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 4 and set(trials["state"]) == {"COMPLETE"}
+    for _, row in trials.iterrows():  # where each trial's time went, part by part
+        parts = json.loads(row["part_seconds"])
+        assert {"build", "keras_file", "validation", "measure", "audit"} <= set(parts)
+        assert all(v >= 0 for v in parts.values())
+        assert sum(parts.values()) <= row["seconds"] + 0.05
     baseline = trials.iloc[0]
     assert (baseline["student_width"], baseline["sparsity"], baseline["clusters"]) == (1, 0, 0)
     assert baseline["quantization"] == "none"
