@@ -18,6 +18,9 @@ from autocompress.hardware import HardwareProfile, latency, read_tflite
 from autocompress.metrics import Arrays, Metric, Score
 from autocompress.records import Measurement
 
+# Samples read from a stream at a time for the file to run on.
+STREAM_CHUNK = 256
+
 
 def evaluate(
     tflite: bytes,
@@ -71,10 +74,6 @@ def predict(tflite: bytes, x: Inputs, batch: int = 64) -> Arrays:
     if isinstance(x, Stream):  # read a few batches at a time
         return concat([_predict(interpreter, xb, batch) for xb in x.inputs(STREAM_CHUNK)])
     return _predict(interpreter, x, batch)
-
-
-# Samples read from a stream at a time for the file to run on.
-STREAM_CHUNK = 256
 
 
 def _predict(interpreter: Interpreter, x: Arrays, batch: int) -> Arrays:

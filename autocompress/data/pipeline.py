@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from autocompress._imports import load_function
-from autocompress.data.stream import Arrays, Stream, rebatch
+from autocompress.data.arrays import Arrays, concat, count, take
+from autocompress.data.stream import Stream
 from autocompress.errors import InputError
 
 SPLITS = ("train", "val", "test")
@@ -77,17 +78,14 @@ class Pipeline(Stream):
         found: dict[int, Arrays] = {}
         start = 0
         for x, _ in self.batches(READ_BATCH):
-            n = len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+            n = count(x)
             for i in range(start, start + n):
                 if i in wanted:
-                    found[i] = _row(x, i - start)
+                    found[i] = take(x, slice(i - start, i - start + 1))
             start += n
             if len(found) == len(wanted):
                 break
-        rows = [found[int(i)] for i in index]
-        if isinstance(rows[0], dict):
-            return {k: np.stack([r[k] for r in rows]) for k in rows[0]}  # type: ignore[index]
-        return np.stack(rows)  # type: ignore[arg-type]
+        return concat([found[int(i)] for i in index])
 
     def digest(self) -> str:
         """A hash of one pass over the split (computed once per object)."""
@@ -101,8 +99,29 @@ class Pipeline(Stream):
         return self._digest
 
 
-def _row(x: Arrays, i: int) -> Arrays:
-    return {k: v[i] for k, v in x.items()} if isinstance(x, dict) else x[i]
+def rebatch(batches: Iterator[tuple[Any, Any]], size: int) -> Iterator[tuple[Arrays, Arrays]]:
+    """Batches of exactly ``size`` (the last smaller) from the pipeline's batches of any size."""
+    held_x: list[Arrays] = []
+    held_y: list[Arrays] = []
+    have = 0
+    for x, y in batches:
+        held_x.append(_numpy(x))
+        held_y.append(_numpy(y))
+        have += count(held_x[-1])
+        while have >= size:
+            bx, by = concat(held_x), concat(held_y)
+            yield take(bx, slice(size)), take(by, slice(size))
+            held_x, held_y = [take(bx, slice(size, None))], [take(by, slice(size, None))]
+            have -= size
+    if have:
+        yield concat(held_x), concat(held_y)
+
+
+def _numpy(a: Any) -> Arrays:
+    """A batch (tensors or arrays, or a dict of them by name) as numpy."""
+    if isinstance(a, dict):
+        return {str(k): np.asarray(v) for k, v in a.items()}
+    return np.asarray(a)
 
 
 def _splits(spec: str, where: str) -> dict[str, Any]:
@@ -138,19 +157,14 @@ def _source(spec: str, split: str, where: str) -> Any:
 def _targets(spec: str, split: str, where: str) -> tuple[Arrays, int]:
     """One pass: the split's targets and its number of samples."""
     parts: list[Arrays] = []
-    n = 0
     for item in iter(_source(spec, split, where)):
         if not isinstance(item, tuple | list) or len(item) != 2:
             raise InputError(where, f"the {split} data of {spec} must yield (x, y) batches")
-        _, y = item
-        y = {str(k): np.asarray(v) for k, v in y.items()} if isinstance(y, dict) else np.asarray(y)
-        parts.append(y)
-        n += len(next(iter(y.values()))) if isinstance(y, dict) else len(y)
+        parts.append(_numpy(item[1]))
+    n = sum(count(p) for p in parts)
     if not n:
         raise InputError(where, f"the {split} data of {spec} yields no samples")
-    if isinstance(parts[0], dict):
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, n  # type: ignore[index]
-    return np.concatenate(parts), n  # type: ignore[arg-type]
+    return concat(parts), n
 
 
 def _same(a: Arrays, b: Arrays) -> bool:

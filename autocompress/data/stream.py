@@ -9,14 +9,13 @@ with random access shuffles its indices per pass, a pipeline its own way (its ``
 batches stay paired).
 
 Everything that reads a split goes through :mod:`autocompress.data.arrays` (``count``,
-``take``, ``batches``), which serves in-memory arrays and streams alike.
+``take``, ``input_batches``), which serves in-memory arrays and streams alike.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
@@ -57,47 +56,6 @@ class Stream(abc.ABC):
         """This stream with Gaussian noise of std ``scale`` on its float inputs, the same noise
         on every pass of the same batch size."""
         return _Noisy(self, scale, seed)
-
-
-def rebatch(batches: Iterator[tuple[Any, Any]], size: int) -> Iterator[tuple[Arrays, Arrays]]:
-    """Batches of exactly ``size`` (the last smaller) from batches of any size."""
-    held_x: list[Arrays] = []
-    held_y: list[Arrays] = []
-    have = 0
-    for x, y in batches:
-        x, y = _numpy(x), _numpy(y)
-        held_x.append(x)
-        held_y.append(y)
-        have += _count(x)
-        while have >= size:
-            bx, by = _concat(held_x), _concat(held_y)
-            yield _slice(bx, 0, size), _slice(by, 0, size)
-            held_x, held_y = [_slice(bx, size, None)], [_slice(by, size, None)]
-            have -= size
-    if have:
-        yield _concat(held_x), _concat(held_y)
-
-
-def _numpy(a: Any) -> Arrays:
-    if isinstance(a, dict):
-        return {str(k): np.asarray(v) for k, v in a.items()}
-    return np.asarray(a)
-
-
-def _count(a: Arrays) -> int:
-    return len(next(iter(a.values()))) if isinstance(a, dict) else len(a)
-
-
-def _slice(a: Arrays, start: int, stop: int | None) -> Arrays:
-    if isinstance(a, dict):
-        return {k: v[start:stop] for k, v in a.items()}
-    return a[start:stop]
-
-
-def _concat(parts: list[Arrays]) -> Arrays:
-    if isinstance(parts[0], dict):
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # type: ignore[index]
-    return np.concatenate(parts)  # type: ignore[arg-type]
 
 
 class _Noisy(Stream):
