@@ -8,7 +8,7 @@ helpers, so that neither case is special anywhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,15 +37,6 @@ def take(a: Inputs, index: Any) -> Arrays:
     return a[index]
 
 
-def input_batches(x: Inputs, size: int) -> Iterator[Arrays]:
-    """The inputs in batches of ``size``, in canonical order."""
-    if isinstance(x, Stream):
-        yield from x.inputs(size)
-        return
-    for start in range(0, count(x), size):
-        yield take(x, slice(start, start + size))
-
-
 def concat(parts: list[Arrays]) -> Arrays:
     """Batches joined back into one split."""
     if isinstance(parts[0], dict):
@@ -64,13 +55,6 @@ def as_float32(a: Arrays) -> Arrays:
     if isinstance(a, dict):
         return {k: one(v) for k, v in a.items()}
     return one(a)
-
-
-def items(a: Arrays) -> list[tuple[str | None, np.ndarray]]:
-    """(name, array) pairs; the one array of a single input / output has the name None."""
-    if isinstance(a, dict):
-        return list(a.items())
-    return [(None, a)]
 
 
 def named(a: Arrays, names: Sequence[str]) -> dict[str, np.ndarray]:

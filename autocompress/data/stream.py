@@ -9,7 +9,7 @@ with random access shuffles its indices per pass, a pipeline its own way (its ``
 batches stay paired).
 
 Everything that reads a split goes through :mod:`autocompress.data.arrays` (``count``,
-``take``, ``input_batches``), which serves in-memory arrays and streams alike.
+``take``, ``keras_predict``), which serves in-memory arrays and streams alike.
 """
 
 from __future__ import annotations
