@@ -78,7 +78,7 @@ def trial_row(
     row["seconds"] = round(record.seconds, 2)
     row["reused_stages"] = ";".join(s.stage for s in record.stages if s.reused)
     # Each stage's build time; for a reused stage, the time its original build took.
-    row["stage_seconds"] = json.dumps({s.stage: round(s.seconds, 2) for s in record.stages})
+    row["stage_seconds"] = json.dumps({s.stage: round(s.seconds, 4) for s in record.stages})
     row["stages"] = json.dumps({s.stage: s.facts for s in record.stages})
     row["part_seconds"] = json.dumps(record.parts)  # where the trial's time went
     row["model_path"] = trial.user_attrs.get("model_path", "")
