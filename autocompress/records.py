@@ -192,10 +192,13 @@ class TrialRecord:
     measurement: Measurement
     seconds: float
     audit: Audit | None = None  # per-class, agreement, noise and lineage against the teacher
-    # Seconds per part of the trial: build (the stages and conversion; each stage's own in
-    # ``stages``), keras_file (saving the final Keras model), validation (running the file on
-    # the validation split and scoring it), measure (sizes, latency on every profile), test,
-    # audit (noisy inputs, comparison, lineage, evidence). Empty in runs from before.
+    # Seconds per part of the trial: scheduling (from submission to the worker starting it:
+    # Ray's queue, a worker process starting, the context arriving), teacher (building the
+    # teacher in the worker), build (the stages and conversion; each stage's own in
+    # ``stages``, its fit in the stage's ``fit_seconds``), keras_file (saving the final Keras
+    # model), validation (running the file on the validation split and scoring it), measure
+    # (sizes, latency on every profile), test, audit (noisy inputs, comparison, lineage,
+    # evidence), return (the outcome travelling back to the driver). Empty in older runs.
     parts: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

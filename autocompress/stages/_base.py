@@ -39,6 +39,8 @@ class BuildContext:
     # The task's quality measure and its Keras loss name (None: chosen from the metric).
     metric: Metric = ACCURACY
     loss: str | None = None
+    # Each stage's Keras-side validation quality as a fact (``keras_val_<metric>``).
+    keras_validation: bool = True
 
 
 class CandidateStopped(Exception):
@@ -60,6 +62,9 @@ class Stage(abc.ABC):
     # trained from scratch needs 1. A multi-fidelity search scales these epochs per level.
     epochs_field: str | None = None
     min_epochs: int = 0
+    # Whether the output has its input's architecture (only weights change): then its float
+    # file is the input architecture's, refilled (see autocompress.stages.refill).
+    keeps_architecture: bool = False
 
     @abc.abstractmethod
     def applies(self, recipe: Recipe) -> bool:
@@ -83,6 +88,11 @@ class Stage(abc.ABC):
     def cache_params(self, recipe: Recipe) -> dict[str, Any]:
         """The recipe values this stage's output depends on (default: all of them)."""
         return recipe.to_dict()
+
+    def architecture_params(self, recipe: Recipe) -> dict[str, Any]:
+        """The recipe values the output's architecture depends on (default: all of them):
+        trials that agree on them share a float-file template."""
+        return self.cache_params(recipe)
 
     def shorter(self, recipe: Recipe) -> list[tuple[int, dict[str, Any]]]:
         """Shorter trainings this stage can continue from, longest first: (epochs done, the

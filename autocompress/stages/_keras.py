@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -161,8 +162,10 @@ def fine_tune(
     learning_rate: float,
     callbacks: list[Any] | None = None,
     stage: str = "fine-tune",
-) -> None:
-    """Compile and fit on the task's training data with the task's loss (:func:`loss_for`).
+) -> float:
+    """Compile and fit on the task's training data with the task's loss (:func:`loss_for`);
+    returns the seconds the fit took (a stage's ``fit_seconds``: the rest of its time is
+    wrapping, stripping and its facts).
 
     With ``ctx.gate``, the validation quality after the first epoch is handed to the gate, and
     :class:`CandidateStopped` ends the candidate there when the gate gives a reason.
@@ -173,6 +176,7 @@ def fine_tune(
     target, QAT quantization ranges. It is the lowest fidelity level of a multi-fidelity search
     (see :mod:`autocompress.study.fidelity`): compression applied, no recovery training.
     """
+    start = time.perf_counter()
     x, y = ctx.data.x_train, ctx.data.y_train
     extra = [_Gate(model, ctx, stage)] if ctx.gate is not None else []
     if epochs == 0:
@@ -192,7 +196,7 @@ def fine_tune(
             verbose=0,
             callbacks=[*(callbacks or []), *extra],
         )
-        return
+        return time.perf_counter() - start
     model.fit(
         ordered(x, inputs),
         ordered(y, outputs),
@@ -202,6 +206,7 @@ def fine_tune(
         verbose=0,
         callbacks=[*(callbacks or []), *extra],
     )
+    return time.perf_counter() - start
 
 
 def _stream_feed(
@@ -241,7 +246,11 @@ def val_quality(model: keras.Model, ctx: BuildContext) -> float:
 
 
 def val_facts(model: keras.Model, ctx: BuildContext) -> dict[str, float]:
-    """A stage's fact ``keras_val_<metric>``: its output's Keras-side validation quality."""
+    """A stage's fact ``keras_val_<metric>``: its output's Keras-side validation quality, where
+    ``ctx.keras_validation`` asks for it (a search does not: it measures the deployed file,
+    and a pass over the validation split costs seconds per stage on a real network)."""
+    if not ctx.keras_validation:
+        return {}
     return {f"keras_val_{ctx.metric.name}": round(val_quality(model, ctx), 4)}
 
 

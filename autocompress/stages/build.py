@@ -19,6 +19,7 @@ from autocompress.stages.distill import Distill
 from autocompress.stages.lowrank import LowRank
 from autocompress.stages.prune import Prune
 from autocompress.stages.quantize import QuantizeAware
+from autocompress.stages.refill import Template
 
 if TYPE_CHECKING:
     import tf_keras
@@ -81,6 +82,20 @@ def float_key(recipe: Recipe, key: str, stages: list[Stage] | None = None) -> st
     return child_key(parent, "float_tflite", {}) if parent is not None else None
 
 
+def template_key(recipe: Recipe, key: str, stages: list[Stage] | None = None) -> str | None:
+    """The cache key of the float-file template for the recipe's architecture: the teacher's,
+    changed by the stages that change it, with their architecture parameters (None: the
+    recipe's file is not made from a float file). Pruning and clustering keep it."""
+    if not uses_float_file(recipe):
+        return None
+    changes = [
+        [stage.name, stage.architecture_params(recipe)]
+        for stage, _ in cache_plan(recipe, key, stages)
+        if not stage.keeps_architecture
+    ]
+    return child_key(key, "float_template", {"architecture": changes})
+
+
 def cache_keys(recipe: Recipe, key: str, stages: list[Stage] | None = None) -> list[str]:
     """Every cache entry a trial of ``recipe`` can use or build: stage outputs, float file."""
     keys = [k for _, k in cache_plan(recipe, key, stages) if k is not None]
@@ -129,16 +144,37 @@ def build_candidate(
         if cache is not None and stage_key is not None:
             cache.store(stage_key, model, record)
         records.append(record)
-    fkey = float_key(recipe, key, stages) if cache is not None else None
     if uses_float_file(recipe):
-        cached = cache.get(fkey) if cache is not None and fkey is not None else None
-        tflite, record, float_file = convert_from_float(model, recipe, ctx, cached)
-        if cache is not None and fkey is not None and cached is None:
-            cache.put(fkey, float_file)
+        tflite, record = _from_float(model, recipe, ctx, cache, key, stages)
     else:
         tflite, record = convert(model, recipe, ctx)
     records.append(record)
     return Candidate(tflite, records, model)
+
+
+def _from_float(
+    model: tf_keras.Model,
+    recipe: Recipe,
+    ctx: BuildContext,
+    cache: StageCache | None,
+    key: str,
+    stages: list[Stage] | None,
+) -> tuple[bytes, StageRecord]:
+    """:func:`convert_from_float` with the float file of this stage output, or the template of
+    its architecture, from the cache, and what it made put back."""
+    if cache is None:
+        tflite, record, _, _ = convert_from_float(model, recipe, ctx, None)
+        return tflite, record
+    fkey, tkey = float_key(recipe, key, stages), template_key(recipe, key, stages)
+    cached = cache.get(fkey) if fkey is not None else None
+    blob = cache.get(tkey) if tkey is not None and cached is None else None
+    template = Template.decode(blob) if blob is not None else None
+    tflite, record, float_file, derived = convert_from_float(model, recipe, ctx, cached, template)
+    if fkey is not None and cached is None:
+        cache.put(fkey, float_file)
+    if tkey is not None and derived is not None:
+        cache.put(tkey, derived.encode())
+    return tflite, record
 
 
 def _shorter(

@@ -250,6 +250,10 @@ class ChannelPrune(Stage):
             "epochs": recipe.finetune_epochs,
         }
 
+    def architecture_params(self, recipe: Recipe) -> dict[str, object]:
+        """The training does not change the architecture."""
+        return {"fraction": recipe.channel_fraction, "exclude": recipe.exclude}
+
     def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, dict[str, Any]]:
@@ -257,10 +261,12 @@ class ChannelPrune(Stage):
             model, recipe.channel_fraction, skip=excluded_layers(model, recipe)
         )
         narrow, widths = prune_channels(model, kept)
+        fit = 0.0
         if widths:
-            fine_tune(narrow, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+            fit = fine_tune(narrow, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
         facts: dict[str, Any] = {
             "fraction": recipe.channel_fraction,
+            "fit_seconds": round(fit, 3),
             "widths": widths,
             "left": left,
             "params_before": int(model.count_params()),

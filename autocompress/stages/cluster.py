@@ -27,6 +27,7 @@ class Cluster(Stage):
 
     name = "cluster"
     epochs_field = "finetune_epochs"
+    keeps_architecture = True
 
     def __init__(self, lr: float = 1e-4) -> None:
         self.lr = lr
@@ -68,13 +69,14 @@ class Cluster(Stage):
             )
 
         wrapped = clone_wrapping(model, wrap)
-        fine_tune(wrapped, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+        fit = fine_tune(wrapped, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
         clustered = clustering_api.strip_clustering(wrapped)
         for layer in clustered.layers:
             if layer.name in skipped:
                 layer.trainable = True  # frozen only for this stage's fine-tuning
         facts = {
             "clusters": recipe.clusters,
+            "fit_seconds": round(fit, 3),
             "sparsity_preserving": preserve,
             "skipped_layers": skipped,
             "excluded_layers": sorted(excluded),

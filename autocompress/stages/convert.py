@@ -9,7 +9,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from autocompress.data.arrays import Arrays, as_float32, count
+from autocompress.data.arrays import Arrays, as_float32, count, take
 from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
 from autocompress.records import Recipe, StageRecord
 from autocompress.stages._base import BuildContext, record_since
@@ -20,6 +20,7 @@ from autocompress.stages.ptq import (
     quantize_for,
     quantize_tflite,
 )
+from autocompress.stages.refill import PROOF_SAMPLES, Template, derive, refill
 
 # Post-training modes done by LiteRT Quantizer on the float file of the stage output: the TF
 # converter's tracing (12-15 s on a MobileNetV2) then runs once per stage output, and every
@@ -28,43 +29,65 @@ LITERT_PTQ_MODES = ("dynamic", "float16", "int8", "int16x8", "w4a8", "weight_int
 
 
 def uses_float_file(recipe: Recipe) -> bool:
-    """Whether the recipe's file is LiteRT Quantizer's output from the float file.
+    """Whether the recipe's file is the float file, or LiteRT Quantizer's output from it.
 
     The TF converter keeps QAT (it consumes tfmot's fake-quantization graph), layer exclusions
     (its quantization debugger keeps named layers float) and XNNPACK's sparse encoding."""
-    return (
-        recipe.quantization in LITERT_PTQ_MODES
-        and recipe.exclude == "none"
-        and recipe.prune_mode != "xnnpack"
+    if recipe.prune_mode == "xnnpack":
+        return False
+    return recipe.quantization == "none" or (
+        recipe.quantization in LITERT_PTQ_MODES and recipe.exclude == "none"
     )
 
 
 def convert_from_float(
-    model: keras.Model, recipe: Recipe, ctx: BuildContext, float_tflite: bytes | None
-) -> tuple[bytes, StageRecord, bytes]:
-    """The recipe's file quantized by LiteRT Quantizer from the float file of ``model``;
-    ``float_tflite`` is that file when an earlier trial converted the same stage output.
+    model: keras.Model,
+    recipe: Recipe,
+    ctx: BuildContext,
+    float_tflite: bytes | None,
+    template: Template | None = None,
+) -> tuple[bytes, StageRecord, bytes, Template | None]:
+    """The recipe's file from the float file of ``model``: that file itself (quantization
+    ``none``) or LiteRT Quantizer's output from it.
 
-    Returns the file, its record and the float file (to cache)."""
+    The float file is ``float_tflite`` when an earlier trial converted the same stage output;
+    else ``template`` refilled with ``model``'s weights when it holds the same architecture
+    (see :mod:`autocompress.stages.refill`); else the converter's. Returns the file, its
+    record, the float file (to cache) and a template derived from the converter's file when
+    none was given (to cache)."""
     start = time.perf_counter()
     name_outputs(model, ctx)
-    reused = float_tflite is not None
-    if float_tflite is None:
-        float_tflite = to_tflite(model, "none")
-    converted = time.perf_counter()
     calibration = calibration_samples(ctx.data.x_train, ctx.calibration_samples, ctx.seed)
-    tflite, quantized = quantize_for(
-        recipe, float_tflite, calibration, ctx.integer_io, ctx.sensitive
-    )
+    origin, why_not, derived = "cached", None, None
+    if float_tflite is None and template is not None:
+        refilled = refill(template, model, take(calibration, slice(0, PROOF_SAMPLES)))
+        origin, float_tflite = "refilled", refilled if isinstance(refilled, bytes) else None
+        why_not = refilled if isinstance(refilled, str) else None
+    if float_tflite is None:
+        origin, float_tflite = "converted", to_tflite(model, "none")
+        if template is None:
+            made = derive(model, float_tflite, take(calibration, slice(0, PROOF_SAMPLES)))
+            derived = made if isinstance(made, Template) else None
+            why_not = made if isinstance(made, str) else None
+    converted = time.perf_counter()
+    if recipe.quantization == "none":
+        tflite, quantized = float_tflite, {"quantization": "none", "size_bytes": len(float_tflite)}
+    else:
+        tflite, quantized = quantize_for(
+            recipe, float_tflite, calibration, ctx.integer_io, ctx.sensitive
+        )
     facts: dict[str, Any] = {
         **quantized,
         "sparse": False,
-        "quantizer": "litert-quantizer",
-        "float_file_reused": reused,
-        "float_convert_seconds": 0.0 if reused else round(converted - start, 3),
+        "quantizer": "none" if recipe.quantization == "none" else "litert-quantizer",
+        "float_file": origin,
+        "float_file_reused": origin == "cached",
+        "float_convert_seconds": round(converted - start, 3),
         "quantize_seconds": round(time.perf_counter() - converted, 3),
     }
-    return tflite, record_since("convert", start, facts), float_tflite
+    if why_not is not None:
+        facts["no_refill"] = why_not
+    return tflite, record_since("convert", start, facts), float_tflite, derived
 
 
 def convert(model: keras.Model, recipe: Recipe, ctx: BuildContext) -> tuple[bytes, StageRecord]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -91,14 +92,21 @@ class Distill(Stage):
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
         return {"student_width": recipe.student_width, "epochs": recipe.distill_epochs}
 
+    def architecture_params(self, recipe: Recipe) -> dict[str, object]:
+        """The training does not change the architecture."""
+        return {"student_width": recipe.student_width}
+
     def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, dict[str, Any]]:
         config_json, widths = student_config(model, recipe.student_width)
         keras.utils.set_random_seed(ctx.seed)
         student = keras.models.model_from_json(config_json)
+        start = time.perf_counter()
         self._train(student, ctx, recipe.distill_epochs)
-        return student, {**self._facts(model, student, recipe, ctx), "widths": widths}
+        fit = round(time.perf_counter() - start, 3)
+        facts = self._facts(model, student, recipe, ctx)
+        return student, {**facts, "fit_seconds": fit, "widths": widths}
 
     def shorter(self, recipe: Recipe) -> list[tuple[int, dict[str, Any]]]:
         """The same student trained for fewer epochs (a lower fidelity level's)."""
@@ -114,9 +122,12 @@ class Distill(Stage):
         not cached, so the result is close to, not equal to, an unbroken training)."""
         student = clone_with_weights(done)
         keras.utils.set_random_seed(ctx.seed + epochs_done)
+        start = time.perf_counter()
         self._train(student, ctx, recipe.distill_epochs - epochs_done)
+        fit = round(time.perf_counter() - start, 3)
         widths = student_config(ctx.teacher, recipe.student_width)[1]
-        return student, {**self._facts(ctx.teacher, student, recipe, ctx), "widths": widths}
+        facts = self._facts(ctx.teacher, student, recipe, ctx)
+        return student, {**facts, "fit_seconds": fit, "widths": widths}
 
     def _facts(
         self, teacher: keras.Model, student: keras.Model, recipe: Recipe, ctx: BuildContext

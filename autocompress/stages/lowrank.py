@@ -135,6 +135,10 @@ class LowRank(Stage):
             "epochs": recipe.finetune_epochs,
         }
 
+    def architecture_params(self, recipe: Recipe) -> dict[str, object]:
+        """The training does not change the architecture."""
+        return {"energy": recipe.rank_energy, "layers": "dense+conv1x1", "exclude": recipe.exclude}
+
     def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, dict[str, Any]]:
@@ -144,10 +148,12 @@ class LowRank(Stage):
         if factored is model:  # nothing to factorise: a clone, so the input stays untouched
             factored = keras.models.clone_model(model)
             factored.set_weights([w.copy() for w in model.get_weights()])
+        fit = 0.0
         if ranks:
-            fine_tune(factored, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+            fit = fine_tune(factored, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
         facts = {
             "energy": recipe.rank_energy,
+            "fit_seconds": round(fit, 3),
             "ranks": ranks,
             "left_full_rank": left,
             "params_before": int(model.count_params()),

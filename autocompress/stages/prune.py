@@ -70,6 +70,7 @@ class Prune(Stage):
 
     name = "prune"
     epochs_field = "finetune_epochs"
+    keeps_architecture = True
 
     def __init__(self, lr: float = 3e-4) -> None:
         self.lr = lr
@@ -128,7 +129,7 @@ class Prune(Stage):
                     else sparsity_api.prune_low_magnitude(layer, pruning_schedule=schedule)
                 ),
             )
-        fine_tune(
+        fit = fine_tune(
             wrapped,
             ctx,
             recipe.finetune_epochs,
@@ -139,6 +140,7 @@ class Prune(Stage):
         pruned = sparsity_api.strip_pruning(wrapped)
         facts = {
             "mode": recipe.prune_mode,
+            "fit_seconds": round(fit, 3),
             "target_sparsity": 0.5 if recipe.prune_mode == "2:4" else recipe.sparsity,
             **sparsity_facts(pruned),
             "left_dense": dense,

@@ -117,9 +117,10 @@ class QuantizeAware(Stage):
         )
         with quant_api.quantize_scope({"KeepFloat": KeepFloat}):
             qat_model = quant_api.quantize_apply(annotated, scheme)
-        fine_tune(qat_model, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+        fit = fine_tune(qat_model, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
         facts = {
             "scheme": scheme_name,
+            "fit_seconds": round(fit, 3),
             "excluded_layers": sorted(excluded),
             "float_unsupported": sorted(unsupported),
             **val_facts(qat_model, ctx),

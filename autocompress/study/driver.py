@@ -238,10 +238,13 @@ class Driver(Promotions):
         and the longest shorter training it can continue (a lower fidelity level's)."""
         if not self.ctx.stage_cache:
             return {}
-        from autocompress.stages.build import cache_keys, shorter_keys
+        from autocompress.stages.build import cache_keys, shorter_keys, template_key
 
         entries = {}
-        for key in cache_keys(recipe, self.ctx.cache_key):
+        # The architecture's float-file template, if a trial made one; not in _work_of: trials
+        # of one architecture never wait for each other, the first ones just convert.
+        template = template_key(recipe, self.ctx.cache_key)
+        for key in [*cache_keys(recipe, self.ctx.cache_key), *([template] if template else [])]:
             blob = self.cache.get(key)
             if blob is not None:
                 entries[key] = blob

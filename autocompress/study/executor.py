@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable
 from types import TracebackType
 
@@ -29,9 +30,25 @@ TrialFn = Callable[[TrialContext, TrialRequest], TrialOutcome]
 
 
 def _run_here(trial_fn: TrialFn, ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
-    """The task body: run the trial, and say on which Ray node it ran."""
+    """The task body: run the trial, and say on which Ray node it ran and when (wall clock)."""
+    began = time.time()
     outcome = trial_fn(ctx, request)
-    return dataclasses.replace(outcome, node=ray.get_runtime_context().get_node_id())
+    node = ray.get_runtime_context().get_node_id()
+    return dataclasses.replace(outcome, node=node, began=began, ended=time.time())
+
+
+def _with_transit(outcome: TrialOutcome, submitted: float) -> TrialOutcome:
+    """The outcome with its record's ``scheduling`` and ``return`` parts: the seconds between
+    submission and the worker starting it, and between its end and the driver having it
+    (wall clocks of two machines on a cluster: as close as their clocks agree)."""
+    if outcome.record is None or outcome.began is None or outcome.ended is None:
+        return outcome
+    parts = {
+        "scheduling": round(max(0.0, outcome.began - submitted), 3),
+        **outcome.record.parts,
+        "return": round(max(0.0, time.time() - outcome.ended), 3),
+    }
+    return dataclasses.replace(outcome, record=dataclasses.replace(outcome.record, parts=parts))
 
 
 log = logging.getLogger("autocompress")
@@ -64,7 +81,8 @@ class RayExecutor:
         self._cpus = cpus_per_trial
         self._gpus = gpus_per_trial
         self._started = False
-        self._pending: dict[ray.ObjectRef, tuple[TrialRequest, int]] = {}  # request, attempt
+        # request, attempt, when it was submitted (wall clock)
+        self._pending: dict[ray.ObjectRef, tuple[TrialRequest, int, float]] = {}
         self._ctx_ref: ray.ObjectRef | None = None
         self._remote = None
         self._retry = None
@@ -109,14 +127,14 @@ class RayExecutor:
         return len(self._pending)
 
     def pending_numbers(self) -> list[int]:
-        return sorted(request.number for request, _ in self._pending.values())
+        return sorted(request.number for request, *_ in self._pending.values())
 
     def submit(self, request: TrialRequest, attempt: int = 0) -> None:
         """Start ``request``; ``attempt`` > 0 runs it in a worker with oneDNN's custom ops off."""
         assert self._remote is not None, "use RayExecutor as a context manager"
         remote = self._retry if attempt > 0 else self._remote
         ref = remote.remote(self._fn_ref, self._ctx_ref, request)
-        self._pending[ref] = (request, attempt)
+        self._pending[ref] = (request, attempt, time.time())
 
     def wait(self, timeout: float | None = None) -> list[TrialOutcome]:
         """Block until at least one trial finishes (or ``timeout``); return the finished ones.
@@ -130,9 +148,9 @@ class RayExecutor:
             done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)
         outcomes = []
         for ref in done:
-            request, attempt = self._pending.pop(ref)
+            request, attempt, submitted = self._pending.pop(ref)
             try:
-                outcomes.append(ray.get(ref))
+                outcomes.append(_with_transit(ray.get(ref), submitted))
             except ray.exceptions.RayError as exc:
                 # The worker died (crash, out of memory).
                 line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

@@ -75,6 +75,8 @@ class TrialOutcome:
     evidence: dict[str, np.ndarray] = field(default_factory=dict)
     new_cache_entries: dict[str, bytes] = field(default_factory=dict)  # built by this trial
     node: str | None = None  # where it ran (set by the executor)
+    began: float | None = None  # when the worker started and ended it (wall clock; likewise)
+    ended: float | None = None
 
 
 def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
@@ -199,10 +201,12 @@ def _build_keras(
     from autocompress.stages import BuildContext, build_candidate
     from autocompress.stages._keras import keras_file_bytes
 
+    loading = time.perf_counter()
     _cap_threads(ctx.threads)
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(ctx.seed)
     teacher = ctx.task.teacher.build()
+    laps.add("teacher", time.perf_counter() - loading)
     recipe, stop = request.recipe, request.stop
     gate = None
     if stop is not None:
@@ -220,6 +224,7 @@ def _build_keras(
         metric=ctx.task.metric,
         loss=ctx.task.loss,
         calibration_samples=ctx.task.calibration_samples,
+        keras_validation=False,  # the file's quality is measured; nothing reads the Keras one
     )
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key

@@ -106,7 +106,7 @@ def test_corrupt_entry_is_a_miss(tmp_path: Path, tiny_task: Task) -> None:
 def test_worker_starts_from_the_deepest_entry_it_is_given(tmp_path: Path, tiny_task: Task):
     """What a Ray worker sees: only the entries the driver sends, no shared directory. It
     builds from the deepest one, reports earlier stages as reused, and returns what it built."""
-    from autocompress.stages.build import cache_plan
+    from autocompress.stages.build import cache_plan, float_key, template_key
 
     teacher = tiny_task.teacher.build()
     ctx = BuildContext(tiny_task.data, teacher)
@@ -114,7 +114,13 @@ def test_worker_starts_from_the_deepest_entry_it_is_given(tmp_path: Path, tiny_t
     first = Recipe(student_width=0.5, sparsity=0.5, distill_epochs=1, finetune_epochs=1)
     node_a = MemoryCache()
     build_candidate(teacher, first, ctx, cache=node_a, key=key)
-    assert len(node_a.added) == 2  # distill and prune entries go back to the driver
+    # distill and prune entries go back to the driver, with the float file and the template
+    # of the student's architecture (see autocompress.stages.refill)
+    assert set(node_a.added) == {
+        *(k for _, k in cache_plan(first, key)),
+        float_key(first, key),
+        template_key(first, key),
+    }
     second = Recipe(
         student_width=0.5, sparsity=0.5, clusters=4, distill_epochs=1, finetune_epochs=1
     )
@@ -127,7 +133,10 @@ def test_worker_starts_from_the_deepest_entry_it_is_given(tmp_path: Path, tiny_t
         ("cluster", False),
         ("convert", False),
     ]
-    assert list(node_b.added) == [chain[2]]  # only the new cluster entry
+    # the new cluster entry and its float file; node_b had no template (not sent), so its
+    # conversion made one for the same architecture
+    assert list(node_b.added) == [chain[2], float_key(second, key), template_key(second, key)]
+    assert template_key(second, key) == template_key(first, key)
 
 
 def test_a_longer_distillation_continues_a_cached_shorter_one(tiny_task: Task) -> None:

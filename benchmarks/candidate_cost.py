@@ -1,0 +1,158 @@
+"""What a candidate costs against its training (issue 28's goals), side by side in one run.
+
+Run: ``.venv/bin/python benchmarks/candidate_cost.py --task TASKS/mobilenet_v2/task.yaml
+[--out /tmp/candidate_cost]`` (``TASKS`` is ``~/.cache/autocompress-tasks`` after
+``benchmarks/tasks/build.py``). One process, TensorFlow on one thread, nothing else running:
+
+1. *floor*: one bare epoch of tfmot's pruning fine-tuning of the teacher: wrap its Conv/Dense
+   layers in ``prune_low_magnitude`` (50 %), fit one epoch (batch 32, the task's training
+   split), strip; TensorFlow already started, no conversion, no evaluation;
+2. *bare int8*: the TF converter's full-integer conversion (100 calibration samples) and a
+   LiteRT evaluation of the validation split with the cpu-host latency measurement;
+3. a real search with one worker (1 CPU) and the stage cache: the fp32 baseline, then int8,
+   50 % sparsity + int8 and 16 clusters + int8 (one fine-tuning epoch each), enqueued in that
+   order. A trial's cost is its wall time from submission to its result reaching the driver:
+   the sum of its ``part_seconds``, scheduling and return included.
+
+Prints every trial's parts, then the goals: sparsity / floor and clusters / floor (at most
+1.25), int8 / bare int8 (at most 0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+import autocompress
+from autocompress.evaluate import evaluate
+from autocompress.hardware import load_profile
+from autocompress.records import Recipe
+from autocompress.stages import BuildContext
+from autocompress.stages.convert import convert
+from autocompress.task import load_task
+
+RECIPES = [
+    {"quantization": "int8"},
+    {"sparsity": 0.5, "quantization": "int8"},
+    {"clusters": 16, "quantization": "int8"},
+]
+SPACE = {
+    "student_width": 1.0,
+    "sparsity": [0.0, 0.5],
+    "clusters": [0, 16],
+    "quantization": ["none", "int8"],
+    "finetune_epochs": 1,
+}
+NAMES = ["fp32 baseline", "int8", "sparsity 0.5 + int8", "16 clusters + int8"]
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def floor_epoch(teacher, task) -> float:
+    """Wrap, fit one epoch, strip: tfmot's pruning fine-tuning and nothing else."""
+    import tensorflow_model_optimization as tfmot
+
+    from autocompress.stages._keras import clone_with_weights, loss_for
+
+    sparsity = tfmot.sparsity.keras
+    ctx = BuildContext(data=task.data, teacher=teacher, metric=task.metric, loss=task.loss)
+    start = time.perf_counter()
+    schedule = sparsity.ConstantSparsity(0.5, begin_step=0, frequency=100)
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(
+        clone_with_weights(teacher), pruning_schedule=schedule
+    )
+    wrapped.compile("adam", loss=loss_for(ctx))
+    wrapped.fit(
+        task.data.x_train,
+        task.data.y_train,
+        epochs=1,
+        batch_size=32,
+        verbose=0,
+        callbacks=[sparsity.UpdatePruningStep()],
+    )
+    sparsity.strip_pruning(wrapped)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/candidate_cost"))
+    args = parser.parse_args()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    task = load_task(args.task)
+    teacher = task.teacher.build()
+    floor = floor_epoch(teacher, task)
+    ctx = BuildContext(data=task.data, teacher=teacher)
+    cpu = [load_profile("cpu-host")]
+    convert_s, (tflite, _) = timed(lambda: convert(teacher, Recipe(quantization="int8"), ctx))
+    eval_s, _ = timed(lambda: evaluate(tflite, task.data.x_val, task.data.y_val, cpu, task.metric))
+    bare_int8 = convert_s + eval_s
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    args.out.mkdir(parents=True)
+    (args.out / "space.yaml").write_text(yaml.safe_dump(SPACE))
+    (args.out / "recipes.yaml").write_text(yaml.safe_dump(RECIPES))
+    result = autocompress.search(
+        args.task,
+        space=args.out / "space.yaml",
+        profiles=["cpu-host"],
+        trials=1 + len(RECIPES),
+        workers=1,
+        warm_start=False,
+        enqueue=args.out / "recipes.yaml",
+        stop_margin=None,
+        fidelity="off",
+        out=args.out / "run",
+    )
+    trials = result.trials.sort_values("trial")
+    print(f"task {task.name}: {len(task.data.y_train)} train / {len(task.data.y_val)} val")
+    print(f"floor: one bare tfmot pruning epoch          {floor:7.1f} s")
+    print(
+        f"bare int8: TF converter {convert_s:.1f} s + evaluation {eval_s:.1f} s = {bare_int8:.1f} s"
+    )
+    costs: dict[str, float] = {}
+    rows = []
+    for name, (_, row) in zip(NAMES, trials.iterrows(), strict=False):
+        parts = json.loads(row["part_seconds"]) if isinstance(row["part_seconds"], str) else {}
+        stages = json.loads(row["stages"])
+        convert_facts = stages.get("convert", {})
+        fits = {s: f.get("fit_seconds") for s, f in stages.items() if "fit_seconds" in f}
+        costs[name] = sum(parts.values())
+        rows.append(
+            {
+                "trial": name,
+                "cost_s": round(costs[name], 1),
+                **{k: round(v, 1) for k, v in parts.items()},
+                "fit_s": round(sum(fits.values()), 1) if fits else None,
+                "float_file": convert_facts.get("float_file", "-"),
+                "convert_s": round(json.loads(row["stage_seconds"]).get("convert", 0.0), 1),
+            }
+        )
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(pd.DataFrame(rows).to_string(index=False))
+    print("goals:")
+    for name in ("sparsity 0.5 + int8", "16 clusters + int8"):
+        if name in costs:
+            ratio = costs[name] / floor
+            print(f"  {name:22s} {costs[name]:6.1f} s = {ratio:.2f}x floor (goal <= 1.25)")
+    if "int8" in costs:
+        ratio = costs["int8"] / bare_int8
+        print(f"  {'int8':22s} {costs['int8']:6.1f} s = {ratio:.2f}x bare int8 (goal <= 0.10)")
+
+
+if __name__ == "__main__":
+    main()
