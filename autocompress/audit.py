@@ -166,15 +166,23 @@ def versions() -> dict[str, str]:
     return out
 
 
-def lineage(task: Task, tflite: bytes, seed: int) -> dict[str, Any]:
-    """Where a candidate came from, by content hash (the recipe and stages are in its record)."""
-    d = task.data
+def lineage(
+    task: Task, tflite: bytes, seed: int, known: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Where a candidate came from, by content hash (the recipe and stages are in its record);
+    ``known`` is the task's part (:func:`task_lineage`) when the search computed it once."""
+    base = known if known is not None else task_lineage(task, seed)
+    return {**base, "tflite_sha256": hashlib.sha256(tflite).hexdigest()}
+
+
+def task_lineage(task: Task, seed: int) -> dict[str, Any]:
+    """The lineage every candidate of a search shares: hashes of the teacher and the data (a
+    second or more on a real data set: computed once per search, not per trial)."""
     return {
         "teacher_sha256": teacher_sha256(task),
-        "data_sha256": d.digest(),
+        "data_sha256": task.data.digest(),
         "task": task.source,
         "seed": seed,
-        "tflite_sha256": hashlib.sha256(tflite).hexdigest(),
         "versions": versions(),
     }
 

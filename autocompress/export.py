@@ -112,24 +112,46 @@ def _edgetpu(tflite: bytes, trial: int, out: Path) -> dict[str, Any]:
 
 
 def _keras_file(rundir: RunDir, trial: int) -> bytes:
-    path = rundir.keras_path(trial)
-    if not path.is_file():
+    """The trial's Keras model as a ``.keras`` file: the one the search kept, or rebuilt from
+    what it points to (the teacher's file, or the stage cache entry of the model)."""
+    path, source = rundir.keras_path(trial), rundir.keras_source_path(trial)
+    if path.is_file():
+        return path.read_bytes()
+    if not source.is_file():
         raise InputError(
             str(path),
             f"trial {trial} has no Keras model (a .tflite task has none, and QAT models built "
             "with tfmot's cluster/prune-preserving schemes cannot be saved and loaded again); "
             "export --format tflite, or pick a trial without QAT",
         )
-    return path.read_bytes()
+    key = str(json.loads(source.read_text())["source"])
+    if key == "teacher":
+        if not rundir.teacher_keras.is_file():
+            raise InputError(str(rundir.teacher_keras), "missing: the teacher's Keras file")
+        return rundir.teacher_keras.read_bytes()
+    from autocompress.stages._keras import keras_file_bytes
+    from autocompress.stages.cache import DirCache
+
+    entry = DirCache(rundir.cache).load(key)
+    blob = keras_file_bytes(entry[0]) if entry is not None else None
+    if blob is None:
+        raise InputError(
+            str(rundir.cache / f"{key}.entry"),
+            f"trial {trial}'s Keras model is rebuilt from this stage cache entry, which is "
+            "missing or unreadable; export --format tflite",
+        )
+    return blob
 
 
 def load_keras(rundir: RunDir, trial: int) -> Any:
     import tf_keras
     from tensorflow_model_optimization.quantization.keras import quantize_scope
 
-    _keras_file(rundir, trial)  # the clear error when there is none
-    with quantize_scope():
-        return tf_keras.models.load_model(rundir.keras_path(trial), compile=False)
+    blob = _keras_file(rundir, trial)  # the clear error when there is none
+    with tempfile.TemporaryDirectory() as tmp, quantize_scope():
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(blob)
+        return tf_keras.models.load_model(path, compile=False)
 
 
 def _saved_model(rundir: RunDir, trial: int, out: Path) -> dict[str, Any]:

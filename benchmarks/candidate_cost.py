@@ -2,11 +2,12 @@
 
 Run: ``.venv/bin/python benchmarks/candidate_cost.py --task TASKS/mobilenet_v2/task.yaml
 [--out /tmp/candidate_cost]`` (``TASKS`` is ``~/.cache/autocompress-tasks`` after
-``benchmarks/tasks/build.py``). One process, TensorFlow on one thread, nothing else running:
+``benchmarks/tasks/build.py``); nothing else running:
 
 1. *floor*: one bare epoch of tfmot's pruning fine-tuning of the teacher: wrap its Conv/Dense
    layers in ``prune_low_magnitude`` (50 %), fit one epoch (batch 32, the task's training
-   split), strip; TensorFlow already started, no conversion, no evaluation;
+   split), strip; TensorFlow already started, no conversion, no evaluation; in a Ray worker
+   with one CPU, TensorFlow capped to one thread as a trial caps it (1 and 2 run there);
 2. *bare int8*: the TF converter's full-integer conversion (100 calibration samples) and a
    LiteRT evaluation of the validation split with the cpu-host latency measurement;
 3. a real search with one worker (1 CPU) and the stage cache: the fp32 baseline, then int8,
@@ -84,22 +85,43 @@ def floor_epoch(teacher, task) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/candidate_cost"))
-    args = parser.parse_args()
-    import tensorflow as tf
+def references(task_path: str) -> dict[str, float]:
+    """The floor and the bare int8 conversion, in a Ray worker like the trials' (one CPU, its
+    TensorFlow capped to one thread the way a trial caps it)."""
+    from autocompress.study.objective import _cap_threads
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    task = load_task(args.task)
+    _cap_threads(1)
+    task = load_task(task_path)
     teacher = task.teacher.build()
     floor = floor_epoch(teacher, task)
     ctx = BuildContext(data=task.data, teacher=teacher)
     cpu = [load_profile("cpu-host")]
     convert_s, (tflite, _) = timed(lambda: convert(teacher, Recipe(quantization="int8"), ctx))
     eval_s, _ = timed(lambda: evaluate(tflite, task.data.x_val, task.data.y_val, cpu, task.metric))
+    import tensorflow as tf
+
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    return {"floor": floor, "convert": convert_s, "evaluate": eval_s, "threads": threads}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/candidate_cost"))
+    args = parser.parse_args()
+    import ray
+
+    from autocompress.study.executor import WORKER_ENV
+
+    task = load_task(args.task)
+    ray.init(
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": WORKER_ENV},
+    )
+    ref = ray.get(ray.remote(num_cpus=1)(references).remote(str(args.task)))
+    floor, convert_s, eval_s = ref["floor"], ref["convert"], ref["evaluate"]
     bare_int8 = convert_s + eval_s
 
     shutil.rmtree(args.out, ignore_errors=True)
@@ -118,9 +140,10 @@ def main() -> None:
         fidelity="off",
         out=args.out / "run",
     )
+    ray.shutdown()
     trials = result.trials.sort_values("trial")
     print(f"task {task.name}: {len(task.data.y_train)} train / {len(task.data.y_val)} val")
-    print(f"floor: one bare tfmot pruning epoch          {floor:7.1f} s")
+    print(f"floor: one bare tfmot pruning epoch          {floor:7.1f} s ({ref['threads']} thread)")
     print(
         f"bare int8: TF converter {convert_s:.1f} s + evaluation {eval_s:.1f} s = {bare_int8:.1f} s"
     )

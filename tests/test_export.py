@@ -90,3 +90,34 @@ def test_pick_exports_in_the_requested_format(first_run, tmp_path: Path, capsys)
     code = main(["pick", str(out), "--export", str(tmp_path / "best.onnx"), "--format", "onnx"])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "best.onnx").stat().st_size > 0 and (tmp_path / "best.audit.json").is_file()
+
+
+def test_keras_export_of_a_stage_output_is_rebuilt_from_the_stage_cache(
+    run: Path, tmp_path: Path
+) -> None:
+    """The search keeps no .keras file of a model the stage cache holds: export rebuilds it
+    there, and the rebuilt model is the one the trial's .tflite file was made from."""
+    import tf_keras
+
+    from autocompress.evaluate import predict
+
+    t = pd.read_csv(run / "trials.csv")
+    staged = t[(t["state"] == "COMPLETE") & ((t["sparsity"] > 0) | (t["clusters"] > 0))]
+    row = staged.iloc[0]
+    trial = int(row["trial"])
+    source = json.loads((run / f"models/trial_{trial:04d}.keras-source.json").read_text())
+    assert (run / "cache" / f"{source['source']}.entry").is_file()
+    assert not (run / f"models/trial_{trial:04d}.keras").exists()
+    export(run, trial, "keras", tmp_path / "m.keras")
+    model = tf_keras.models.load_model(tmp_path / "m.keras", compile=False)
+    kernels = [w for w in model.get_weights() if w.ndim > 1]
+    sparsity = sum(int((k == 0).sum()) for k in kernels) / sum(k.size for k in kernels)
+    assert abs(sparsity - float(row["achieved_sparsity"])) < 0.02
+    with np.load(run / "validation.npz") as npz:
+        x = npz["x_val"]
+    tflite = (run / f"models/trial_{trial:04d}.tflite").read_bytes()
+    agree = np.mean(predict(tflite, x).argmax(-1) == model.predict(x, verbose=0).argmax(-1))
+    assert agree >= 0.9  # the quantized file of this very model
+    shutil.rmtree(run / "cache")
+    with pytest.raises(InputError, match="stage cache entry"):
+        export(run, trial, "keras", tmp_path / "again.keras")

@@ -243,7 +243,7 @@ def search(
         )
         opened = open_study(rundir, hw[0].name, sampler, s.storage, task_obj.metric.quality)
         _keep_validation(rundir, task_obj)
-        from autocompress.audit import teacher_reference
+        from autocompress.audit import task_lineage, teacher_reference
         from autocompress.stages.cache import root_key
 
         key = root_key(task_obj, s.seed)
@@ -260,6 +260,7 @@ def search(
             sensitive=_sensitivity(
                 space_spec, task_obj, rundir, f"{key}:{task_obj.metric.spec}", s.seed
             ),
+            lineage=task_lineage(task_obj, s.seed),
         )
         assert ctx.reference is not None and ctx.reference.score is not None  # computed above
         teacher_quality = ctx.reference.score.value

@@ -312,8 +312,7 @@ class Driver(Promotions):
         trial = self.running.pop(outcome.number)
         n, path = outcome.number, self.rundir.model_path(outcome.number)
         atomic_write_bytes(path, outcome.tflite)  # the model first: a told trial has its file
-        if outcome.keras is not None:
-            atomic_write_bytes(self.rundir.keras_path(n), outcome.keras)
+        self.rundir.keep_keras(n, outcome.keras, outcome.keras_source, self._teacher_keras)
         if outcome.evidence:  # per-sample validation scores, for --confidence
             atomic_write_bytes(self.rundir.evidence_path(n), to_bytes(outcome.evidence))
         rel = str(path.relative_to(self.rundir.path))
@@ -329,6 +328,11 @@ class Driver(Promotions):
         self.study.tell(trial, values)
         log.info("trial %d complete: %s", outcome.number, record.recipe)
         self._write_tables()
+
+    def _teacher_keras(self) -> bytes | None:
+        from autocompress.stages._keras import keras_file_bytes
+
+        return keras_file_bytes(self.ctx.task.teacher.build())
 
     def _sampler_constraints(self, attrs: dict[str, object]) -> dict[str, float]:
         values = attrs.get("constraint_values")

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +41,9 @@ class TrialContext:
     cache_key: str = ""  # root key: hash of teacher, data and seed
     reference: TeacherReference | None = None  # the teacher's predictions; None: each trial's own
     sensitive: tuple[str, ...] = ()  # layer patterns, most sensitive to int8 first
+    # The lineage every candidate shares (hashes of teacher and data: seconds on a real data
+    # set), computed once per search; None: each trial's own.
+    lineage: dict[str, Any] | None = None
 
     @property
     def integer_io(self) -> bool:
@@ -68,6 +72,9 @@ class TrialOutcome:
     record: TrialRecord | None = None
     tflite: bytes | None = None
     keras: bytes | None = None  # the final Keras model as a .keras file, when it round-trips
+    # Where the final Keras model can be rebuilt from instead of a .keras file: "teacher" (it
+    # is the teacher), or the stage cache key of its entry (the driver keeps the cache).
+    keras_source: str | None = None
     error: str | None = None
     detail: str | None = None  # the traceback, for the log; never shown as the error line
     stopped: str | None = None  # why the candidate was stopped early as hopeless
@@ -93,7 +100,7 @@ def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
     cache = MemoryCache(request.cache_entries) if ctx.stage_cache else None
     new = cache.added if cache is not None else {}
     try:
-        record, tflite, keras_file, proof = _build_and_measure(ctx, request, cache)
+        record, tflite, keras, proof = _build_and_measure(ctx, request, cache)
     except CandidateStopped as exc:
         return TrialOutcome(number, stopped=str(exc), new_cache_entries=new)
     except Exception as exc:  # any failure of a candidate is that trial's FAIL, not the study's
@@ -106,16 +113,25 @@ def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
         number,
         record=record,
         tflite=tflite,
-        keras=keras_file,
+        keras=keras.file,
+        keras_source=keras.source,
         new_cache_entries=new,
         evidence=proof,
     )
 
 
+class _KerasModel(NamedTuple):
+    """The final Keras model as the driver keeps it: a ``.keras`` file, or where to rebuild it
+    from (``teacher``, or its stage cache key); neither for a ``.tflite`` task."""
+
+    file: bytes | None = None
+    source: str | None = None
+
+
 def _build_and_measure(
     ctx: TrialContext, request: TrialRequest, cache: StageCache | None
-) -> tuple[TrialRecord, bytes, bytes | None, dict[str, np.ndarray]]:
-    from autocompress.audit import NOISE_SIGMA, compare, lineage, noisy, teacher_reference
+) -> tuple[TrialRecord, bytes, _KerasModel, dict[str, np.ndarray]]:
+    from autocompress.audit import NOISE_SIGMA, compare, lineage, teacher_reference
     from autocompress.evaluate import evaluate, predict
     from autocompress.tolerance import evidence
 
@@ -123,9 +139,9 @@ def _build_and_measure(
     laps = _Laps()
     recipe = request.recipe
     if ctx.task.teacher.trainable:
-        tflite, stages, keras_file = _build_keras(ctx, request, cache, laps)
+        tflite, stages, keras = _build_keras(ctx, request, cache, laps)
     else:
-        (tflite, stages), keras_file = _build_tflite(ctx, recipe), None
+        (tflite, stages), keras = _build_tflite(ctx, recipe), _KerasModel()
     laps.lap("build")
     data, metric = ctx.task.data, ctx.task.metric
     outputs = predict(tflite, data.x_val)
@@ -137,7 +153,7 @@ def _build_and_measure(
         record = TrialRecord(
             recipe, stages, measurement, time.perf_counter() - start, parts=laps.parts
         )
-        return record, tflite, keras_file, {}
+        return record, tflite, keras, {}
     if data.has_test:
         assert data.x_test is not None and data.y_test is not None
         test_quality = metric(data.y_test, predict(tflite, data.x_test))
@@ -151,13 +167,13 @@ def _build_and_measure(
         labels=data.y_val,
         candidate=outputs,
         teacher=ref.clean,
-        candidate_noisy=predict(tflite, noisy(data, NOISE_SIGMA, ctx.seed)),
+        candidate_noisy=predict(tflite, _noisy_inputs(ctx)),
         teacher_noisy=ref.noisy,
         noise_sigma=NOISE_SIGMA,
         candidate_score=score,
         teacher_score=ref.score,
     )
-    audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed))
+    audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed, ctx.lineage))
     proof = evidence(metric, data.y_val, outputs, score)
     laps.lap("audit")
     record = TrialRecord(
@@ -168,7 +184,33 @@ def _build_and_measure(
         audit=audit,
         parts=laps.parts,
     )
-    return record, tflite, keras_file, proof
+    return record, tflite, keras, proof
+
+
+# What a worker process keeps between the trials of one search (Ray reuses it): the noisy
+# validation inputs of the audit and the built teacher, under the search's root key (the
+# hash of teacher, data and seed). One search at a time: a new key replaces the old entry.
+_KEPT: dict[str, Any] = {}
+
+
+def _kept(ctx: TrialContext, name: str, make: Callable[[], Any]) -> Any:
+    """``make()``, once per worker process and search (by ``ctx.cache_key``; without a key,
+    every time)."""
+    if not ctx.cache_key:
+        return make()
+    if _KEPT.get("key") != ctx.cache_key:
+        _KEPT.clear()
+        _KEPT["key"] = ctx.cache_key
+    if name not in _KEPT:
+        _KEPT[name] = make()
+    return _KEPT[name]
+
+
+def _noisy_inputs(ctx: TrialContext) -> Any:
+    """The audit's noisy validation inputs (the same for every candidate of a search)."""
+    from autocompress.audit import NOISE_SIGMA, noisy
+
+    return _kept(ctx, "noisy", lambda: noisy(ctx.task.data, NOISE_SIGMA, ctx.seed))
 
 
 class _Laps:
@@ -194,18 +236,23 @@ class _Laps:
 
 def _build_keras(
     ctx: TrialContext, request: TrialRequest, cache: StageCache | None, laps: _Laps
-) -> tuple[bytes, list[StageRecord], bytes | None]:
-    """The Keras route: the recipe's stages on the teacher, then conversion."""
+) -> tuple[bytes, list[StageRecord], _KerasModel]:
+    """The Keras route: the recipe's stages on the teacher, then conversion.
+
+    The worker builds the teacher once per search and keeps it (stages work on clones). A
+    final model the driver can rebuild (the teacher itself, or a stage output in the stage
+    cache) is not saved as a ``.keras`` file here: export rebuilds it when asked."""
     import tf_keras
 
     from autocompress.stages import BuildContext, build_candidate
     from autocompress.stages._keras import keras_file_bytes
+    from autocompress.stages.build import cache_plan
 
     loading = time.perf_counter()
     _cap_threads(ctx.threads)
     tf_keras.backend.clear_session()
     tf_keras.utils.set_random_seed(ctx.seed)
-    teacher = ctx.task.teacher.build()
+    teacher = _kept(ctx, "teacher", ctx.task.teacher.build)
     laps.add("teacher", time.perf_counter() - loading)
     recipe, stop = request.recipe, request.stop
     gate = None
@@ -230,10 +277,14 @@ def _build_keras(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key
     )
     saving = time.perf_counter()
-    keras_file = keras_file_bytes(final) if request.final else None
+    plan = cache_plan(recipe, ctx.cache_key)
+    source = (plan[-1][1] if plan else "teacher") if cache is not None else None
+    keras = _KerasModel()
+    if request.final:
+        keras = _KerasModel(source=source) if source else _KerasModel(keras_file_bytes(final))
     laps.add("keras_file", time.perf_counter() - saving)
     tf_keras.backend.clear_session()
-    return tflite, stages, keras_file
+    return tflite, stages, keras
 
 
 def _build_tflite(ctx: TrialContext, recipe: Recipe) -> tuple[bytes, list[StageRecord]]:

@@ -3,7 +3,8 @@
 Layout::
 
     DIR/study.journal         Optuna journal storage (the single source of truth)
-    DIR/models/trial_N.tflite the deployed file of every completed trial
+    DIR/models/trial_N.tflite the deployed file of every completed trial; its Keras model as
+                              trial_N.keras, or where to rebuild it (trial_N.keras-source.json)
     DIR/metric.json           the task's quality measure: name and direction (absent: accuracy)
     DIR/trials.csv            every trial: recipe, state, objectives, per-stage facts, error
     DIR/pareto.csv            the non-dominated completed trials
@@ -18,6 +19,7 @@ read as valid.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,6 +106,40 @@ class RunDir:
     def keras_path(self, number: int) -> Path:
         """The candidate's final Keras model before conversion (for further training)."""
         return self.models / f"trial_{number:04d}.keras"
+
+    def keras_source_path(self, number: int) -> Path:
+        """Where the candidate's Keras model can be rebuilt from, when the search kept no
+        ``.keras`` file of it: ``{"source": "teacher"}`` (the model is the teacher, see
+        :attr:`teacher_keras`) or ``{"source": KEY}`` (the stage cache entry ``KEY``)."""
+        return self.models / f"trial_{number:04d}.keras-source.json"
+
+    @property
+    def teacher_keras(self) -> Path:
+        """The teacher as a ``.keras`` file, written the first time a candidate is the teacher's
+        own Keras model (quantized only)."""
+        return self.models / "teacher.keras"
+
+    def keep_keras(
+        self,
+        number: int,
+        keras: bytes | None,
+        source: str | None,
+        teacher: Callable[[], bytes | None],
+    ) -> None:
+        """The trial's Keras model: its ``.keras`` file, or where export rebuilds it from
+        (``source``: ``teacher``, whose file ``teacher()`` makes the first time, or a stage
+        cache key); neither: the trial has no Keras model."""
+        if keras is not None:
+            atomic_write_bytes(self.keras_path(number), keras)
+            return
+        if source is None:
+            return
+        if source == "teacher" and not self.teacher_keras.is_file():
+            blob = teacher()
+            if blob is None:
+                return
+            atomic_write_bytes(self.teacher_keras, blob)
+        atomic_write_text(self.keras_source_path(number), json.dumps({"source": source}))
 
     def evidence_path(self, number: int) -> Path:
         """The trial's validation evidence (per-sample scores or outputs) for ``--confidence``."""
