@@ -155,10 +155,31 @@ def quantize_tflite(
         if calibration is None or not len(calibration):
             raise ValueError(f"{mode} quantization needs calibration samples")
         with _quiet():
-            calibrated = qt.calibrate(calibration_feeds(float_tflite, calibration))
+            feeds = calibration_feeds(float_tflite, calibration)
+            calibrated = _calibrate(qt, feeds, profiled=algorithm == "min_max")
     with _quiet():
         result = qt.quantize(calibrated, enable_progress_report=False)
     return bytes(result.quantized_model)
+
+
+def _calibrate(qt: Any, feeds: dict[str, list[dict[str, Any]]], profiled: bool) -> Any:
+    """Activation ranges of the float model on ``feeds``: with ``profiled`` (min-max ranges),
+    LiteRT Quantizer's profiler-based calibration, else (or where that mode fails) the one
+    that keeps every tensor.
+
+    For min-max both record each tensor's min / max over the samples; the profiler reads them
+    as the interpreter runs instead of keeping and copying out every tensor after each sample:
+    on MobileNetV2 0.35/96 with 100 samples 0.1 s against 1.1 s, ranges equal within 6e-7
+    (relative; round-off, which can still move an int8 rounding here and there). Not for the
+    other algorithms: GPTQ, for one, gives a broken int8 file (accuracy 0.12 on the demo)."""
+    from litert_quantizer.calibrator import CalibrationMode as Mode
+
+    if profiled:
+        try:
+            return qt.calibrate(feeds, mode=Mode.CALIBRATION_PROFILER_BASED)
+        except Exception:  # any refusal of that mode: the slower, general one
+            pass
+    return qt.calibrate(feeds, mode=Mode.CALIBRATION_PRESERVE_ALL_TENSORS)
 
 
 def calibration_samples(x_train: Arrays, samples: int, seed: int) -> Arrays:

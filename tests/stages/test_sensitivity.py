@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -187,3 +188,31 @@ def test_algorithm_names_agree_with_the_space() -> None:
     from autocompress.stages.ptq import ALGORITHMS
 
     assert tuple(ALGORITHMS) == PTQ_ALGORITHMS
+
+
+def test_profiled_calibration_records_the_ranges_of_the_full_one(tiny_task: Task) -> None:
+    """The fast (profiler-based) calibration that min-max files use gives every tensor the
+    ranges that keeping every tensor gives, within float round-off."""
+    from litert_quantizer import quantizer, recipe
+    from litert_quantizer.calibrator import CalibrationMode
+
+    from autocompress.stages.ptq import _calibrate, calibration_feeds
+
+    float_file = to_tflite(tiny_task.teacher.build(), "none")
+    feeds = calibration_feeds(float_file, tiny_task.data.x_train[:100])
+    ranges = []
+    for profiled in (True, False):
+        qt = quantizer.Quantizer(bytearray(float_file))
+        qt.load_quantization_recipe(
+            recipe.static_wi8_ai8(recipe.AlgorithmName.MIN_MAX_UNIFORM_QUANT)
+        )
+        if profiled:  # the mode itself, so that a fall-back cannot pass for it
+            ranges.append(qt.calibrate(feeds, mode=CalibrationMode.CALIBRATION_PROFILER_BASED))
+        else:
+            ranges.append(_calibrate(qt, feeds, profiled=False))
+    fast, full = ranges
+    assert set(fast) == set(full) and full
+    for name in full:
+        for bound in ("min", "max"):
+            a, b = np.ravel(fast[name][bound]), np.ravel(full[name][bound])
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
