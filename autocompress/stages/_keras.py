@@ -170,19 +170,16 @@ def fine_tune(
     With ``ctx.gate``, the validation quality after the first epoch is handed to the gate, and
     :class:`CandidateStopped` ends the candidate there when the gate gives a reason.
 
-    ``epochs=0`` is a calibration, not a no-op: the model sees :data:`CALIBRATION_BATCHES`
-    training batches at learning rate 0, so no weight moves but everything computed from data
-    is set as training would set it -- BatchNorm moving statistics, pruning masks at their
-    target, QAT quantization ranges. It is the lowest fidelity level of a multi-fidelity search
-    (see :mod:`autocompress.study.fidelity`): compression applied, no recovery training.
+    ``epochs=0`` is a calibration, not a no-op (see :func:`calibrate`). It is the lowest
+    fidelity level of a multi-fidelity search (see :mod:`autocompress.study.fidelity`):
+    compression applied, no recovery training.
     """
     start = time.perf_counter()
+    if epochs == 0:
+        calibrate(model, ctx, callbacks or [])
+        return time.perf_counter() - start
     x, y = ctx.data.x_train, ctx.data.y_train
     extra = [_Gate(model, ctx, stage)] if ctx.gate is not None else []
-    if epochs == 0:
-        rng = np.random.default_rng(ctx.seed)
-        pick = rng.permutation(count(x))[: CALIBRATION_BATCHES * ctx.batch_size]
-        x, y, epochs, learning_rate, extra = take(x, pick), take(y, pick), 1, 0.0, []
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss_for(ctx),
@@ -207,6 +204,35 @@ def fine_tune(
         callbacks=[*(callbacks or []), *extra],
     )
     return time.perf_counter() - start
+
+
+def calibrate(model: keras.Model, ctx: BuildContext, callbacks: list[Any]) -> None:
+    """What a training epoch at learning rate 0 on :data:`CALIBRATION_BATCHES` training
+    batches does, without tracing a training step: the model runs forward in training mode
+    on each batch with the callbacks around it, so no weight moves but everything computed
+    from data is set as training would set it -- BatchNorm moving statistics, pruning masks
+    at their target (the pruning callback advances the step), QAT quantization ranges.
+
+    A traced training step of a MobileNetV2 costs seconds to build; these forward passes run
+    eagerly, and nothing needs gradients."""
+    x = ctx.data.x_train
+    rng = np.random.default_rng(ctx.seed)
+    pick = rng.permutation(count(x))[: CALIBRATION_BATCHES * ctx.batch_size]
+    inputs, _ = io_names(ctx)
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+        callback.on_epoch_begin(0)
+    for step, first in enumerate(range(0, len(pick), ctx.batch_size)):
+        batch = as_float32(take(x, pick[first : first + ctx.batch_size]))
+        for callback in callbacks:
+            callback.on_train_batch_begin(step)
+        model(ordered(batch, inputs), training=True)
+        for callback in callbacks:
+            callback.on_train_batch_end(step)
+    for callback in callbacks:
+        callback.on_epoch_end(0)
+        callback.on_train_end()
 
 
 def _stream_feed(

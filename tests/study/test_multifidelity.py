@@ -117,7 +117,8 @@ def test_driver_killed_mid_rung_resumes_without_loss(tmp_path: Path, task_files:
     """SIGKILL while a promoted build runs: on resume every lower-level result stands, the
     interrupted promotion is promoted again, and nothing is left running."""
     space = tmp_path / "space.yaml"
-    space.write_text(SPACE)
+    # promoted builds long enough (9 epochs at the top) for the kill to land in one
+    space.write_text(SPACE.replace("finetune_epochs: 3", "finetune_epochs: 9"))
     out = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "autocompress", "search",
