@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -179,11 +180,10 @@ def sources(model: keras.Model) -> dict[str, tuple[np.ndarray, tuple[str, ...]]]
                 scale, offset = _bn_affine(bn)
                 shape = [1] * k.ndim
                 shape[axis] = -1
-                folded = k * scale.reshape(shape)
-                folded_bias = (bias if bias is not None else 0.0) * scale + offset
                 names = (layer.name, bn.name)
-                out[f"{layer.name}+{bn.name}:kernel"] = (folded, names)
-                out[f"{layer.name}+{bn.name}:bias"] = (folded_bias, names)
+                out[f"{layer.name}+{bn.name}:kernel"] = (k * scale.reshape(shape), names)
+                if bias is not None:  # (without one, the folded bias is the BatchNorm's offset)
+                    out[f"{layer.name}+{bn.name}:bias"] = (bias * scale + offset, names)
         elif type(layer).__name__ == "BatchNormalization":
             scale, offset = _bn_affine(layer)
             out[f"{layer.name}:scale"] = (scale, (layer.name,))
@@ -292,6 +292,10 @@ def output_error(tflite: bytes, model: keras.Model, samples: Arrays) -> float:
     from autocompress.evaluate import predict
 
     ours, theirs = predict(tflite, samples), keras_predict(model, samples)
+    if isinstance(ours, dict) != isinstance(theirs, dict) or (
+        isinstance(ours, dict) and isinstance(theirs, dict) and set(ours) != set(theirs)
+    ):
+        return float("inf")  # outputs that cannot be paired: nothing is proved
     pairs = (
         [(ours[k], theirs[k]) for k in theirs]
         if isinstance(theirs, dict) and isinstance(ours, dict)
@@ -313,6 +317,8 @@ def derive(model: keras.Model, tflite: bytes, samples: Arrays) -> Template | str
     if not slots:
         return "no weight tensor of the file matches the model"
     error = output_error(tflite, model, samples)
+    if not math.isfinite(error):
+        return "the file's outputs do not pair with the model's"
     return Template(architecture_digest(model), tflite, slots, error)
 
 

@@ -65,19 +65,30 @@ def mobile(tiny_task: Task) -> tuple[keras.Model, BuildContext, bytes]:
 
 
 def same_file(refilled: bytes, converted: bytes) -> None:
-    """The refilled file is the converter's: ops, tensors, weights within round-off."""
+    """The refilled file is the converter's: the same ops on the same tensors (names, shapes,
+    dtypes; the converter may number them differently), weights within round-off."""
     a, b = read_tflite(refilled), read_tflite(converted)
-    assert [(o.name, o.inputs, o.outputs) for o in a.ops] == [
-        (o.name, o.inputs, o.outputs) for o in b.ops
-    ]
-    assert [(t.name, t.shape, t.dtype) for t in a.tensors] == [
+
+    def ops(g) -> list[tuple]:
+        named = [(t.name, t.shape, t.dtype) for t in g.tensors]
+        return [
+            (o.name, [named[i] for i in o.inputs if i >= 0], [named[i] for i in o.outputs])
+            for o in g.ops
+        ]
+
+    assert ops(a) == ops(b)
+    assert sorted((t.name, t.shape, t.dtype) for t in a.tensors) == sorted(
         (t.name, t.shape, t.dtype) for t in b.tensors
-    ]
-    pairs = list(zip(_float_tensors(refilled), _float_tensors(converted), strict=True))
-    assert pairs
-    for (_, name, ours, _), (_, _, theirs, _) in pairs:
-        scale = max(float(np.abs(theirs).max()), 1e-12)
-        assert np.abs(ours - theirs).max() <= 1e-5 * scale, name
+    )
+
+    def weights(tflite: bytes) -> dict[tuple, np.ndarray]:
+        return {(name, v.shape): v for _, name, v, _ in _float_tensors(tflite)}
+
+    ours, theirs = weights(refilled), weights(converted)
+    assert ours.keys() == theirs.keys() and ours
+    for key, values in theirs.items():
+        scale = max(float(np.abs(values).max()), 1e-12)
+        assert np.abs(ours[key] - values).max() <= 1e-5 * scale, key
 
 
 TECHNIQUES = {
@@ -191,3 +202,48 @@ def test_a_search_converts_the_teachers_architecture_once(mobile) -> None:
     assert student["float_file"] == "converted"  # a new architecture: its own template
     kept = Recipe(sparsity=0.5, finetune_epochs=1, quantization="int8", exclude="ends")
     assert "float_file" not in convert_facts(kept)
+
+
+def test_a_two_output_model_is_refilled_output_by_output(tiny_task: Task) -> None:
+    """Several outputs: the proof pairs them by name (the file's signature names are the
+    model's output names)."""
+
+    def two_heads(bias: str) -> keras.Model:
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((8, 8, 1))
+        x = L.Conv2D(8, 3, use_bias=False, name="conv")(inputs)
+        x = L.GlobalAveragePooling2D()(L.ReLU()(L.BatchNormalization(name="bn")(x)))
+        boxes = L.Dense(4, activation="sigmoid", bias_initializer=bias, name="boxes")(x)
+        classes = L.Dense(10, activation="softmax", bias_initializer=bias, name="classes")(x)
+        model = keras.Model(inputs, {"boxes": boxes, "classes": classes})
+        if bias != "zeros":  # trained BatchNorm statistics, not the initial ones
+            rng = np.random.default_rng(1)
+            gamma, var = rng.uniform(0.5, 1.5, 8), rng.uniform(0.5, 1.5, 8)
+            model.get_layer("bn").set_weights(
+                [gamma, rng.normal(0, 0.1, 8), rng.normal(0, 0.1, 8), var]
+            )
+        return model
+
+    x_val = tiny_task.data.x_val[:8]
+    model = two_heads("random_normal")  # a trained model's biases are not zero
+    template = derive(model, to_tflite(model, "none"), x_val)
+    assert isinstance(template, Template), template
+    changed = keras.models.clone_model(model)
+    changed.set_weights([w * 0.5 + 0.01 for w in model.get_weights()])
+    refilled = refill(template, changed, x_val)
+    assert isinstance(refilled, bytes), refilled
+    real = to_tflite(changed, "none")
+    same_file(refilled, real)
+    ours, theirs = predict(refilled, x_val), predict(real, x_val)
+    assert set(ours) == {"boxes", "classes"}
+    for name in ours:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-4, atol=1e-5)
+    # The converter drops all-zero biases: such a file has no tensor for the new model's
+    # biases, and the proof sends that model to the converter.
+    fresh = two_heads("zeros")
+    zero_template = derive(fresh, to_tflite(fresh, "none"), x_val)
+    assert isinstance(zero_template, Template)
+    trained = keras.models.clone_model(fresh)
+    trained.set_weights([w * 0.5 + 0.01 for w in fresh.get_weights()])
+    reason = refill(zero_template, trained, x_val)
+    assert isinstance(reason, str) and reason.startswith("outputs differ")
