@@ -54,7 +54,7 @@ def convert_from_float(
     else ``template`` refilled with ``model``'s weights when it holds the same architecture
     (see :mod:`autocompress.stages.refill`); else the converter's. Returns the file, its
     record, the float file (to cache) and a template derived from the converter's file when
-    none was given (to cache)."""
+    none was given or the given one failed its proof (to cache)."""
     start = time.perf_counter()
     name_outputs(model, ctx)
     calibration = calibration_samples(ctx.data.x_train, ctx.calibration_samples, ctx.seed)
@@ -65,10 +65,13 @@ def convert_from_float(
         why_not = refilled if isinstance(refilled, str) else None
     if float_tflite is None:
         origin, float_tflite = "converted", to_tflite(model, "none")
-        if template is None:
+        # A template of this architecture that failed its proof (made from a model whose zero
+        # biases the converter dropped, say) is replaced by one made from this conversion.
+        if template is None or (why_not is not None and why_not != "another architecture"):
             made = derive(model, float_tflite, take(calibration, slice(0, PROOF_SAMPLES)))
             derived = made if isinstance(made, Template) else None
-            why_not = made if isinstance(made, str) else None
+            if template is None:
+                why_not = made if isinstance(made, str) else None
     converted = time.perf_counter()
     if recipe.quantization == "none":
         tflite, quantized = float_tflite, {"quantization": "none", "size_bytes": len(float_tflite)}

@@ -247,3 +247,29 @@ def test_a_two_output_model_is_refilled_output_by_output(tiny_task: Task) -> Non
     trained.set_weights([w * 0.5 + 0.01 for w in fresh.get_weights()])
     reason = refill(zero_template, trained, x_val)
     assert isinstance(reason, str) and reason.startswith("outputs differ")
+
+
+def test_a_template_that_fails_its_proof_is_replaced(mobile) -> None:
+    """A template made from a model with a zero bias (as initialised; the converter drops
+    it) cannot serve the trained model: that trial converts, and its file becomes the
+    architecture's template, which the next trial refills."""
+    from autocompress.stages.build import template_key
+
+    teacher, ctx, _ = mobile
+    initial = keras.models.clone_model(teacher)
+    initial.set_weights(teacher.get_weights())
+    head = initial.get_layer("out")
+    head.set_weights([head.get_weights()[0], np.zeros(10, "float32")])  # as initialised
+    stale = derive(initial, to_tflite(initial, "none"), ctx.data.x_val[:8])
+    assert isinstance(stale, Template)
+    cache = MemoryCache()
+    pruned = Recipe(sparsity=0.5, finetune_epochs=1, quantization="int8")
+    key = template_key(pruned, "k")
+    assert key is not None
+    cache.put(key, stale.encode())
+    facts = build_candidate(teacher, pruned, ctx, cache=cache, key="k")[1][-1].facts
+    assert facts["float_file"] == "converted" and facts["no_refill"].startswith("outputs differ")
+    assert cache.get(key) != stale.encode()  # replaced by the trained model's
+    clustered = Recipe(clusters=8, finetune_epochs=1, quantization="int8")
+    again = build_candidate(teacher, clustered, ctx, cache=cache, key="k")[1][-1].facts
+    assert again["float_file"] == "refilled"
