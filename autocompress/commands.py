@@ -318,7 +318,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             print(f"autocompress: error: {exc}", file=sys.stderr)
             status = 2
             continue
-        print(f"{profile.name:20s} {profile.backend:10s} {profile.description}")
+        print(f"{profile.name:20s} {profile.backend:12s} {profile.description}")
     return status
 
 

@@ -9,7 +9,7 @@ global pooling, Dense head) that qualifies for XNNPACK's sparse inference.
 
 Part 1 builds every technique alone and combined with int8 (one recipe each, fixed seed) and
 prints accuracy, gzip size and the measured ``cpu-host`` latency against the fp32 baseline, and
-the simulated ``gpu-a100-trt`` latency (the profile that models 2:4 sparse tensor cores).
+the simulated ``a100-trt`` latency (the profile that models 2:4 sparse tensor cores).
 Part 2 runs two searches of ``--trials`` trials on ``cpu-host``: the default space, and the
 ``techniques`` space (default + channel / 2:4 / XNNPACK pruning, low-rank, exclusions,
 int16x8), and for
@@ -38,7 +38,7 @@ from autocompress.stages.prune import xnnpack_unsupported
 from autocompress.task import Task, TaskData, TeacherSpec
 
 LAT = "latency_ms_cpu-host"
-GPU = "gpu-a100-trt"  # simulated: the profile that models 2:4 sparse tensor cores
+GPU = "a100-trt"  # simulated: the profile that models 2:4 sparse tensor cores
 TECHNIQUES = {
     "baseline (fp32)": Recipe(),
     "unstructured 70 %": Recipe(sparsity=0.7),

@@ -30,10 +30,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _kernels import MODES, KernelPredictor, features, file_kind, micro_models
+from _references import build
+from scipy.stats import spearmanr
 
 import autocompress  # noqa: F401  (Keras-2 switch)
 from autocompress.hardware import latency, load_profile, read_tflite
 from autocompress.hardware.edgetpu import fit_coral
+from autocompress.hardware.fits import fit_published
 from autocompress.hardware.flatbuffer import Graph
 from autocompress.hardware.profile import RooflineSettings
 from autocompress.hardware.roofline import graph_seconds
@@ -42,9 +45,10 @@ from autocompress.stages.convert import to_tflite
 HERE = Path(__file__).resolve().parent
 PUBLISHED = HERE / "data" / "edgetpu_published.csv"  # published Edge TPU latencies, with sources
 FIT_GRAPHS = HERE / "data" / "edgetpu_graphs"  # the fit rows' graphs (what tests refit from)
+GPU_PUBLISHED = HERE / "data" / "gpu_published.csv"  # published GPU latencies, with sources
+GPU_GRAPHS = HERE / "data" / "gpu_graphs"  # the GPU fit rows' graphs
 DEFAULT_CACHE = Path.home() / ".cache/autocompress/validate"
-# TFLite's Pixel 2 numbers (the issue's): one big core.
-PIXEL2 = {("MobileNet", 224, "none"): 124.0, ("MobileNet", 224, "int8"): 64.0}
+PIXEL2_PUBLISHED = HERE / "data" / "pixel2_published.csv"  # TFLite's Pixel 2 numbers, one big core
 
 
 def convert(model, mode: str) -> bytes:
@@ -52,42 +56,6 @@ def convert(model, mode: str) -> bytes:
     shape = tuple(model.inputs[0].shape[1:])
     calibration = np.random.default_rng(0).random((2, *shape), dtype=np.float32)
     return to_tflite(model, mode, calibration)
-
-
-def unet_mobilenet_v2(size: int):
-    """Coral's "Unet Mv2 (128x128)": TensorFlow's segmentation tutorial, a MobileNetV2 encoder
-    (five skip outputs) and pix2pix upsampling blocks (transposed conv, BatchNorm, ReLU)."""
-    import tf_keras as keras
-
-    layers = keras.layers
-    base = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), include_top=False, weights=None
-    )
-    names = [
-        "block_1_expand_relu",
-        "block_3_expand_relu",
-        "block_6_expand_relu",
-        "block_13_expand_relu",
-        "block_16_project",
-    ]
-    encoder = keras.Model(base.input, [base.get_layer(n).output for n in names])
-    inputs = keras.Input((size, size, 3))
-    skips = encoder(inputs)
-    x = skips[-1]
-    for filters, skip in zip((512, 256, 128, 64), reversed(skips[:-1]), strict=True):
-        x = layers.Conv2DTranspose(filters, 3, strides=2, padding="same", use_bias=False)(x)
-        x = layers.ReLU()(layers.BatchNormalization()(x))
-        x = layers.Concatenate()([x, skip])
-    return keras.Model(inputs, layers.Conv2DTranspose(3, 3, strides=2, padding="same")(x))
-
-
-def build(builder: str, size: int, alpha: float):
-    import tf_keras as keras
-
-    if builder == "UnetMobileNetV2":
-        return unet_mobilenet_v2(size)
-    kwargs = {"alpha": alpha} if builder in ("MobileNet", "MobileNetV2") else {}
-    return getattr(keras.applications, builder)(weights=None, input_shape=(size, size, 3), **kwargs)
 
 
 def reference_graph(cache: Path, row: dict[str, str], mode: str = "int8") -> Graph:
@@ -156,36 +124,116 @@ def published_table(cache: Path, fit: bool) -> None:
             )
     frame = pd.DataFrame(table)
     print(frame.to_string(index=False))
+    held_out_summary(frame)
+
+
+def held_out_summary(frame: pd.DataFrame) -> None:
+    """Per profile: the held-out rows' median and worst |error| and the rank correlation
+    (Spearman) of predicted against published latency over them."""
     for profile_name, part in frame.groupby("profile", sort=False):
         held = part[part["role"] == "held out"]
+        err = held["error_%"].abs()
+        worst = held.loc[err.idxmax()] if len(held) else None
+        rho = spearmanr(held["predicted_ms"], held["published_ms"])[0] if len(held) > 2 else None
+        if worst is None:
+            print(f"{profile_name}: nothing held out")
+            continue
+        label = f"{worst['model']} {worst['file'] if 'file' in worst else ''}".strip()
         print(
-            f"{profile_name}: held-out rows within 25 %: "
-            f"{int((held['error_%'].abs() <= 25).sum())}/{len(held)}; "
-            f"median |error| {held['error_%'].abs().median():.1f} %"
+            f"{profile_name}: {len(held)} held-out rows, within 25 %: {int((err <= 25).sum())}; "
+            f"median |error| {err.median():.1f} %, worst {worst['error_%']:+.1f} % ({label})"
+            + ("" if rho is None else f", rank correlation {rho:.2f}")
         )
 
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def row_graphs(cache: Path, rows: list[dict[str, str]]) -> dict[tuple[str, ...], Graph]:
+    """The reference graph of each row, converted once per (network, resolution, file)."""
+    graphs: dict[tuple[str, ...], Graph] = {}
+    for r in rows:
+        key = (r["builder"], r["input"], r["alpha"], r["file"])
+        if key not in graphs:
+            graphs[key] = reference_graph(cache, r, r["file"])
+    return graphs
+
+
+def graph_of(graphs: dict[tuple[str, ...], Graph], r: dict[str, str]) -> Graph:
+    return graphs[(r["builder"], r["input"], r["alpha"], r["file"])]
+
+
+def published_frame(rows: list[dict[str, str]], graphs: dict[tuple[str, ...], Graph]):
+    """Predicted against published latency for every row (its profile's simulator)."""
+    table = []
+    for r in rows:
+        g = graph_of(graphs, r)
+        result = latency(b"", load_profile(r["profile"]), g)
+        published = float(r["published_ms"])
+        row = {
+            "profile": r["profile"],
+            "model": f"{r['model']} {r['input']}",
+            "file": r["file"],
+            "role": r["role"],
+            "MMACs": round(g.macs / 1e6),
+        }
+        if "kernels" in result.details:
+            row["kernels"] = result.details["kernels"]
+            on_gpu = result.details.get("ops_on_gpu")
+            row["on_gpu"] = "all" if on_gpu is None else f"{on_gpu}/{result.details['ops_total']}"
+        row["deployable"] = result.deployable
+        row["published_ms"] = published
+        row["predicted_ms"] = round(result.median_ms, 3)
+        row["error_%"] = round(100 * (result.median_ms - published) / published, 1)
+        table.append(row)
+    return pd.DataFrame(table)
+
+
+def pixel2_table(cache: Path, fit: bool) -> None:
     print("\n== Pixel 2, one big core ==")
+    rows = csv_rows(PIXEL2_PUBLISHED)
+    graphs = row_graphs(cache, rows)
     profile = load_profile("pixel2-cpu")
-    out = []
-    for (builder, size, mode), published in PIXEL2.items():
-        row = {"model": f"{builder} {size}", "builder": builder, "input": str(size), "alpha": "1"}
-        g = reference_graph(cache, row, mode)
-        if fit:
-            kind = "float32" if mode == "none" else "int8"
-            print(f"fit: macs_per_s.{kind} = {fit_rate(g, profile.roofline, kind, published):.3g}")
-        r = latency(b"", profile, g)
-        out.append(
-            {
-                "model": row["model"],
-                "file": mode,
-                "role": "fit",
-                "published_ms": published,
-                "predicted_ms": round(r.median_ms, 1),
-                "error_%": round(100 * (r.median_ms - published) / published, 1),
-            }
-        )
-    print(pd.DataFrame(out).to_string(index=False))
-    print("No other published Pixel 2 numbers are at hand: nothing held out for this profile.")
+    assert profile.roofline is not None
+    if fit:
+        for r in rows:
+            if r["role"] == "fit":
+                kind = "float32" if r["file"] == "none" else "int8"
+                rate = fit_rate(
+                    graph_of(graphs, r), profile.roofline, kind, float(r["published_ms"])
+                )
+                print(f"fit: macs_per_s.{kind} = {rate:.3g}")
+    frame = published_frame(rows, graphs)
+    print(frame.to_string(index=False))
+    held_out_summary(frame)
+
+
+def gpu_table(cache: Path, fit: bool) -> None:
+    """The GPU profiles against published TensorRT and GPU-delegate latencies."""
+    print("\n== GPU profiles (TFLite GPU delegate, TensorRT) ==")
+    rows = csv_rows(GPU_PUBLISHED)
+    graphs = row_graphs(cache, rows)
+    if fit:
+        fit_rows: dict[str, list[tuple[Graph, float]]] = {}
+        for r in rows:
+            if r["role"] == "fit":
+                fit_rows.setdefault(r["profile"], []).append(
+                    (graph_of(graphs, r), float(r["published_ms"]))
+                )
+        for name, values in fit_published(fit_rows).items():
+            print(f"fit (write these into hardware_profiles/{name}.yaml):")
+            for key, value in values.items():
+                print(f"  {key}: {value:.4g}")
+        GPU_GRAPHS.mkdir(exist_ok=True)
+        for r in rows:
+            if r["role"] == "fit":
+                name = f"{r['builder']}_{r['input']}_{float(r['alpha']):g}_{r['file']}.json"
+                (GPU_GRAPHS / name).write_text(json.dumps(graph_of(graphs, r).to_dict()))
+    frame = published_frame(rows, graphs)
+    print(frame.to_string(index=False))
+    held_out_summary(frame)
 
 
 def fit_rate(graph: Graph, settings: RooflineSettings, kind: str, target_ms: float) -> float:
@@ -324,6 +372,8 @@ def main() -> None:
     start = time.perf_counter()
     if not args.skip_published:
         published_table(args.cache, args.fit)
+        pixel2_table(args.cache, args.fit)
+        gpu_table(args.cache, args.fit)
     cpu_host(args.run)
     print(f"\nwall time {time.perf_counter() - start:.0f} s")
 

@@ -68,7 +68,7 @@ def test_measured_or_searched_profiles_are_refused(run: Path) -> None:
 def test_a_resumed_search_keeps_the_added_profile(run: Path, task_files, smoke_space_file) -> None:
     from autocompress import search
 
-    retarget(run, "gpu-t4")
+    retarget(run, "pixel3-gpu")
     search(
         task=str(task_files / "task.yaml"),
         space=smoke_space_file,
@@ -76,13 +76,13 @@ def test_a_resumed_search_keeps_the_added_profile(run: Path, task_files, smoke_s
         out=run,
         profiles=("cpu-host", "edgetpu-usb"),
     )
-    front, _ = load_front(run, "gpu-t4")
+    front, _ = load_front(run, "pixel3-gpu")
     assert len(front) >= 1
 
 
 def test_report_draws_the_added_profiles_front(run: Path) -> None:
     from autocompress.report import write_report
 
-    retarget(run, "gpu-jetson-nano")
+    retarget(run, "jetson-nano-trt")
     page = write_report(run).read_text()
-    assert "Pareto front on gpu-jetson-nano" in page
+    assert "Pareto front on jetson-nano-trt" in page

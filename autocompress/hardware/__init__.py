@@ -18,10 +18,18 @@ Backend = Callable[[bytes, Graph, HardwareProfile], LatencyResult]
 
 def _backends() -> dict[str, Backend]:
     from autocompress.hardware.edgetpu import simulate_edgetpu
+    from autocompress.hardware.gpu_delegate import simulate_gpu_delegate
     from autocompress.hardware.measure import measure_latency
     from autocompress.hardware.roofline import simulate_roofline
+    from autocompress.hardware.tensorrt import simulate_tensorrt
 
-    return {"measure": measure_latency, "roofline": simulate_roofline, "edgetpu": simulate_edgetpu}
+    return {
+        "measure": measure_latency,
+        "roofline": simulate_roofline,
+        "edgetpu": simulate_edgetpu,
+        "gpu-delegate": simulate_gpu_delegate,
+        "tensorrt": simulate_tensorrt,
+    }
 
 
 def latency(tflite: bytes, profile: HardwareProfile, graph: Graph | None = None) -> LatencyResult:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from autocompress.hardware.flatbuffer import Graph, OpInfo
+from autocompress.hardware.flatbuffer import Graph, OpInfo, shape_ops
 from autocompress.hardware.profile import EdgeTPUSettings, HardwareProfile, load_profile
 from autocompress.hardware.roofline import graph_seconds
 from autocompress.records import LatencyResult
@@ -104,20 +104,6 @@ def deployability(graph: Graph) -> str | None:
     if not any(op.compute == "int8" for op in graph.ops):
         return "no int8 op: the model is not fully integer-quantized"
     return None
-
-
-def shape_ops(graph: Graph) -> set[int]:
-    """Ops that only compute shapes (SHAPE -> STRIDED_SLICE -> PACK ...): with every tensor size
-    fixed at compile time the compiler folds them, so they neither run nor break the mapping."""
-    folded: set[int] = set()
-    shape_tensors: set[int] = set()
-    for op in graph.ops:
-        outs_int = all(graph.tensors[t].dtype in ("int32", "int64") for t in op.outputs)
-        ins = [t for t in op.inputs if t >= 0 and not graph.tensors[t].constant]
-        if outs_int and (op.name == "SHAPE" or (ins and all(t in shape_tensors for t in ins))):
-            folded.add(op.index)
-            shape_tensors.update(op.outputs)
-    return folded
 
 
 def map_ops(graph: Graph) -> Mapping:

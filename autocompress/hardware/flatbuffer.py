@@ -58,6 +58,7 @@ class TensorInfo:
     data_bytes: int  # bytes of constant data in the file (0 for activations)
     zero_fraction: float | None = None  # share of exactly-zero weights (quantized: == zero point)
     pattern_2_4: bool = False  # weight with >= 2 zeros in every 4 consecutive inputs per output
+    zero_point: int = 0  # quantized tensors: the (first) zero point; 0 = symmetric
 
     @property
     def elements(self) -> int:
@@ -162,6 +163,20 @@ class Graph:
         return self.peak_activation_bytes() + self.weight_bytes + self.extra.get("runtime_bytes", 0)
 
 
+def shape_ops(graph: Graph) -> set[int]:
+    """Ops that only compute shapes (SHAPE -> STRIDED_SLICE -> PACK ...): with every tensor size
+    fixed at compile time the compiler folds them, so they neither run nor break the mapping."""
+    folded: set[int] = set()
+    shape_tensors: set[int] = set()
+    for op in graph.ops:
+        outs_int = all(graph.tensors[t].dtype in ("int32", "int64") for t in op.outputs)
+        ins = [t for t in op.inputs if t >= 0 and not graph.tensors[t].constant]
+        if outs_int and (op.name == "SHAPE" or (ins and all(t in shape_tensors for t in ins))):
+            folded.add(op.index)
+            shape_tensors.update(op.outputs)
+    return folded
+
+
 def read_tflite(data: bytes, source: str = "<bytes>") -> Graph:
     """Parse ``data``; raises :class:`InputError` naming ``source`` for anything malformed."""
     if len(data) > MAX_TFLITE_BYTES:
@@ -233,6 +248,7 @@ def _read(buf: bytes) -> Graph:
                 data_bytes=size,
                 zero_fraction=_zero_fraction(data, dtype, zero_point) if size else None,
                 pattern_2_4=_pattern_2_4(data, dtype, zero_point, shape) if size else False,
+                zero_point=zero_point,
             )
         )
 
@@ -250,6 +266,7 @@ def _read(buf: bytes) -> Graph:
                     src.nbytes,
                     tensors[ins[0]].zero_fraction,
                     tensors[ins[0]].pattern_2_4,
+                    src.zero_point,
                 )
 
     ops = [_op_info(i, name, ins, outs, tensors) for i, (name, ins, outs) in enumerate(raw_ops)]

@@ -5,7 +5,10 @@ A profile names the latency backend for a target and that backend's constants:
 * ``measure``: run the file with LiteRT on this machine (section ``measure``);
 * ``roofline``: simulate a CPU or GPU from the file's ops (section ``roofline``);
 * ``edgetpu``: simulate the Edge TPU compiler's mapping and the chip (sections ``edgetpu`` and
-  ``host``, the CPU that runs what does not map).
+  ``host``, the CPU that runs what does not map);
+* ``gpu-delegate``: simulate TFLite's GPU delegate on a phone GPU (sections ``gpu`` and ``host``,
+  the CPU that runs the ops the delegate leaves);
+* ``tensorrt``: simulate a TensorRT engine built from the network (section ``gpu``).
 
 Optional limits ``max_model_bytes`` and ``max_ram_bytes`` make bigger candidates infeasible.
 Users add a target by copying a file and editing its constants.
@@ -25,6 +28,8 @@ from autocompress.errors import InputError
 
 PROFILES_DIR = shipped_dir("hardware_profiles")
 COMPUTE_KINDS = ("float32", "float16", "int8", "int16x8", "hybrid")
+# Shipped profiles that were renamed when they were remodelled on their real runtimes.
+RENAMED = {"gpu-t4": "t4-trt", "gpu-jetson-nano": "jetson-nano-trt", "gpu-a100-trt": "a100-trt"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,33 @@ class EdgeTPUSettings:
 
 
 @dataclass(frozen=True)
+class GPUSettings:
+    """A GPU as its runtime drives it: one kernel per fused group of ops (``hardware/gpu.py``),
+    each costing ``max(MACs / rate, bytes / bandwidth) + kernel_launch_s``.
+
+    ``macs_per_s`` is the sustained rate per precision the runtime computes in (``float16``;
+    ``int8`` only where the GPU has int8 kernels); ``op_efficiency`` scales it per op type;
+    ``sparse_2_4_speedup`` divides the compute of ops whose weights hold the 2:4 pattern (sparse
+    tensor cores); ``channel_multiple`` is the channel count the kernels pad to, per precision
+    (the GPU delegate slices tensors into 4 channels; tensor cores take 8 fp16 / 32 int8).
+    GPU delegate only: ``max_partitions`` (the delegate's default runs one partition, the
+    largest), and the cost of moving a tensor between CPU and GPU memory at a partition's
+    boundary (``copy_bytes_per_s``, ``partition_overhead_s``).
+    """
+
+    macs_per_s: dict[str, float]
+    bandwidth_bytes_per_s: float
+    kernel_launch_s: float = 0.0
+    invoke_overhead_s: float = 0.0
+    op_efficiency: dict[str, float] = field(default_factory=dict)
+    sparse_2_4_speedup: dict[str, float] = field(default_factory=dict)
+    channel_multiple: dict[str, float] = field(default_factory=dict)
+    max_partitions: int = 1
+    copy_bytes_per_s: float = 1.0e10
+    partition_overhead_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     """One deployment target."""
 
@@ -80,6 +112,7 @@ class HardwareProfile:
     measure: MeasureSettings = MeasureSettings()
     roofline: RooflineSettings | None = None
     edgetpu: EdgeTPUSettings | None = None
+    gpu: GPUSettings | None = None
     host: RooflineSettings | None = None
     max_model_bytes: int | None = None
     max_ram_bytes: int | None = None
@@ -94,6 +127,7 @@ class HardwareProfile:
             "measure",
             "roofline",
             "edgetpu",
+            "gpu",
             "host",
             "max_model_bytes",
             "max_ram_bytes",
@@ -102,7 +136,13 @@ class HardwareProfile:
         name, backend = data["name"], data["backend"]
         if not isinstance(name, str) or not name:
             raise InputError(source, "name must be a non-empty string")
-        needs = {"measure": (), "roofline": ("roofline",), "edgetpu": ("edgetpu", "host")}
+        needs = {
+            "measure": (),
+            "roofline": ("roofline",),
+            "edgetpu": ("edgetpu", "host"),
+            "gpu-delegate": ("gpu", "host"),
+            "tensorrt": ("gpu",),
+        }
         if not isinstance(backend, str) or backend not in needs:
             raise InputError(source, f"backend {backend!r} is not one of {', '.join(needs)}")
         for section in needs[backend]:
@@ -121,6 +161,7 @@ class HardwareProfile:
             measure=_section(source, "measure", data.get("measure", {}), MeasureSettings),
             roofline=_optional(source, "roofline", data, RooflineSettings),
             edgetpu=_optional(source, "edgetpu", data, EdgeTPUSettings),
+            gpu=_optional(source, "gpu", data, GPUSettings),
             host=_optional(source, "host", data, RooflineSettings),
             source=source,
             **limits,
@@ -159,12 +200,14 @@ def _section(source: str, section: str, data: Any, cls: type) -> Any:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InputError(source, f"{where} must be a positive integer, got {value!r}")
         elif hint is float:
-            value = _number(source, where, value, allow_zero=key.endswith("overhead_s"))
+            value = _number(
+                source, where, value, allow_zero=key.endswith(("overhead_s", "launch_s"))
+            )
         elif typing.get_origin(hint) is dict:
             if not isinstance(value, dict) or not value:
                 raise InputError(source, f"{where} must be a non-empty mapping of names to numbers")
             value = {str(k): _number(source, f"{where}.{k}", v) for k, v in value.items()}
-            if key in ("macs_per_s", "sparse_2_4_speedup"):
+            if key in ("macs_per_s", "sparse_2_4_speedup", "channel_multiple"):
                 unknown = sorted(set(value) - set(COMPUTE_KINDS))
                 if unknown:
                     raise InputError(
@@ -202,6 +245,12 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILES_DIR) -> Ha
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = directory / f"{name_or_path}.yaml"
+        if not path.is_file() and str(name_or_path) in RENAMED:
+            raise InputError(
+                str(name_or_path),
+                f"this profile is now {RENAMED[str(name_or_path)]!r} (remodelled on its runtime "
+                "and fitted to published latencies)",
+            )
         if not path.is_file():
             known = ", ".join(list_profiles(directory)) or "none"
             raise InputError(str(name_or_path), f"unknown hardware profile (known: {known})")
