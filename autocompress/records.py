@@ -19,8 +19,9 @@ class Recipe:
         student_width: multiplier on Conv/Dense widths of the distilled student (1.0 = none).
         sparsity: target fraction of zero weights for magnitude pruning; 0.0 = no pruning.
         clusters: number of weight clusters per layer; 0 = no clustering.
-        quantization: one of ``none``, ``dynamic``, ``float16``, ``int8``, ``int16x8`` (int16
-            activations, int8 weights), ``w4a8`` (int8 activations, int4 weights on
+        quantization: one of ``none``, ``dynamic``, ``float16``, ``int8``, ``int8_symmetric``
+            (int8 with every zero point 0, as TensorRT takes it; LiteRT Quantizer), ``int16x8``
+            (int16 activations, int8 weights), ``w4a8`` (int8 activations, int4 weights on
             convolutions and fully connected layers; LiteRT Quantizer), ``weight_int8`` /
             ``weight_int4`` (weight-only, float compute; LiteRT Quantizer), ``qat``.
         distill_epochs: training epochs for the student (used only when student_width < 1).

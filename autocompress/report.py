@@ -45,6 +45,7 @@ QUANT_COLOURS = {
     "weight_int8": "#e377c2",
     "weight_int4": "#17becf",
     "w4a8": "#bcbd22",
+    "int8_symmetric": "#ff9896",
 }
 FALLBACK_COLOUR = "#7f7f7f"  # a mode added later still gets drawn
 

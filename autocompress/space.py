@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from autocompress.study.fidelity import Fidelity
 
 QUANTIZATION_MODES = (
-    "none", "dynamic", "float16", "int8", "int16x8", "w4a8", "weight_int8", "weight_int4", "qat"
+    "none", "dynamic", "float16", "int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8",
+    "weight_int4", "qat",
 )  # fmt: skip
 PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
 PTQ_ALGORITHMS = ("min_max", "mse", "octav", "gptq")  # LiteRT Quantizer's (stages/ptq.py)

@@ -2,7 +2,7 @@
 per trial measured with trials that do no work.
 
 Run: ``.venv/bin/python benchmarks/scaling.py [--throughput-trials 12] [--noop-trials 300]
-[--task TASK.yaml --space SPACE --throughput-only]``
+[--task TASK.yaml --space SPACE --throughput-only | --noop-only [--sampler tpe]]``
 
 1. The demo task, random sampler, same seed, ``--throughput-trials`` trials with 1 worker
    (one TensorFlow thread), 2 workers (one thread each) and, with ``--threads``, 1 worker with
@@ -12,8 +12,9 @@ Run: ``.venv/bin/python benchmarks/scaling.py [--throughput-trials 12] [--noop-t
    of a real trial's outcome (record, ``.tflite`` and Keras bytes), with 8 in flight. Everything
    else is the real driver: ask, sampling, Ray round trip, model / audit / cache writes, tell,
    journal append, ``trials.csv`` / ``pareto.csv`` rewrite. Cost per trial is reported for the
-   first and the last 100 trials (the tables are rebuilt from the whole study after every trial,
-   so the cost grows with the study).
+   first and the last 100 trials, and with ``--noop-only`` for 100 trials at every tenth of the
+   run (whether it stays flat as the study grows); ``--sampler`` picks the sampler (``tpe``, the
+   search's default).
 3. From 1 and 2: the share of a demo trial the driver costs, and how many workers one driver can
    keep busy at the demo's trial length.
 """
@@ -67,7 +68,7 @@ def throughput(
     return rates
 
 
-def driver_cost(root: Path, task, trials: int) -> list[tuple[float, int]]:
+def driver_cost(root: Path, task, trials: int, sampler: str = "tpe") -> list[tuple[float, int]]:
     """(time, trials finished) as the driver reports progress, with no-op trials."""
     profiles = (load_profile("cpu-host"),)
     ctx = TrialContext(task=task, profiles=profiles, cache_key=root_key(task, 0))
@@ -84,7 +85,7 @@ def driver_cost(root: Path, task, trials: int) -> list[tuple[float, int]]:
         trials=trials,
         workers=8,
         out=root / "noop",
-        sampler="tpe",
+        sampler=sampler,
         on_progress=lambda p: progress.append((time.perf_counter(), p.done)),
         trial_fn=noop,
     )
@@ -98,6 +99,17 @@ def per_trial(progress: list[tuple[float, int]], lo: int, hi: int) -> float:
     return (t_hi - t_lo) / (hi - lo)
 
 
+def noop_only(root: Path, task, n: int, sampler: str) -> None:
+    """The driver's cost per trial at every tenth of a run of ``n`` no-op trials."""
+    start = time.perf_counter()
+    progress = driver_cost(root, task, n, sampler)
+    print(f"driver cost per trial (no-op trials, 8 in flight, {sampler} sampler, {n} trials):")
+    window = min(100, n // 10)
+    for lo in [10] + [n * k // 10 for k in range(1, 10)] + [n - window]:
+        print(f"  trials {lo}-{lo + window}: {1000 * per_trial(progress, lo, lo + window):.1f} ms")
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--throughput-trials", type=int, default=12)
@@ -105,6 +117,8 @@ def main() -> None:
     parser.add_argument("--task", default=None, help="a task YAML instead of the demo")
     parser.add_argument("--space", default="default", help="the space of the throughput runs")
     parser.add_argument("--throughput-only", action="store_true", help="skip the driver cost")
+    parser.add_argument("--noop-only", action="store_true", help="only the driver cost")
+    parser.add_argument("--sampler", default="tpe", help="the no-op study's sampler")
     parser.add_argument(
         "--threads", action="store_true", help="also 1 worker with 2 TensorFlow threads"
     )
@@ -112,6 +126,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="autocompress-scaling-"))
     try:
         task = demo_task(cache_dir=root) if args.task is None else load_task(args.task)
+        if args.noop_only:
+            noop_only(root, task, args.noop_trials, args.sampler)
+            return
         rates = throughput(root, task, args.throughput_trials, args.space, args.threads)
         name = "demo task" if args.task is None else args.task
         print(f"throughput, {name}, {args.throughput_trials} trials, random sampler, seed 0:")

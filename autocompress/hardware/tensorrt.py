@@ -17,7 +17,8 @@ What is modelled (NVIDIA's TensorRT developer guide):
 
 Deployability (:func:`deployability`): an op TensorRT has no layer for (a custom op) cannot be
 built; TensorRT's int8 is symmetric (every zero point 0: the ONNX parser rejects others) and
-needs a GPU with int8 kernels; it has no int16 activations. A file that breaks a rule is marked
+needs a GPU with int8 kernels (the fixed output range of TFLite's int8 softmax and logistic is
+exempt: TensorRT runs those in fp16); it has no int16 activations. A file that breaks a rule is marked
 not deployable; its latency is still what the engine would take if it were built (the int8
 file with its scales made symmetric), so that the sampler sees a finite value.
 """
@@ -47,6 +48,9 @@ TENSORRT_OPS = frozenset(
         "SUB", "SUM", "TANH", "TILE", "TRANSPOSE", "TRANSPOSE_CONV", "UNPACK", "WHERE",
     }
 )  # fmt: skip
+# TFLite's int8 kernels of these ops fix their output's range (softmax and logistic: zero point
+# -128); TensorRT has no int8 softmax and runs them in fp16, so that zero point does not matter.
+FIXED_RANGE_OPS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "LOGISTIC"})
 # Ops TensorRT folds into their neighbours: no kernel of their own.
 FREE = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "QUANTIZE", "DEQUANTIZE"})
 
@@ -70,7 +74,8 @@ def deployability(graph: Graph, profile: HardwareProfile) -> str | None:
     quantized = [t for t in graph.tensors if t.dtype in ("int8", "uint8")]
     if quantized and "int8" not in profile.gpu.macs_per_s:
         return "the file is int8 and this GPU has no int8 kernels (TensorRT would run it in fp16)"
-    asymmetric = next((t for t in quantized if t.zero_point != 0), None)
+    fixed = {t for op in graph.ops if op.name in FIXED_RANGE_OPS for t in op.outputs}
+    asymmetric = next((t for t in quantized if t.zero_point != 0 and t.index not in fixed), None)
     if asymmetric is not None:
         return (
             f"tensor {asymmetric.name!r} has zero point {asymmetric.zero_point}: TensorRT's int8 "

@@ -25,7 +25,9 @@ from autocompress.stages.refill import PROOF_SAMPLES, Template, derive, refill
 # Post-training modes done by LiteRT Quantizer on the float file of the stage output: the TF
 # converter's tracing (12-15 s on a MobileNetV2) then runs once per stage output, and every
 # further mode of the same output costs only the quantization (about a second).
-LITERT_PTQ_MODES = ("dynamic", "float16", "int8", "int16x8", "w4a8", "weight_int8", "weight_int4")
+LITERT_PTQ_MODES = (
+    "dynamic", "float16", "int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8", "weight_int4"
+)  # fmt: skip
 
 
 def uses_float_file(recipe: Recipe) -> bool:

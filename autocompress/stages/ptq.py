@@ -10,6 +10,8 @@ Modes (the recipe's ``quantization``):
   tensors of 1,024 weights or more (``dynamic_legacy_wi8_afp32``);
 * ``float16``: float16 weights (``FLOAT_CASTING``), float compute;
 * ``int8``: int8 weights and activations calibrated on training samples (``static_wi8_ai8``);
+* ``int8_symmetric``: the same with symmetric activation ranges (every zero point 0), the only
+  int8 TensorRT takes (see ``hardware/tensorrt.py``); a ReLU output loses one bit of range;
 * ``int16x8``: int16 activations with int8 weights (``static_wi8_ai16``);
 * ``w4a8``: int8 activations, int4 weights on convolutions and fully connected layers (the
   ops LiteRT Quantizer 0.11 takes int4 weights for in an integer file; depthwise convolutions
@@ -32,6 +34,7 @@ only, elsewhere they stay float).
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import time
 import warnings
@@ -49,20 +52,22 @@ if TYPE_CHECKING:
 
     from autocompress.records import Recipe
 
-LITERT_MODES = ("dynamic", "float16", "int8", "int16x8", "w4a8", "weight_int8", "weight_int4")
+LITERT_MODES = (
+    "dynamic", "float16", "int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8", "weight_int4"
+)  # fmt: skip
 # The recipe's ptq_algorithm -> LiteRT Quantizer's AlgorithmName value, for the modes that take
 # one (static and weight-only); dynamic (the legacy recipe) and float16 have none.
 ALGORITHMS = {"min_max": "min_max_uniform_quantize", "mse": "MSE", "octav": "OCTAV", "gptq": "GPTQ"}
-ALGORITHM_MODES = ("int8", "int16x8", "w4a8", "weight_int8", "weight_int4")
+ALGORITHM_MODES = ("int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8", "weight_int4")
 # Modes whose activations are int8: kept layers can be widened to a16w8 there.
-INT8_ACTIVATION_MODES = ("int8", "w4a8")
+INT8_ACTIVATION_MODES = ("int8", "int8_symmetric", "w4a8")
 # Algorithms applied to the ops they serve with min-max ranges on every other op. Not GPTQ:
 # its fully connected layers with min-max ranges around them give a broken file (accuracy 0.1
 # on the demo), so a GPTQ file keeps LiteRT Quantizer's own choice (its convolutions float).
 MIN_MAX_ELSEWHERE = ("mse",)
 # Modes only LiteRT Quantizer produces; the Keras route converts to float first for them.
 WEIGHT_ONLY_MODES = ("weight_int8", "weight_int4")
-LITERT_ONLY_MODES = (*WEIGHT_ONLY_MODES, "w4a8")
+LITERT_ONLY_MODES = (*WEIGHT_ONLY_MODES, "w4a8", "int8_symmetric")
 # Ops that take int4 weights in an integer (w4a8) file, as LiteRT Quantizer 0.11's policy allows.
 INT4_WEIGHT_OPS = ("CONV_2D", "FULLY_CONNECTED")
 
@@ -105,6 +110,7 @@ def quantize_tflite(
             "int16x8": recipe.static_wi8_ai16,
             "weight_int8": recipe.weight_only_wi8_afp32,
             "weight_int4": recipe.weight_only_wi4_afp32,
+            "int8_symmetric": lambda key: _symmetric(recipe.static_wi8_ai8(key)),
         }[mode]
         qt.load_quantization_recipe(
             make(names.MIN_MAX_UNIFORM_QUANT if algorithm in MIN_MAX_ELSEWHERE else key)
@@ -160,6 +166,16 @@ def quantize_tflite(
     with _quiet():
         result = qt.quantize(calibrated, enable_progress_report=False)
     return bytes(result.quantized_model)
+
+
+def _symmetric(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A LiteRT Quantizer recipe with every activation range symmetric (zero point 0)."""
+    out = copy.deepcopy(entries)
+    for entry in out:
+        activation = entry.get("op_config", {}).get("activation_tensor_config")
+        if activation is not None:
+            activation["symmetric"] = True
+    return out
 
 
 def _calibrate(qt: Any, feeds: dict[str, list[dict[str, Any]]], profiled: bool) -> Any:
@@ -224,7 +240,7 @@ def quantize_for(
     facts: dict[str, object] = {
         "quantization": mode,
         "ptq_algorithm": recipe.ptq_algorithm if mode in ALGORITHM_MODES else None,
-        "integer_io": integer_io and mode in ("int8", "int16x8"),
+        "integer_io": integer_io and mode in ("int8", "int8_symmetric", "int16x8"),
         "size_bytes": len(tflite),
         "kept_float": list(keep),
         "kept_as": (recipe.keep_as if mode in INT8_ACTIVATION_MODES else "float") if keep else None,

@@ -44,6 +44,7 @@ def test_each_mode_gives_its_kind_of_file(mode: str, float_tflite: bytes, tiny_t
         "dynamic": "int8",
         "float16": "float16",
         "int8": "int8",
+        "int8_symmetric": "int8",
         "int16x8": "int16",
         "w4a8": "int8",  # int8 activations; its int4 weights: test_w4a8_...
         "weight_int8": "int8",
@@ -87,6 +88,30 @@ def test_w4a8_has_int4_weights_int8_activations(float_tflite: bytes, tiny_task: 
     assert latency(int8, load_profile("edgetpu-usb")).deployable
 
 
+def test_int8_symmetric_is_the_int8_tensorrt_takes(float_tflite: bytes, tiny_task: Task) -> None:
+    from autocompress.hardware import latency, load_profile, read_tflite
+
+    d = tiny_task.data
+    cal = d.x_train[:100]
+    symmetric = quantize_tflite(float_tflite, "int8_symmetric", cal)
+    int8 = quantize_tflite(float_tflite, "int8", cal)
+    graph = read_tflite(symmetric)
+    softmax = {t for op in graph.ops if op.name == "SOFTMAX" for t in op.outputs}
+    assert softmax and all(graph.tensors[t].zero_point == -128 for t in softmax)  # TFLite fixes it
+    quantized = [
+        t for t in graph.tensors if t.dtype == "int8" and not t.constant and t.index not in softmax
+    ]
+    assert quantized and all(t.zero_point == 0 for t in quantized)
+    assert any(t.zero_point != 0 for t in read_tflite(int8).tensors if t.dtype == "int8")
+    t4 = load_profile("t4-trt")
+    assert latency(symmetric, t4).deployable
+    assert not latency(int8, t4).deployable
+    assert (
+        quality(symmetric, d.x_val, d.y_val, ACCURACY)
+        >= quality(float_tflite, d.x_val, d.y_val, ACCURACY) - 0.05
+    )
+
+
 def test_integer_io_on_request(float_tflite: bytes, tiny_task: Task) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -115,7 +140,8 @@ def test_search_of_a_tflite_model(tflite_task: Path, tmp_path: Path) -> None:
     done = trials[trials["state"] == "COMPLETE"]
     assert len(done) >= 4  # repeats of a built recipe are answered free, beyond the budget
     assert set(done["quantization"]) <= {
-        "none", "dynamic", "float16", "int8", "int16x8", "w4a8", "weight_int8", "weight_int4"
+        "none", "dynamic", "float16", "int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8",
+        "weight_int4",
     }  # fmt: skip
     assert (done["accuracy"] > 0.5).all()
     assert (tmp_path / "run" / "pareto.csv").exists()
