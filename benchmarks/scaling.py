@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import shutil
 import statistics
 import tempfile
@@ -68,20 +69,38 @@ def throughput(
     return rates
 
 
-def driver_cost(root: Path, task, trials: int, sampler: str = "tpe") -> list[tuple[float, int]]:
-    """(time, trials finished) as the driver reports progress, with no-op trials."""
+def driver_cost(
+    root: Path, task, trials: int, sampler: str = "tpe", space: str = "default"
+) -> list[tuple[float, int]]:
+    """(time, trials finished) as the driver reports progress, with no-op trials.
+
+    Each no-op returns a real trial's outcome with its quality, latency and size scaled by a
+    hash of the recipe: distinct recipes get distinct objectives, as in a real study, so that
+    the sampler explores instead of proposing the same recipe again."""
     profiles = (load_profile("cpu-host"),)
     ctx = TrialContext(task=task, profiles=profiles, cache_key=root_key(task, 0))
     template = run_trial(ctx, TrialRequest(0, Recipe(quantization="int8")))
     assert template.record is not None, template.error
 
     def noop(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
-        return dataclasses.replace(template, number=request.number)
+        assert template.record is not None
+        digest = hashlib.sha256(repr(request.recipe).encode()).digest()
+        h = int.from_bytes(digest[:4], "big") / 2**32
+        m = template.record.measurement
+        latency = {
+            k: dataclasses.replace(v, median_ms=v.median_ms * (0.5 + h))
+            for k, v in m.latency.items()
+        }
+        measured = dataclasses.replace(
+            m, quality=0.5 + 0.4 * h, latency=latency, gzip_bytes=int(m.gzip_bytes * (0.5 + h))
+        )
+        record = dataclasses.replace(template.record, recipe=request.recipe, measurement=measured)
+        return dataclasses.replace(template, number=request.number, record=record)
 
     progress: list[tuple[float, int]] = []
     autocompress.search(
         task=task,
-        space="default",
+        space=space,
         trials=trials,
         workers=8,
         out=root / "noop",
@@ -100,10 +119,16 @@ def per_trial(progress: list[tuple[float, int]], lo: int, hi: int) -> float:
 
 
 def noop_only(root: Path, task, n: int, sampler: str) -> None:
-    """The driver's cost per trial at every tenth of a run of ``n`` no-op trials."""
+    """The driver's cost per trial at every tenth of a run of ``n`` no-op trials, in the
+    techniques space (the largest shipped: room for 10,000 distinct recipes)."""
     start = time.perf_counter()
-    progress = driver_cost(root, task, n, sampler)
-    print(f"driver cost per trial (no-op trials, 8 in flight, {sampler} sampler, {n} trials):")
+    progress = driver_cost(root, task, n, sampler, space="techniques")
+    done = max(d for _, d in progress)
+    print(
+        f"driver cost per trial (no-op trials, 8 in flight, {sampler} sampler, techniques "
+        f"space, {done} of {n} trials built):"
+    )
+    n = done
     window = min(100, n // 10)
     for lo in [10] + [n * k // 10 for k in range(1, 10)] + [n - window]:
         print(f"  trials {lo}-{lo + window}: {1000 * per_trial(progress, lo, lo + window):.1f} ms")

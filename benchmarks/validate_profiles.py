@@ -90,15 +90,12 @@ def published_table(cache: Path, fit: bool) -> None:
             for r in rows
             if r["role"] == "fit"
         ]
-        for name, values in fit_coral(fit_rows).items():
-            print(f"fit (write these into hardware_profiles/{name}.yaml):")
-            for key, value in values.items():
-                print(f"  {key}: {value:.4g}")
-        FIT_GRAPHS.mkdir(exist_ok=True)
-        for r in rows:
-            if r["role"] == "fit":
-                name = r["model"].replace(" ", "_") + ".json"
-                (FIT_GRAPHS / name).write_text(json.dumps(graphs[r["model"]].to_dict()))
+        shipped = {
+            r["model"].replace(" ", "_") + ".json": graphs[r["model"]]
+            for r in rows
+            if r["role"] == "fit"
+        }
+        report_fit(fit_coral(fit_rows), FIT_GRAPHS, shipped)
     table = []
     for profile_name, col in (("edgetpu-usb", "usb_ms"), ("edgetpu-devboard", "devboard_ms")):
         profile = load_profile(profile_name)
@@ -125,6 +122,18 @@ def published_table(cache: Path, fit: bool) -> None:
     frame = pd.DataFrame(table)
     print(frame.to_string(index=False))
     held_out_summary(frame)
+
+
+def report_fit(fits: dict[str, dict[str, float]], folder: Path, graphs: dict[str, Graph]) -> None:
+    """Print each profile's fitted constants (what its YAML holds) and ship the fit rows'
+    graphs, which the tests refit from."""
+    for name, values in fits.items():
+        print(f"fit (write these into hardware_profiles/{name}.yaml):")
+        for key, value in values.items():
+            print(f"  {key}: {value:.4g}")
+    folder.mkdir(exist_ok=True)
+    for file_name, graph in graphs.items():
+        (folder / file_name).write_text(json.dumps(graph.to_dict()))
 
 
 def held_out_summary(frame: pd.DataFrame) -> None:
@@ -222,15 +231,14 @@ def gpu_table(cache: Path, fit: bool) -> None:
                 fit_rows.setdefault(r["profile"], []).append(
                     (graph_of(graphs, r), float(r["published_ms"]))
                 )
-        for name, values in fit_published(fit_rows).items():
-            print(f"fit (write these into hardware_profiles/{name}.yaml):")
-            for key, value in values.items():
-                print(f"  {key}: {value:.4g}")
-        GPU_GRAPHS.mkdir(exist_ok=True)
-        for r in rows:
-            if r["role"] == "fit":
-                name = f"{r['builder']}_{r['input']}_{float(r['alpha']):g}_{r['file']}.json"
-                (GPU_GRAPHS / name).write_text(json.dumps(graph_of(graphs, r).to_dict()))
+        shipped = {
+            f"{r['builder']}_{r['input']}_{float(r['alpha']):g}_{r['file']}.json": graph_of(
+                graphs, r
+            )
+            for r in rows
+            if r["role"] == "fit"
+        }
+        report_fit(fit_published(fit_rows), GPU_GRAPHS, shipped)
     frame = published_frame(rows, graphs)
     print(frame.to_string(index=False))
     held_out_summary(frame)

@@ -18,9 +18,9 @@ What is modelled (NVIDIA's TensorRT developer guide):
 Deployability (:func:`deployability`): an op TensorRT has no layer for (a custom op) cannot be
 built; TensorRT's int8 is symmetric (every zero point 0: the ONNX parser rejects others) and
 needs a GPU with int8 kernels (the fixed output range of TFLite's int8 softmax and logistic is
-exempt: TensorRT runs those in fp16); it has no int16 activations. A file that breaks a rule is marked
-not deployable; its latency is still what the engine would take if it were built (the int8
-file with its scales made symmetric), so that the sampler sees a finite value.
+exempt: TensorRT runs those in fp16); it has no int16 activations. A file that breaks a rule is
+marked not deployable; its latency is still what the engine would take if it were built (the
+int8 file with its scales made symmetric), so that the sampler sees a finite value.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from autocompress.space import SearchSpace
 from autocompress.study.constraints import constraint_values, for_sampler
 from autocompress.study.early_stop import EarlyStop, FrontMember
 from autocompress.study.fidelity import Rungs
+from autocompress.study.ledger import Ledger, recipe_key
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.options import WELL_KNOWN, Progress, SearchOptions
 from autocompress.study.promotion import Promotions, chance
@@ -69,6 +70,7 @@ class Driver(Promotions):
         self.space, self.ctx, self.rundir = space, ctx, rundir
         self.driver_id = driver_id(rundir)
         self.shared = opened.shared
+        self.ledger = Ledger(self.study, self.driver_id)  # counts and recipes, kept as told
         self.options = options
         self.quality = ctx.task.metric.quality
         self.budget, self.timeout, self.workers = budget, timeout, workers
@@ -102,6 +104,7 @@ class Driver(Promotions):
         self._rebuild_rungs()
         if not self.study.trials:
             self._enqueue_first()
+        self.ledger.refresh()
         self._write_tables(force=True)
         if self._finished() >= self.budget:
             log.info("budget of %d trials already reached", self.budget)
@@ -114,6 +117,7 @@ class Driver(Promotions):
         ) as executor:
             try:
                 while True:
+                    self.ledger.refresh()
                     if not self._timed_out():
                         self._release(executor)
                     while (
@@ -193,7 +197,7 @@ class Driver(Promotions):
         margin = self.options.stop_margin
         stop = None
         if margin is not None and self.front:
-            stop = EarlyStop(self.front, margin, self.quality)
+            stop = EarlyStop(self.front, margin, self.quality).for_recipe(recipe)
         final = True
         if self.fidelity is not None:
             trial = self.running.get(number)
@@ -261,31 +265,30 @@ class Driver(Promotions):
         Samplers propose the same point again (and would retry a failing recipe forever);
         building it again costs minutes and teaches the sampler nothing new.
         """
-        wanted = recipe.to_dict()
-        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if earlier.user_attrs.get("recipe") == wanted and "record" in earlier.user_attrs:
-                for key in ("record", "model_path", "constraint_values"):
-                    trial.set_user_attr(key, earlier.user_attrs[key])
-                trial.set_user_attr("reused_from", earlier.number)
-                for key, value in self._sampler_constraints(earlier.user_attrs).items():
-                    trial.set_constraint(key, value)
-                self.running.pop(trial.number)
-                self.study.tell(trial, list(earlier.values))
-                self._write_tables()
-                return True
-        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
-            if earlier.user_attrs.get("recipe") == wanted:
-                trial.set_user_attr("reused_from", earlier.number)
-                self._tell_stopped(trial.number, f"same recipe as stopped trial {earlier.number}")
-                return True
-        for earlier in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        key = recipe_key(recipe.to_dict())
+        earlier = self.ledger.built.get(key)
+        if earlier is not None:
+            for name in ("record", "model_path", "constraint_values"):
+                trial.set_user_attr(name, earlier.user_attrs[name])
+            trial.set_user_attr("reused_from", earlier.number)
+            for name, value in self._sampler_constraints(earlier.user_attrs).items():
+                trial.set_constraint(name, value)
+            self.running.pop(trial.number)
+            self.study.tell(trial, list(earlier.values))
+            self.ledger.note(trial)
+            self._write_tables()
+            return True
+        earlier = self.ledger.stopped_by_recipe.get(key)
+        if earlier is not None:
+            trial.set_user_attr("reused_from", earlier.number)
+            self._tell_stopped(trial.number, f"same recipe as stopped trial {earlier.number}")
+            return True
+        earlier = self.ledger.failed_by_recipe.get(key)
+        if earlier is not None:
             error = str(earlier.user_attrs.get("error", ""))
-            if earlier.user_attrs.get("recipe") == wanted and not error.startswith("interrupted"):
-                trial.set_user_attr("reused_from", earlier.number)
-                self._tell_fail(
-                    trial.number, f"same recipe as failed trial {earlier.number}: {error}"
-                )
-                return True
+            trial.set_user_attr("reused_from", earlier.number)
+            self._tell_fail(trial.number, f"same recipe as failed trial {earlier.number}: {error}")
+            return True
         return False
 
     def _record(self, outcome: TrialOutcome) -> None:
@@ -326,6 +329,7 @@ class Driver(Promotions):
         for key, value in for_sampler(constraints, primary).items():
             trial.set_constraint(key, value)
         self.study.tell(trial, values)
+        self.ledger.note(trial)
         log.info("trial %d complete: %s", outcome.number, record.recipe)
         self._write_tables()
 
@@ -355,6 +359,7 @@ class Driver(Promotions):
             return False
         trial.set_user_attr(key, reason)
         self.study.tell(trial, state=state)
+        self.ledger.note(trial)
         self._write_tables()
         return True
 
@@ -374,8 +379,8 @@ class Driver(Promotions):
     def _running(self) -> int:
         """New candidates running now, this driver's and (in a shared study) the others'
         (promotions are not counted: they do not use the budget)."""
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return sum("promoted_from" not in t.user_attrs for t in running)
+        own = sum("promoted_from" not in t.user_attrs for t in self.running.values())
+        return own + self.ledger.others_running
 
     def _finished(self) -> int:
         """Trials that count against the budget: built (or failed, or stopped) candidates.
@@ -383,11 +388,7 @@ class Driver(Promotions):
         A repeat of an earlier recipe is answered from that trial for free (the sampler still
         learns it was proposed), so it does not use up the budget.
         """
-        states = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
-        return sum(
-            "reused_from" not in t.user_attrs and "promoted_from" not in t.user_attrs
-            for t in self.study.get_trials(deepcopy=False, states=states)
-        )
+        return self.ledger.finished
 
     def _exhausted(self) -> bool:
         """Whether the sampler only proposes recipes that were already built: a small space
@@ -433,8 +434,7 @@ class Driver(Promotions):
     def _report(self) -> None:
         if self.on_progress is None:
             return
-        failed = len(self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-        stopped = len(self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+        failed, stopped = self.ledger.failed, self.ledger.stopped
         elapsed = time.monotonic() - self.start
         self.on_progress(
             Progress(

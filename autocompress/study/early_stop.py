@@ -59,6 +59,16 @@ class EarlyStop:
     margin: float = DEFAULT_MARGIN
     metric: Quality = DEFAULT_QUALITY
 
+    def for_recipe(self, recipe: Recipe) -> EarlyStop:
+        """The rule for candidates of ``recipe`` alone: only the best front member at least as
+        compressed as it can stop one (a worse member's drop is smaller), so that member is all
+        a trial needs to carry; the whole front grows with the study."""
+        q = self.metric
+        for member in sorted(self.front, key=lambda m: -q.sign * m.quality):
+            if at_least_as_compressed(member.recipe, recipe):
+                return EarlyStop((member,), self.margin, self.metric)
+        return EarlyStop((), self.margin, self.metric)
+
     def reason(self, recipe: Recipe, quality: float, stage: str) -> str | None:
         """Why a candidate with ``quality`` after its first ``stage`` epoch should stop, if it
         should; None to go on."""

@@ -46,6 +46,32 @@ def test_rule_needs_both_margin_and_compression() -> None:
     assert EarlyStop((big_good,), 0.1).reason(candidate, 0.5, "prune") is None
 
 
+def test_the_rule_for_one_recipe_keeps_one_member_and_the_same_verdicts() -> None:
+    """What a trial carries: only the best front member at least as compressed as its recipe,
+    and it stops exactly the candidates the whole front stops (a front of hundreds need not
+    travel with every trial)."""
+    import itertools
+
+    widths, sparsities, clusters = (0.5, 0.75, 1.0), (0.0, 0.5, 0.7), (0, 8, 16)
+    front = tuple(
+        FrontMember(i, Recipe(student_width=w, sparsity=s, clusters=c, quantization="int8"), q)
+        for i, ((w, s, c), q) in enumerate(
+            zip(itertools.product(widths, sparsities, clusters), itertools.cycle((0.9, 0.7, 0.8)))
+        )
+    )
+    rule = EarlyStop(front, margin=0.1)
+    for w, s, c in itertools.product(widths, sparsities, clusters):
+        candidate = Recipe(student_width=w, sparsity=s, clusters=c, quantization="int8")
+        alone = rule.for_recipe(candidate)
+        assert len(alone.front) == 1
+        for quality in (0.5, 0.65, 0.75, 0.85):
+            assert alone.reason(candidate, quality, "prune") == rule.reason(
+                candidate, quality, "prune"
+            )
+    other_mode = Recipe(quantization="float16")
+    assert rule.for_recipe(other_mode).front == ()
+
+
 def test_gate_stops_a_real_build_after_its_first_epoch(tiny_task) -> None:
     """A front member that cannot be beaten stops the candidate inside its first fine-tune
     stage: the trial reports the rule's reason instead of a result."""
