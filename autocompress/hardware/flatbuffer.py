@@ -177,6 +177,13 @@ def shape_ops(graph: Graph) -> set[int]:
     return folded
 
 
+def constant_only(graph: Graph, op: OpInfo) -> bool:
+    """An op of constants only (a DEQUANTIZE of float16 weights): runtimes run it once at
+    start-up, not per inference."""
+    ins = [t for t in op.inputs if t >= 0]
+    return bool(ins) and all(graph.tensors[t].constant for t in ins)
+
+
 def read_tflite(data: bytes, source: str = "<bytes>") -> Graph:
     """Parse ``data``; raises :class:`InputError` naming ``source`` for anything malformed."""
     if len(data) > MAX_TFLITE_BYTES:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from autocompress.hardware.flatbuffer import Graph, OpInfo, shape_ops
+from autocompress.hardware.flatbuffer import Graph, OpInfo, constant_only, shape_ops
 from autocompress.hardware.profile import GPUSettings
 
 # Elementwise ops a runtime fuses into the kernel that produces their input.
@@ -90,7 +90,7 @@ def kernels(
     produced: dict[int, Kernel] = {}  # tensor -> the kernel whose last op wrote it
     out: list[Kernel] = []
     for op in ops:
-        if op.index in folded or free(op) or _constant_only(graph, op):
+        if op.index in folded or free(op) or constant_only(graph, op):
             # No kernel: the tensors it passes on are read by their consumers where they are
             # (a reshape is a view; a folded concatenation's inputs are written into its output).
             continue
@@ -143,12 +143,6 @@ def kernel_seconds(graph: Graph, kernel: Kernel, s: GPUSettings) -> float:
 
 def kernels_seconds(graph: Graph, ks: list[Kernel], s: GPUSettings) -> float:
     return sum(kernel_seconds(graph, k, s) for k in ks)
-
-
-def _constant_only(graph: Graph, op: OpInfo) -> bool:
-    """An op of constants only (a DEQUANTIZE of float16 weights): run once at start-up."""
-    ins = [t for t in op.inputs if t >= 0]
-    return bool(ins) and all(graph.tensors[t].constant for t in ins)
 
 
 def _padded(graph: Graph, tensor: int, multiple: int) -> int:

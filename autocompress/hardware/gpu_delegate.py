@@ -22,7 +22,7 @@ CPU) and is marked: ``details["runs_fully"]`` is False, ``details["fallback"]`` 
 
 from __future__ import annotations
 
-from autocompress.hardware.flatbuffer import Graph, OpInfo, shape_ops
+from autocompress.hardware.flatbuffer import Graph, OpInfo, constant_only, shape_ops
 from autocompress.hardware.gpu import kernels, kernels_seconds
 from autocompress.hardware.profile import HardwareProfile
 from autocompress.hardware.roofline import graph_seconds
@@ -133,13 +133,12 @@ def split_seconds(graph: Graph, profile: HardwareProfile) -> tuple[float, dict[s
 
 
 def simulate_seconds(graph: Graph, profile: HardwareProfile) -> float:
-    """The fit's simulator (``gpu.fit_gpu``): seconds per inference."""
+    """The fit's simulator (``fits.fit_gpu``): seconds per inference."""
     return split_seconds(graph, profile)[0]
 
 
 def _dequantizes_constant(graph: Graph, op: OpInfo) -> bool:
-    ins = [t for t in op.inputs if t >= 0]
-    return op.name == "DEQUANTIZE" and bool(ins) and all(graph.tensors[t].constant for t in ins)
+    return op.name == "DEQUANTIZE" and constant_only(graph, op)
 
 
 def _boundary_bytes(graph: Graph, part: list[OpInfo]) -> int:

@@ -120,5 +120,5 @@ def engine_seconds(graph: Graph, profile: HardwareProfile) -> tuple[float, dict[
 
 
 def simulate_seconds(graph: Graph, profile: HardwareProfile) -> float:
-    """The fit's simulator (``gpu.fit_gpu``): seconds per inference."""
+    """The fit's simulator (``fits.fit_gpu``): seconds per inference."""
     return engine_seconds(graph, profile)[0]

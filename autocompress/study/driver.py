@@ -208,7 +208,7 @@ class Driver(Promotions):
 
     def _work_of(self, recipe: Recipe) -> set[str]:
         """What a trial of ``recipe`` would build: the recipe itself and its uncached stages."""
-        work = {"recipe:" + json.dumps(recipe.to_dict(), sort_keys=True)}
+        work = {"recipe:" + recipe_key(recipe.to_dict())}
         if self.ctx.stage_cache:
             from autocompress.stages.build import cache_keys
 

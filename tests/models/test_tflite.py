@@ -27,6 +27,12 @@ def float_tflite(tiny_task: Task) -> bytes:
 
 
 @pytest.fixture(scope="module")
+def int8_tflite(float_tflite: bytes, tiny_task: Task) -> bytes:
+    """The float file in plain int8 (100 calibration samples): what other modes are held to."""
+    return quantize_tflite(float_tflite, "int8", tiny_task.data.x_train[:100])
+
+
+@pytest.fixture(scope="module")
 def tflite_task(tmp_path_factory: pytest.TempPathFactory, float_tflite: bytes, task_files) -> Path:
     root = tmp_path_factory.mktemp("tflite_task")
     (root / "model.tflite").write_bytes(float_tflite)
@@ -65,13 +71,14 @@ def test_int4_weights_are_smaller_than_int8(float_tflite: bytes) -> None:
     assert len(int4) < len(int8)
 
 
-def test_w4a8_has_int4_weights_int8_activations(float_tflite: bytes, tiny_task: Task) -> None:
+def test_w4a8_has_int4_weights_int8_activations(
+    float_tflite: bytes, int8_tflite: bytes, tiny_task: Task
+) -> None:
     from autocompress.hardware import latency, load_profile, read_tflite
 
     d = tiny_task.data
-    cal = d.x_train[:100]
-    w4a8 = quantize_tflite(float_tflite, "w4a8", cal)
-    int8 = quantize_tflite(float_tflite, "int8", cal)
+    w4a8 = quantize_tflite(float_tflite, "w4a8", d.x_train[:100])
+    int8 = int8_tflite
     graph = read_tflite(w4a8)
     for op in graph.ops:
         if op.name in ("CONV_2D", "FULLY_CONNECTED"):
@@ -88,13 +95,14 @@ def test_w4a8_has_int4_weights_int8_activations(float_tflite: bytes, tiny_task: 
     assert latency(int8, load_profile("edgetpu-usb")).deployable
 
 
-def test_int8_symmetric_is_the_int8_tensorrt_takes(float_tflite: bytes, tiny_task: Task) -> None:
+def test_int8_symmetric_is_the_int8_tensorrt_takes(
+    float_tflite: bytes, int8_tflite: bytes, tiny_task: Task
+) -> None:
     from autocompress.hardware import latency, load_profile, read_tflite
 
     d = tiny_task.data
-    cal = d.x_train[:100]
-    symmetric = quantize_tflite(float_tflite, "int8_symmetric", cal)
-    int8 = quantize_tflite(float_tflite, "int8", cal)
+    symmetric = quantize_tflite(float_tflite, "int8_symmetric", d.x_train[:100])
+    int8 = int8_tflite
     graph = read_tflite(symmetric)
     softmax = {t for op in graph.ops if op.name == "SOFTMAX" for t in op.outputs}
     assert softmax and all(graph.tensors[t].zero_point == -128 for t in softmax)  # TFLite fixes it
