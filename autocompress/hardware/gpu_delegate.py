@@ -113,7 +113,6 @@ def split_seconds(graph: Graph, profile: HardwareProfile) -> tuple[float, dict[s
         + len(gpu_parts) * s.partition_overhead_s
         + s.invoke_overhead_s
     )
-    first_cpu = next((op for op in cpu if op.macs or op.elementwise), None)
     details: dict[str, object] = {
         "macs": graph.macs,
         "ops_total": len(graph.ops),
@@ -124,11 +123,11 @@ def split_seconds(graph: Graph, profile: HardwareProfile) -> tuple[float, dict[s
         "runs_fully": not cpu,
     }
     if cpu:
-        why = why_not_delegated(graph, first_cpu) if first_cpu is not None else None
-        details["fallback"] = (
-            f"{len(cpu)} ops on the CPU; first op {cpu[0].index} {cpu[0].name}: "
-            f"{why or 'outside the largest GPU partition'}"
-        )
+        # Name the first op the delegate refuses, with its reason; if it refuses none, the CPU
+        # ops are supported ones outside the partition it runs.
+        refused = next(((op, why) for op in cpu if (why := why_not_delegated(graph, op))), None)
+        op, why = refused or (cpu[0], "outside the largest GPU partition")
+        details["fallback"] = f"{len(cpu)} ops on the CPU; op {op.index} {op.name}: {why}"
     return seconds, details
 
 

@@ -106,7 +106,7 @@ def test_the_gpu_delegate_runs_the_largest_partition_and_leaves_the_rest_to_the_
     assert len(gpu_parts) == 1 and len(cpu) >= 2
     result = latency(b"", pixel3, split)
     assert not result.details["runs_fully"]
-    assert "CUMPROD is not supported" in result.details["fallback"]
+    assert f"op {middle} CUMPROD: CUMPROD is not supported" in result.details["fallback"]
     assert result.deployable  # TFLite runs the rest on the CPU
     # The ops left over run on the host CPU: a slower host slows the split graph only.
     slow = dataclasses.replace(
