@@ -130,7 +130,7 @@ def noop_only(root: Path, task, n: int, sampler: str) -> None:
     )
     n = done
     window = min(100, n // 10)
-    for lo in [10] + [n * k // 10 for k in range(1, 10)] + [n - window]:
+    for lo in sorted({10, *(n * k // 10 for k in range(1, 10)), n - window}):
         print(f"  trials {lo}-{lo + window}: {1000 * per_trial(progress, lo, lo + window):.1f} ms")
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
