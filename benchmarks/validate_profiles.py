@@ -3,12 +3,17 @@ against measurements made here.
 
 Run: ``.venv/bin/python benchmarks/validate_profiles.py [--fit] [--run runs/demo]``
 
-1. Reference architectures from ``tf_keras.applications`` (``weights=None``: latency does not
-   depend on the weights' values) are converted exactly as a candidate would be (full int8 for the
-   Edge TPU, float32 and int8 for the phone), simulated, and compared with published numbers:
-   Coral's benchmark page (desktop + USB accelerator / Dev Board) and TFLite's Pixel 2 numbers.
-   Only the rows marked "fit" were used to choose constants; every other row is held out.
-2. ``--fit`` prints the constants that the calibration rows imply (what the YAML files hold).
+1. Reference architectures (``_references.py``: ``tf_keras.applications``, ``weights=None``:
+   latency does not depend on the weights' values, and the torchvision networks the GPU tables
+   measured, built layer for layer) at the resolution each row states are converted exactly as
+   a candidate would be (full int8 for the Edge TPU, float32 or int8 as the row says elsewhere),
+   simulated, and compared with published numbers (``data/*_published.csv``, with sources):
+   Coral's benchmark page, TFLite's Pixel 2 and Pixel 3 GPU tables, torch2trt's Jetson Nano
+   table, MLPerf and mmdeploy on the T4, NVIDIA's TensorRT model zoo on the A100. Only the rows
+   marked "fit" were used to choose constants; every other row is held out, and each profile's
+   held-out median and worst |error| and rank correlation are printed.
+2. ``--fit`` prints the constants that the calibration rows imply (what the YAML files hold)
+   and writes the fit rows' graphs the tests refit from.
 3. cpu-host: a per-op roofline and two kernel-level predictors (``_kernels.py``: one regressor
    per op type and compute kind, after nn-Meter) are fitted to LiteRT measurements of single-op
    micro-models made here, then used to predict the measured latency of the candidates of a
