@@ -31,6 +31,7 @@ from autocompress.study.driver import Driver, Progress, SearchOptions
 from autocompress.study.early_stop import DEFAULT_MARGIN
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.rundir import RunDir, atomic_write_bytes
+from autocompress.study.samplers import make_sampler
 from autocompress.study.storage import exclusive, open_study
 from autocompress.study.tables import front_frame, trials_frame
 from autocompress.task import Task, check_task, load_task
@@ -38,7 +39,6 @@ from autocompress.tolerance import MaxDrop
 
 log = logging.getLogger("autocompress")
 
-SAMPLERS = ("tpe", "tpe-multivariate", "nsga2", "random")
 FIDELITY_CHOICES = ("auto", "off")
 # The logger of Ray's start-up notices (token authentication) that belong in search.log.
 RAY_NOTICES_LOGGER = "ray._private.authentication"
@@ -159,21 +159,6 @@ class SearchResult:
     study: optuna.Study
     out_dir: Path
     profile: str
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler, always explicit: Optuna 5 changed the multi-objective default."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
-    if name == "tpe-multivariate":
-        # Optuna 5 turns multivariate TPE on by default for one objective only; here it models
-        # the recipe's parameters jointly (width and sparsity trade off against each other).
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, multivariate=True)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=12)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise InputError("--sampler", f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
 
 
 def search(

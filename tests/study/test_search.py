@@ -388,7 +388,7 @@ def test_every_sampler_drives_the_three_objective_study(name: str) -> None:
     """Past its start-up trials each sampler proposes recipes of the space (ask-and-tell, the
     search's objectives and directions, one constraint) and steers towards the better values."""
     from autocompress.space import SPACES_DIR, SearchSpace
-    from autocompress.study.api import SAMPLERS, make_sampler
+    from autocompress.study.samplers import SAMPLERS, make_sampler
 
     assert name in SAMPLERS
     space = SearchSpace.from_yaml(SPACES_DIR / "default.yaml")

@@ -1,0 +1,96 @@
+"""The bounded history under TPE: identical sampling up to the window, a bounded view past it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from autocompress.space import SPACES_DIR, SearchSpace
+from autocompress.study.samplers import BoundedHistory
+
+DIRECTIONS = ["maximize", "minimize", "minimize"]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def _values(recipe: Any) -> list[float]:
+    """A toy trade-off: narrow, sparse students are smaller and faster but less accurate."""
+    w, s = recipe.student_width, recipe.sparsity
+    return [1.0 - 0.3 * (1 - w) - 0.2 * s**2, w * (1 - 0.5 * s), w * (1.0 - s)]
+
+
+def _narrow_wins(recipe: Any) -> list[float]:
+    """A toy where narrow students are better in every objective."""
+    w = recipe.student_width
+    return [1.0 - 0.1 * w, w, w * (1.0 - recipe.sparsity)]
+
+
+def _run(
+    sampler: optuna.samplers.BaseSampler, n: int, values: Any = _values
+) -> tuple[optuna.Study, list[dict]]:
+    space = SearchSpace.from_yaml(SPACES_DIR / "default.yaml")
+    study = optuna.create_study(directions=DIRECTIONS, sampler=sampler)
+    recipes = []
+    for _ in range(n):
+        trial = study.ask()
+        recipe = space.sample(trial)
+        recipes.append(dict(trial.params))
+        if trial.number % 7 == 3:
+            study.tell(trial, state=TrialState.FAIL)  # a failed build: finished, no values
+        else:
+            study.tell(trial, values(recipe))
+    return study, recipes
+
+
+def test_up_to_the_window_it_samples_exactly_as_the_sampler_it_wraps() -> None:
+    _, plain = _run(optuna.samplers.TPESampler(seed=3, n_startup_trials=8), 40)
+    _, bounded = _run(BoundedHistory(optuna.samplers.TPESampler(seed=3, n_startup_trials=8)), 40)
+    assert bounded == plain
+
+
+class _Spy(optuna.samplers.RandomSampler):
+    """Records which finished trials the study it is shown holds, at every sample."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.seen: list[set[int]] = []
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        finished = study._get_trials(deepcopy=False, states=FINISHED, use_cache=True)
+        self.seen.append({t.number for t in finished})
+        assert {t.number for t in study.get_trials(states=FINISHED)} == self.seen[-1]
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_past_the_window_the_sampler_sees_the_recent_trials_and_the_front() -> None:
+    spy = _Spy()
+    window = 15
+    study, _ = _run(BoundedHistory(spy, window=window), 80)
+    trials = study.get_trials()
+    front = {t.number for t in study.best_trials}
+    seen = spy.seen[-1]  # what the last trial's sampling was shown
+    finished_before = [t.number for t in trials[:-1] if t.state in FINISHED]
+    assert set(finished_before[-window:]) <= seen  # the last `window` finished trials
+    assert {n for n in front if n < trials[-1].number} <= seen  # the whole front
+    assert len(seen) < len(finished_before)  # and not the rest
+    assert seen - set(finished_before[-window:]) <= front
+    assert max(len(s) for s in spy.seen) <= window + len(front)
+
+
+def test_tpe_past_the_window_still_steers_towards_the_better_values() -> None:
+    """With the window binding from trial 20 on, TPE still moves to the narrow students that the
+    toy values favour in every objective."""
+    sampler = BoundedHistory(optuna.samplers.TPESampler(seed=0, n_startup_trials=8), window=12)
+    study, recipes = _run(sampler, 60, _narrow_wins)
+    widths = [r["student_width"] for r in recipes]
+    assert np.mean(widths[-20:]) < np.mean(widths[:8])
+    assert len(study.trials) == 60
