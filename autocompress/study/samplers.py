@@ -5,10 +5,10 @@ them by non-dominated sorting each time, so its cost per trial grows with the st
 trial at trials 10-50 and 162 ms at trials 360-400 of a no-op study
 (``benchmarks/scaling.py --noop-only --sampler tpe``), seconds at 10,000. :class:`BoundedHistory`
 shows the sampler it wraps a bounded view of the study instead: the last ``window`` finished
-trials and every trial on the front (non-dominated among the COMPLETE ones), which TPE's "good"
-group is drawn from anyway (at most 25 trials in a multi-objective study). A study of up to
-``window`` finished trials is sampled exactly as without the wrapper; past it the cost stays that
-of ``window`` trials plus the front.
+trials and the trials on the front (non-dominated among the COMPLETE ones; at most ``window`` of
+them, spread along the first objective), which TPE's "good" group is drawn from anyway (at most
+25 trials in a multi-objective study). A study of up to ``window`` finished trials is sampled
+exactly as without the wrapper; past it the sampler sees at most ``2 * window`` trials.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ class _Front:
     def __init__(self, directions: Sequence[StudyDirection]) -> None:
         self.signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
         self.seen: set[int] = set()
-        self.members: dict[int, np.ndarray] = {}  # trial number -> minimised values
+        self.numbers: list[int] = []
+        self.points = np.empty((0, len(self.signs)))  # minimised values, one row per member
+        self._shown: tuple[int, set[int]] | None = None  # (limit, members shown) while unchanged
 
     def update(self, finished: Sequence[FrozenTrial]) -> None:
         for trial in finished:
@@ -61,14 +63,23 @@ class _Front:
                 continue
             self.seen.add(trial.number)
             point = self.signs * np.asarray(trial.values, dtype=float)
-            if any(np.all(p <= point) and np.any(p < point) for p in self.members.values()):
+            p = self.points
+            if np.any(np.all(p <= point, axis=1) & np.any(p < point, axis=1)):
                 continue
-            self.members = {
-                n: p
-                for n, p in self.members.items()
-                if not (np.all(point <= p) and np.any(point < p))
-            }
-            self.members[trial.number] = point
+            keep = ~(np.all(point <= p, axis=1) & np.any(point < p, axis=1))
+            self.numbers = [n for n, k in zip(self.numbers, keep) if k] + [trial.number]
+            self.points = np.vstack([p[keep], point])
+            self._shown = None
+
+    def shown(self, limit: int) -> set[int]:
+        """At most ``limit`` members, spread along the first objective when there are more (a
+        front of thousands, as in a study where every trial trades off, is not all shown)."""
+        if self._shown is None or self._shown[0] != limit:
+            order = np.argsort(self.points[:, 0], kind="stable")
+            if len(order) > limit:
+                order = order[np.linspace(0, len(order) - 1, limit).round().astype(int)]
+            self._shown = (limit, {self.numbers[i] for i in order})
+        return self._shown[1]
 
 
 class _StudyView:
@@ -101,7 +112,8 @@ class _StudyView:
 
 
 class BoundedHistory(BaseSampler):
-    """``base`` shown the last ``window`` finished trials and the front, no more (see above)."""
+    """``base`` shown the last ``window`` finished trials and the front (at most ``window`` of
+    it), no more (see above)."""
 
     def __init__(self, base: BaseSampler, window: int = WINDOW) -> None:
         self.base = base
@@ -117,10 +129,9 @@ class BoundedHistory(BaseSampler):
         front = self._fronts.setdefault(study._study_id, _Front(study.directions))
         front.update(finished)  # a list without COMPLETE trials has no front member to keep
         recent = {t.number for t in finished[-self.window :]}
+        best = front.shown(self.window)
         return [
-            t
-            for t in trials
-            if not t.state.is_finished() or t.number in recent or t.number in front.members
+            t for t in trials if not t.state.is_finished() or t.number in recent or t.number in best
         ]
 
     def _view(self, study: Study) -> Study:

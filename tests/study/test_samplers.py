@@ -74,7 +74,7 @@ class _Spy(optuna.samplers.RandomSampler):
 def test_past_the_window_the_sampler_sees_the_recent_trials_and_the_front() -> None:
     spy = _Spy()
     window = 15
-    study, _ = _run(BoundedHistory(spy, window=window), 80)
+    study, _ = _run(BoundedHistory(spy, window=window), 80, _narrow_wins)
     trials = study.get_trials()
     front = {t.number for t in study.best_trials}
     seen = spy.seen[-1]  # what the last trial's sampling was shown
@@ -83,7 +83,28 @@ def test_past_the_window_the_sampler_sees_the_recent_trials_and_the_front() -> N
     assert {n for n in front if n < trials[-1].number} <= seen  # the whole front
     assert len(seen) < len(finished_before)  # and not the rest
     assert seen - set(finished_before[-window:]) <= front
-    assert max(len(s) for s in spy.seen) <= window + len(front)
+    assert len(front) <= window  # (the whole front is shown while it fits in the window)
+
+
+def _all_on_the_front(recipe: Any) -> list[float]:
+    """Quality, latency and size rising together with a hash of the recipe: no trial dominates
+    another (the worst case of ``benchmarks/scaling.py --noop-only``)."""
+    h = (hash(tuple(sorted(recipe.to_dict().items()))) % 10_000) / 10_000
+    return [h, h, h]
+
+
+def test_a_front_larger_than_the_window_is_shown_in_part_spread_along_it() -> None:
+    spy = _Spy()
+    window = 10
+    study, _ = _run(BoundedHistory(spy, window=window), 80, _all_on_the_front)
+    front = {t.number for t in study.best_trials}
+    assert len(front) > 2 * window
+    assert max(len(s) for s in spy.seen) <= 2 * window
+    shown = spy.seen[-1] & front
+    quality = sorted(t.values[0] for t in study.best_trials if t.number in spy.seen[-1])
+    everyone = sorted(t.values[0] for t in study.best_trials if t.number < 79)
+    assert len(shown) >= window - 1
+    assert quality[0] == everyone[0] and quality[-1] == everyone[-1]  # both ends of the front
 
 
 def test_tpe_past_the_window_still_steers_towards_the_better_values() -> None:
