@@ -48,9 +48,9 @@ import numpy as np
 import optuna
 
 from autocompress.study.fidelity import hypervolume
+from autocompress.study.rundir import STUDY_NAME  # the same in the reference's version
 
 REFERENCE = np.array([1.0, 2.0, 1.1])
-STUDY_NAME = "autocompress"  # the study name in every version's run directory
 
 
 def run_search(
