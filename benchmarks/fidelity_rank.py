@@ -1,7 +1,8 @@
 """Do the low fidelity levels rank candidates as the full training does? (issue 18, rank check)
 
 Run: ``.venv/bin/python benchmarks/fidelity_rank.py TASKS/mobilenet_v2/task.yaml
-[--space benchmarks/spaces/realistic.yaml] [--recipes 20] [--workers 2] [--out rank.json]``.
+[--space benchmarks/spaces/realistic.yaml] [--levels 0 1] [--recipes 20] [--workers 2]
+[--out rank.json]`` (``--levels``: these levels instead of the space's ``fidelity:`` entry's).
 
 Samples ``--recipes`` distinct random recipes that train (a recipe that trains nothing is the
 same build at every level and would rank perfectly for free), builds each from the teacher at
@@ -26,6 +27,7 @@ from scipy.stats import kendalltau
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
 from autocompress.records import Recipe
 from autocompress.space import SearchSpace
+from autocompress.study.fidelity import Fidelity
 
 _CTX = None
 
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--recipes", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--levels", type=float, nargs="+", default=None)
     parser.add_argument(
         "--no-students",
         action="store_true",
@@ -94,6 +97,8 @@ def main() -> None:
     space = SearchSpace.from_yaml(args.space)
     fidelity = space.fidelity
     assert fidelity is not None, f"{args.space} has no fidelity: entry"
+    if args.levels:
+        fidelity = Fidelity.from_dict("--levels", {"levels": args.levels, "eta": fidelity.eta})
     recipes = sample_recipes(space, args.recipes, args.seed, not args.no_students)
     jobs = [
         (i, level, fidelity.recipe_at(r, level, epoch_floors(r)).to_dict())

@@ -62,6 +62,9 @@ class Stage(abc.ABC):
     # trained from scratch needs 1. A multi-fidelity search scales these epochs per level.
     epochs_field: str | None = None
     min_epochs: int = 0
+    # Whether a multi-fidelity level may train this stage for a share of its epochs. Off where
+    # a short run says nothing of the full one: a stage is then trained in full at every level.
+    scaled_by_levels: bool = True
     # Whether the output has its input's architecture (only weights change): then its float
     # file is the input architecture's, refilled (see autocompress.stages.refill).
     keeps_architecture: bool = False

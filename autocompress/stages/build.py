@@ -63,10 +63,11 @@ def cache_plan(
 
 def epoch_floors(recipe: Recipe, stages: list[Stage] | None = None) -> dict[str, int]:
     """The epoch fields some stage of the recipe's chain trains for, each with the fewest epochs
-    those stages can run (what a multi-fidelity level may scale; see ``study.fidelity``)."""
+    those stages can run: what a multi-fidelity level may scale (see ``study.fidelity``). A
+    stage not ``scaled_by_levels`` trains in full at every level and is left out."""
     floors: dict[str, int] = {}
     for stage in stages if stages is not None else default_stages():
-        if stage.epochs_field is not None and stage.applies(recipe):
+        if stage.epochs_field is not None and stage.scaled_by_levels and stage.applies(recipe):
             field = stage.epochs_field
             floors[field] = max(floors.get(field, 0), stage.min_epochs)
     return floors

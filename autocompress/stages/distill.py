@@ -80,6 +80,10 @@ class Distill(Stage):
     name = "distill"
     epochs_field = "distill_epochs"
     min_epochs = 1
+    # A student trained from scratch is at chance after a share of its epochs (MobileNetV2
+    # 0.35/96: 0.10-0.24 after 1-2 of 6 epochs, 0.37-0.68 after all; benchmarks/README.md), so
+    # the levels screen only the stages after it and the distilled student is cached once.
+    scaled_by_levels = False
 
     def __init__(self, temperature: float = 4.0, alpha: float = 0.3, lr: float = 1e-3) -> None:
         self.temperature = temperature

@@ -4,9 +4,11 @@ Pure numpy: no Optuna, no Ray, no TensorFlow; the driver (``driver.py``) consult
 
 Levels: a candidate is first built with a share of its recipe's training epochs (level 0: none,
 share 0.0 -- compression applied, then only a calibration pass that re-estimates BatchNorm
-statistics, pruning masks and QAT ranges; a distilled student gets its one minimum epoch), then,
-if promoted, again with a larger share, up to the full recipe at the top level. A recipe that
-trains nothing (quantization alone) is the same build at every level and goes to the top at once.
+statistics, pruning masks and QAT ranges), then, if promoted, again with a larger share, up to
+the full recipe at the top level. Only the epochs of stages ``scaled_by_levels`` are scaled: a
+student is distilled in full at every level (a share of its epochs says nothing of the result).
+A recipe whose build is the same at every level (quantization alone, a student alone) goes to
+the top at once.
 
 A candidate that finished a fidelity level (a rung) is promoted to the next level when it ranks in
 the top ``1 / eta`` of every candidate that reached that rung so far, and its quality is not

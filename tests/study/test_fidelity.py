@@ -100,6 +100,22 @@ def test_levels_scale_only_the_epochs_a_stage_trains() -> None:
     assert fid.last_same(student, 0, {"distill_epochs": 1}) == 1  # 1 epoch at levels 0 and 1
 
 
+def test_distillation_is_not_scaled_by_the_levels() -> None:
+    """The shipped stages' floors: a student is distilled in full at every level (only the
+    stages after it are screened), so a student alone goes to the top at once."""
+    from autocompress.stages.build import epoch_floors
+
+    fid = _fidelity()
+    pruned_student = Recipe(student_width=0.5, sparsity=0.5, distill_epochs=6, finetune_epochs=2)
+    assert epoch_floors(pruned_student) == {"finetune_epochs": 0}
+    at_0 = fid.recipe_at(pruned_student, 0, epoch_floors(pruned_student))
+    assert at_0 == replace(pruned_student, finetune_epochs=0)
+    student = Recipe(student_width=0.5, quantization="int8", distill_epochs=6)
+    assert epoch_floors(student) == {}
+    assert fid.last_same(student, 0, epoch_floors(student)) == fid.top
+    assert epoch_floors(Recipe(sparsity=0.5, finetune_epochs=2)) == {"finetune_epochs": 0}
+
+
 @pytest.mark.parametrize(
     "entry",
     [
