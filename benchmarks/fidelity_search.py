@@ -43,6 +43,7 @@ import autocompress
 from autocompress.space import resolve_space
 from autocompress.study.fidelity import hypervolume
 from autocompress.study.rundir import STUDY_NAME, RunDir
+from autocompress.study.tables import RECIPE_COLUMNS
 
 REFERENCE = np.array([1.0, 2.0, 1.1])
 CONFIGS = ("full", "multi-fidelity", "random")
@@ -183,6 +184,7 @@ def main() -> None:
     args.seeds = sorted({r["seed"] for r in runs})
     print_table(runs, args)
     print_costs(runs, out)
+    print_level_rank(runs, out)
 
 
 def print_costs(runs: list[dict], out: Path) -> None:
@@ -209,6 +211,56 @@ def print_costs(runs: list[dict], out: Path) -> None:
                 f"{config:16s}{name:>6s}{len(rows):8d}{rows['seconds'].mean():8.1f}"
                 f"{rows['seconds'].sum() / 60:11.1f}"
             )
+
+
+EPOCH_COLUMNS = ("distill_epochs", "finetune_epochs")
+
+
+def recipe_key(values: pd.Series) -> tuple[str, ...]:
+    """A recipe's cells as text that two tables agree on (an int column read as float in one)."""
+    return tuple(
+        f"{float(v):g}" if isinstance(v, (int, float, np.number)) else str(v) for v in values
+    )
+
+
+def print_level_rank(runs: list[dict], out: Path) -> None:
+    """How level 0 ranked what full training made of the same recipes, from the runs alone:
+    each level-0 build of a multi-fidelity run paired with a full build of the same recipe
+    (epochs aside) in that run (a promoted candidate) or in the same seed's full run (same seed,
+    so the same random start). Kendall tau of validation quality over the pairs, all seeds."""
+    from scipy.stats import kendalltau
+
+    def table(config: str, seed: int) -> pd.DataFrame | None:
+        path = out / f"{config}-{seed}" / "trials.csv"
+        return pd.read_csv(path) if path.is_file() else None
+
+    keys = [c for c in RECIPE_COLUMNS if c not in EPOCH_COLUMNS]
+    for config in dict.fromkeys(r["config"] for r in runs if r["config"].startswith("m")):
+        pairs: list[tuple[float, float, str]] = []
+        for seed in sorted({r["seed"] for r in runs if r["config"] == config}):
+            mf, full = table(config, seed), table("full", seed)
+            if mf is None or "level" not in mf or "accuracy" not in mf:
+                continue
+            done = pd.concat([t for t in (mf, full) if t is not None and "accuracy" in t])
+            done = done[(done["state"] == "COMPLETE") & done["accuracy"].notna()]
+            finals = {recipe_key(row[keys]): row["accuracy"] for _, row in done.iterrows()}
+            level0 = mf[(mf["level"] == 0) & mf["accuracy"].notna()]
+            for _, row in level0.iterrows():
+                final = finals.get(recipe_key(row[keys]))
+                if final is not None:
+                    name = (
+                        f"s{seed} w{row['student_width']} s{row['sparsity']} "
+                        f"c{int(row['clusters'])} {row['quantization']}"
+                    )
+                    pairs.append((row["accuracy"], final, name))
+        if not pairs:
+            continue
+        print(f"\n{config}: level 0 against full training of the same recipe (all seeds)")
+        for low, final, name in sorted(pairs, key=lambda p: -p[1]):
+            print(f"  {name:40s} L0 {low:.4f}  full {final:.4f}")
+        if len(pairs) > 2:
+            tau = kendalltau([p[0] for p in pairs], [p[1] for p in pairs])
+            print(f"  Kendall tau {tau.statistic:.3f} (p {tau.pvalue:.3g}), n={len(pairs)}")
 
 
 def print_table(runs: list[dict], args: argparse.Namespace) -> None:
