@@ -22,7 +22,11 @@ multi-fidelity run. Hypervolume of (1 - accuracy, latency / baseline
 latency, gzip size / baseline gzip size), minimised, reference point (1.0, 2.0, 1.1): a model as
 accurate as chance-free zero, twice as slow as the fp32 baseline or 10 % bigger adds nothing.
 Prints each run's HV at quarters of the budget, and for the other runs the time they took to
-reach 95 % of the same seed's full run's final HV, as a share of the budget.
+reach 95 % of the same seed's full run's final HV, as a share of the budget; then where each
+configuration's worker time went, by level; then, for the multi-fidelity runs, a rank check
+from the runs themselves: every level-0 build paired with a full build of the same recipe (the
+candidate's own promotion, or the same seed's full run, which starts from the same random
+recipes) and the Kendall tau over the pairs.
 """
 
 from __future__ import annotations

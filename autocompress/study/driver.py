@@ -234,7 +234,9 @@ class Driver(Promotions):
             if self._blocked(recipe):
                 continue
             self.held.remove((trial, recipe))
-            if "candidate" in trial.user_attrs or not self._reuse(trial, recipe):
+            # A new candidate repeats by its sampled recipe, not by its level's build.
+            sampled = Recipe.from_dict(trial.user_attrs["recipe"])
+            if "promoted_from" in trial.user_attrs or not self._reuse(trial, sampled):
                 self._start(executor, trial.number, recipe)
 
     def _entries_for(self, recipe: Recipe) -> dict[str, bytes]:

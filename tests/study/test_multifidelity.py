@@ -107,6 +107,26 @@ def test_training_free_recipes_go_to_the_top_at_once(tmp_path: Path, tiny_task: 
     assert baseline.user_attrs["level"] == 0 and baseline.user_attrs["last_level"] == 2
 
 
+def test_a_candidate_proposed_while_its_twin_builds_is_built_once(
+    tmp_path: Path, tiny_task: Task
+) -> None:
+    """Two workers and a space of one training recipe: the second proposal waits on the
+    first's level-0 build, then is answered from it instead of being built a second time."""
+    space = tmp_path / "one.yaml"
+    space.write_text(
+        "sparsity: [0.5]\nquantization: [int8]\nfinetune_epochs: 2\n"
+        "fidelity: {levels: [0.0, 1.0], eta: 2}\n"
+    )
+    result = search(
+        task=tiny_task, space=space, out=tmp_path / "run", trials=3, workers=2,
+        sampler="random", seed=0, warm_start=False,
+    )  # fmt: skip
+    trials = result.study.get_trials(deepcopy=False)
+    assert [t.number for t in trials if "level_values" in t.user_attrs] == [0]
+    assert trials[1].user_attrs["reused_from"] == 0  # proposed while trial 0 was building
+    assert trials[1].state == TrialState.PRUNED
+
+
 def test_fidelity_off_builds_every_candidate_once(tmp_path: Path, tiny_task: Task) -> None:
     result = _run(tmp_path, tiny_task, trials=4, fidelity="off")
     for t in result.study.get_trials(deepcopy=False):
