@@ -135,7 +135,9 @@ def front_frame(
     if "reused_from" in ok.columns:  # a re-proposed recipe: its original row stands for it
         ok = ok[ok["reused_from"].isna()]
     if "constraints_violated" in ok.columns:
-        ok = ok[[_feasible_for(v, profile) for v in ok["constraints_violated"].fillna("")]]
+        # A boolean Series, never a list: an empty list would select no columns, not no rows.
+        feasible = ok["constraints_violated"].fillna("").map(lambda v: _feasible_for(v, profile))
+        ok = ok[feasible.astype(bool)]
     objectives = objective_columns(profile, quality)
     cols = [c for c, _ in objectives]
     mask = pareto_mask(ok[cols].to_numpy(dtype=float), [m for _, m in objectives])
