@@ -175,7 +175,7 @@ class Driver(Promotions):
         trial.set_user_attr("recipe", recipe.to_dict())
         promoted_from = trial.user_attrs.get("promoted_from")
         if promoted_from is None:
-            if self._reuse(trial, recipe):
+            if self._reuse(trial):
                 self.repeats_in_row += 1
                 return
             self.repeats_in_row = 0
@@ -234,9 +234,7 @@ class Driver(Promotions):
             if self._blocked(recipe):
                 continue
             self.held.remove((trial, recipe))
-            # A new candidate repeats by its sampled recipe, not by its level's build.
-            sampled = Recipe.from_dict(trial.user_attrs["recipe"])
-            if "promoted_from" in trial.user_attrs or not self._reuse(trial, sampled):
+            if "promoted_from" in trial.user_attrs or not self._reuse(trial):
                 self._start(executor, trial.number, recipe)
 
     def _entries_for(self, recipe: Recipe) -> dict[str, bytes]:
@@ -261,13 +259,13 @@ class Driver(Promotions):
                 break
         return entries
 
-    def _reuse(self, trial: optuna.Trial, recipe: Recipe) -> bool:
-        """Answer a recipe that an earlier trial already built from that trial's result.
+    def _reuse(self, trial: optuna.Trial) -> bool:
+        """Answer a trial from an earlier trial that built the recipe it sampled (at any level).
 
         Samplers propose the same point again (and would retry a failing recipe forever);
         building it again costs minutes and teaches the sampler nothing new.
         """
-        key = recipe_key(recipe.to_dict())
+        key = recipe_key(trial.user_attrs["recipe"])
         earlier = self.ledger.built.get(key)
         if earlier is not None:
             for name in ("record", "model_path", "constraint_values"):
