@@ -44,6 +44,7 @@ import pandas as pd
 import yaml
 
 import autocompress
+from autocompress.records import EPOCH_FIELDS
 from autocompress.space import resolve_space
 from autocompress.study.fidelity import hypervolume
 from autocompress.study.rundir import STUDY_NAME, RunDir
@@ -217,9 +218,6 @@ def print_costs(runs: list[dict], out: Path) -> None:
             )
 
 
-EPOCH_COLUMNS = ("distill_epochs", "finetune_epochs")
-
-
 def recipe_key(values: pd.Series) -> tuple[str, ...]:
     """A recipe's cells as text that two tables agree on (an int column read as float in one)."""
     return tuple(
@@ -238,8 +236,9 @@ def print_level_rank(runs: list[dict], out: Path) -> None:
         path = out / f"{config}-{seed}" / "trials.csv"
         return pd.read_csv(path) if path.is_file() else None
 
-    keys = [c for c in RECIPE_COLUMNS if c not in EPOCH_COLUMNS]
-    for config in dict.fromkeys(r["config"] for r in runs if r["config"].startswith("m")):
+    keys = [c for c in RECIPE_COLUMNS if c not in EPOCH_FIELDS]
+    levelled = [r["config"] for r in runs if r["config"] not in ("full", "random")]
+    for config in dict.fromkeys(levelled):
         pairs: list[tuple[float, float, str]] = []
         for seed in sorted({r["seed"] for r in runs if r["config"] == config}):
             mf, full = table(config, seed), table("full", seed)
