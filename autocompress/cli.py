@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autocompress import commands
 from autocompress.commands import parse_duration
-from autocompress.errors import InputError
+from autocompress.errors import ClusterLost, InputError
 
 __all__ = ["main", "parse_duration"]
 
@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"autocompress: error: {exc}", file=sys.stderr)
         return 2
+    except ClusterLost as exc:
+        print(f"\nautocompress: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nautocompress: interrupted; finished trials are saved", file=sys.stderr)
         return 130

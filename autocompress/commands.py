@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from autocompress._quiet import quiet_native_startup
 from autocompress.errors import InputError
 from autocompress.tolerance import MaxDrop
 
@@ -41,7 +42,7 @@ def parse_duration(text: str) -> float:
 def cmd_search(args: argparse.Namespace) -> int:
     from autocompress.study.api import SearchSettings, search
 
-    _quiet_tensorflow_startup()
+    quiet_native_startup()
     timeout = parse_duration(args.timeout) if args.timeout else None
     progress = _ProgressLine(sys.stderr)
     settings = SearchSettings(
@@ -182,8 +183,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _print_export(run: Path, trial: int, fmt: str, out: Path) -> None:
     from autocompress.export import export
 
-    if fmt in ("onnx", "saved_model", "keras"):
-        _quiet_tensorflow_startup()
+    quiet_native_startup(tensorflow=fmt in ("onnx", "saved_model", "keras"))
     done = export(run, trial, fmt, out)
     print(f"exported trial {trial} as {fmt} to {done.path} (audit: {done.audit_path})")
     for key, value in done.checks.items():
@@ -209,6 +209,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     def progress(trial: int, ms: float) -> None:
         print(f"trial {trial}: {ms:.3f} ms", flush=True)
 
+    quiet_native_startup(tensorflow=False)
     done = measure_run(Path(args.run), args.name, settings, on_candidate=progress)
     print(
         f"{done.profile}: {done.measured} candidates measured ({done.resumed} from an earlier "
@@ -242,26 +243,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_tensorflow_startup() -> None:
-    """Import TensorFlow with the process's native stderr pointed away from the terminal: its
-    C++ start-up lines (oneDNN, CUDA probing) are noise to a user; Python errors still show."""
-    import os
-
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def cmd_estimate(args: argparse.Namespace) -> int:
     import json
 
@@ -271,6 +252,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     path = Path(args.model)
     if not path.is_file():
         raise InputError(str(path), "file not found")
+    quiet_native_startup(tensorflow=False)
     profile = load_profile(args.profile)
     data = path.read_bytes()
     graph = read_tflite(data, str(path))  # our own defensive reader, before anything else

@@ -17,3 +17,9 @@ class InputError(Exception):
         self.source = str(source)
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.source}: {self.problem}")
+
+
+class ClusterLost(Exception):
+    """The Ray cluster a search ran on went away mid-search. Its running trials were recorded as
+    interrupted and everything finished is kept; the message says how to resume. The CLI prints
+    it as one line and exits with code 1."""

@@ -245,6 +245,7 @@ def test_search_terminal_shows_results_and_ray_notices_go_to_the_log(
     assert "Traceback" not in proc.stderr
     # Ray's start-up notice (token authentication) is a detail for search.log, not the terminal.
     assert "Token authentication" not in proc.stderr + proc.stdout
+    assert "XNNPACK" not in proc.stderr + proc.stdout  # nor LiteRT's start-up line
     log = (out / "search.log").read_text()
     assert "trial 0 complete" in log
     if "RAY_AUTH_MODE" not in os.environ:  # Ray 2.60 announces token auth on a new local cluster

@@ -12,9 +12,11 @@ from autocompress.records import LatencyResult
 
 
 def _child(conn: Connection, tflite: bytes, profile: HardwareProfile) -> None:
+    from autocompress._quiet import quiet_native_startup
     from autocompress.hardware import latency
 
     try:
+        quiet_native_startup(tensorflow=False)
         conn.send(("ok", latency(tflite, profile)))
     except Exception as exc:  # reported to the parent as one line
         conn.send(("error", f"{type(exc).__name__}: {exc}".splitlines()[0]))

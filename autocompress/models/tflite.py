@@ -44,9 +44,14 @@ class TfliteTeacher:
 
     @classmethod
     def from_file(cls, path: Path) -> TfliteTeacher:
-        """Read and check the file: LiteRT must load it, with float inputs and outputs (several
-        only through one signature, which names them)."""
+        """Read and check the file: LiteRT must load it, with float inputs and outputs.
+
+        A file without a signature gets one made from its subgraph's input and output tensor
+        names, and float16 weights (DEQUANTIZE of constants) are widened to float32
+        (:mod:`autocompress.models.rewrite`): from here on every file is read by signature."""
         from ai_edge_litert.interpreter import Interpreter
+
+        from autocompress.models.rewrite import float16_folded, with_signature
 
         if not path.is_file():
             raise InputError(str(path), "model file not found")
@@ -59,13 +64,14 @@ class TfliteTeacher:
             raise InputError(
                 str(path), f"LiteRT cannot load it as a .tflite model: {reason}"
             ) from None
-        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        if (len(inputs) > 1 or len(outputs) > 1) and len(interpreter.get_signature_list()) != 1:
+        signatures = interpreter.get_signature_list()
+        if len(signatures) > 1:
             raise InputError(
                 str(path),
-                "a model with several inputs or outputs needs exactly one signature (it names "
-                "them)",
+                f"has {len(signatures)} signatures ({', '.join(signatures)}): give a file with "
+                "the one to compress",
             )
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
         for kind, detail in [*(("input", d) for d in inputs), *(("output", d) for d in outputs)]:
             if np.dtype(detail["dtype"]) != np.float32:
                 raise InputError(
@@ -73,6 +79,10 @@ class TfliteTeacher:
                     f"its {kind} is {np.dtype(detail['dtype']).name}: give the float model "
                     "(autocompress quantizes it)",
                 )
+        try:
+            content = with_signature(float16_folded(content))
+        except ValueError as exc:
+            raise InputError(str(path), f"cannot name its inputs and outputs: {exc}") from None
         return cls(content=content, source=str(path))
 
     def digest(self) -> str:
@@ -81,7 +91,7 @@ class TfliteTeacher:
 
     def io_shapes(self) -> tuple[dict[str, tuple], dict[str, tuple]]:
         """Input and output shapes by signature name, without the batch dimension (None where
-        dynamic); a file without a signature has one input and output, named as its tensors."""
+        dynamic); a file without a signature (not read by :meth:`from_file`) by tensor name."""
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_content=self.content)

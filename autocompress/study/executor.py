@@ -18,12 +18,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from types import TracebackType
 
 import ray
 
+from autocompress.errors import ClusterLost
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest, run_trial
 
 TrialFn = Callable[[TrialContext, TrialRequest], TrialOutcome]
@@ -62,6 +64,22 @@ MAX_RETRIES = 1
 OOM_RETRIES_ENV = "RAY_task_oom_retries"
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
 RETRY_ENV = {**WORKER_ENV, "TF_ENABLE_ONEDNN_OPTS": "0"}  # read when TensorFlow is imported
+# How often the driver checks that the cluster's control store (GCS) still answers, and after
+# how many refusals in a row it counts the cluster as gone. Ray's own driver waits 60 s for a
+# lost GCS and then ends the process (rpc_client.h: "The program will terminate"), which would
+# leave the running trials unrecorded.
+HEALTH_INTERVAL = 2.0
+LOST_AFTER = 3
+
+
+def ray_address(address: str | None) -> str:
+    """The Ray cluster a search runs on: ``address`` (``--ray-address``), else ``RAY_ADDRESS``
+    as the user set it (Ray's own convention), else a new local instance of its own.
+
+    Ray's ``ray.init(address=None)`` joins the last cluster ``ray start`` started on the machine:
+    a default search joined another job's cluster, ran its trials there and lost them when that
+    cluster stopped. ``"local"`` is Ray's word for "start a new one"."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
 
 
 class RayExecutor:
@@ -87,19 +105,25 @@ class RayExecutor:
         self._remote = None
         self._retry = None
         self._fn_ref: ray.ObjectRef | None = None
+        self._gcs: tuple[str, int] | None = None
+        self._checked = 0.0
+        self._refused = 0
+        self.lost = False
 
     def __enter__(self) -> RayExecutor:
         if not ray.is_initialized():
             # Read by this process's Ray core worker, which owns every trial task.
             os.environ.setdefault(OOM_RETRIES_ENV, "0")
             ray.init(
-                address=self._address,
+                address=ray_address(self._address),
                 include_dashboard=False,
                 log_to_driver=False,
                 configure_logging=False,
                 runtime_env={"env_vars": WORKER_ENV},
             )
             self._started = True
+        host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
+        self._gcs = (host, int(port))
         self._ctx_ref = ray.put(self._ctx)
         self._fn_ref = ray.put(self._trial_fn)
         options = {"num_cpus": self._cpus, "num_gpus": self._gpus, "max_retries": 0}
@@ -116,11 +140,33 @@ class RayExecutor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for ref in list(self._pending):
-            ray.cancel(ref, force=True)
+        if not self.lost:
+            for ref in list(self._pending):
+                ray.cancel(ref, force=True)
         self._pending.clear()
         if self._started:
             ray.shutdown()
+
+    def _check_cluster(self) -> None:
+        """Raise :class:`ClusterLost` once the cluster's GCS has refused connections
+        :data:`LOST_AFTER` times in a row (checked every :data:`HEALTH_INTERVAL` seconds)."""
+        if self._gcs is None or time.monotonic() - self._checked < HEALTH_INTERVAL:
+            return
+        self._checked = time.monotonic()
+        try:
+            socket.create_connection(self._gcs, timeout=1.0).close()
+            self._refused = 0
+        except OSError:
+            self._refused += 1
+        if self._refused >= LOST_AFTER:
+            self.lost = True
+            host, port = self._gcs
+            raise ClusterLost(
+                f"the Ray cluster at {host}:{port} went away mid-search; its "
+                f"{len(self._pending)} running trial(s) are recorded as interrupted and every "
+                "finished one is kept: run the same command again to resume (on a running "
+                "cluster, or without --ray-address / RAY_ADDRESS on a local Ray of its own)"
+            )
 
     @property
     def in_flight(self) -> int:
@@ -143,6 +189,7 @@ class RayExecutor:
         module's docstring), so the list can be empty before ``timeout``."""
         if not self._pending:
             return []
+        self._check_cluster()
         done, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
         if done:  # collect everything else that is already finished too
             done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)
