@@ -32,6 +32,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autocompress.errors import InputError
+from autocompress.models.configs import (
+    NEW_ARGUMENTS,
+    dtype_name,
+    plain,
+    renamed,
+    sequential_as_functional,
+)
 from autocompress.models.parity import _TAIL, TFLITE_HINT, check_parity
 from autocompress.models.stored import stored_config
 
@@ -61,10 +68,6 @@ SAME_ACTIVATIONS = frozenset(
 )  # fmt: skip
 RENAMED_ACTIVATIONS = {"silu": "swish"}
 EXPANDED_ACTIVATIONS = frozenset({"hard_silu", "hard_swish", "hard_sigmoid", "relu6"})
-# Keras 3 arguments tf_keras lacks, dropped when unset (any other value is refused).
-NEW_ARGUMENTS = frozenset({"quantization_config", "input_axes", "output_axes", "lora_rank",
-                           "lora_alpha", "optional"})  # fmt: skip
-
 
 def is_keras3_file(path: Path) -> bool:
     """Whether a ``.keras`` / ``.h5`` file was saved by Keras 3 (its stored ``keras_version``)."""
@@ -113,7 +116,8 @@ def translate(original: Any, source: str = "<model>") -> tf_keras.Model:
     if kind not in MODELS:
         raise InputError(source, f"a subclassed model ({kind}) cannot be translated; {TFLITE_HINT}")
     config = {"class_name": kind, "config": original.get_config()}
-    translated = _Translator(source).model(config)
+    translator = _Translator(source)
+    translated = translator.model(config)
     try:
         model = tf_keras.models.model_from_json(json.dumps(translated))
     except InputError:
@@ -123,15 +127,19 @@ def translate(original: Any, source: str = "<model>") -> tf_keras.Model:
         raise InputError(
             source, f"tf_keras cannot rebuild the translated model: {reason}"
         ) from None
-    _copy_weights(original, model, source)
+    _copy_weights(original, model, source, translator.renamed)
     return model
 
 
-def _copy_weights(original: Any, rebuilt: tf_keras.Model, source: str) -> None:
-    """Copy weights layer by layer, by name, into nested models too."""
+def _copy_weights(
+    original: Any, rebuilt: tf_keras.Model, source: str, renamed: dict[str, str] | None = None
+) -> None:
+    """Copy weights layer by layer, by name (``renamed``: the top-level layers renamed after the
+    keys of dict inputs / outputs), into nested models too."""
+    renamed = renamed or {}
     for layer in original.layers:
         weights = layer.get_weights()
-        target = rebuilt.get_layer(layer.name)
+        target = rebuilt.get_layer(renamed.get(layer.name, layer.name))
         if type(layer).__name__ in MODELS:
             _copy_weights(layer, target, source)
             continue
@@ -177,14 +185,59 @@ class _Translator:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.renamed: dict[str, str] = {}  # top-level layer -> the dict key it now carries
 
     # -- models ------------------------------------------------------------------------------
-    def model(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def model(self, entry: dict[str, Any], top: bool = True) -> dict[str, Any]:
         """A model entry as a tf_keras Functional config (a Sequential becomes a chain)."""
         config = entry["config"]
         if entry["class_name"] == "Sequential":
-            config = _sequential_as_functional(config)
-        return {"class_name": "Functional", "config": self._functional(config)}
+            config = sequential_as_functional(config)
+        functional = self._functional(config)
+        if top:
+            functional = self._named_by_keys(config, functional)
+        elif any(isinstance(config.get(k), dict) for k in ("input_layers", "output_layers")):
+            raise InputError(
+                self.source,
+                f"nested model {config.get('name')!r} has dict inputs or outputs, which the "
+                f"translation takes only at the top level; {TFLITE_HINT}",
+            )
+        return {"class_name": "Functional", "config": functional}
+
+    def _named_by_keys(self, config: dict[str, Any], functional: dict[str, Any]) -> dict[str, Any]:
+        """Dict inputs / outputs (``keras.Model({"image": x}, {"cls": c, "box": b})``) as lists
+        in the dict's order whose layers carry the keys as names: the rest of the package
+        knows a model's inputs and outputs by layer name (tf_keras's ``input_names`` /
+        ``output_names``, the converted file's signature), and the keys are the names the
+        user's data, metric and application use."""
+        wanted: dict[str, str] = {}  # tf_keras layer -> key
+        for kind in ("input_layers", "output_layers"):
+            refs = config.get(kind)
+            if not isinstance(refs, dict):
+                continue
+            for key, ref, end in zip(refs, refs.values(), functional[kind]):
+                layer = end[0]
+                if end[2] != 0 or wanted.get(layer, key) != key:
+                    raise InputError(
+                        self.source,
+                        f"{kind.split('_')[0]} {key!r} is not the only output of layer "
+                        f"{ref[0]!r}: the translation names a layer after its dict key; "
+                        f"{TFLITE_HINT}",
+                    )
+                wanted[layer] = str(key)
+        if not wanted:
+            return functional
+        taken = {layer["name"] for layer in functional["layers"]} - set(wanted)
+        clashes = {key for key in wanted.values() if key in taken}
+        renames = dict(wanted)
+        for name in sorted(clashes):  # a layer already called like a key makes way for it
+            n = 1
+            while f"{name}_{n}" in taken or f"{name}_{n}" in wanted.values():
+                n += 1
+            renames[name] = f"{name}_{n}"
+            taken.add(f"{name}_{n}")
+        self.renamed = {old: new for old, new in renames.items() if old != new}
+        return renamed(functional, self.renamed)
 
     def _functional(self, config: dict[str, Any]) -> dict[str, Any]:
         layers: list[dict[str, Any]] = []
@@ -213,6 +266,8 @@ class _Translator:
             alias[name] = expanded[-1][0]
 
         def ends(refs: Any) -> list[list[Any]]:
+            if isinstance(refs, dict):  # dict inputs / outputs: in the dict's order
+                refs = list(refs.values())
             refs = [refs] if refs and isinstance(refs[0], str) else refs
             return [[alias.get(r[0], r[0]), r[1] + (r[0] in nested), r[2]] for r in refs]
 
@@ -253,7 +308,7 @@ class _Translator:
         kind = entry["class_name"]
         name = entry.get("name") or entry["config"]["name"]
         if kind in MODELS:
-            return [(name, {**self.model(entry), "name": name})]
+            return [(name, {**self.model(entry, top=False), "name": name})]
         if str(entry.get("module", "")).startswith("keras.src.ops"):
             return [self._operation(entry, name)]
         config = self._layer_config(kind, entry["config"], name)
@@ -337,9 +392,9 @@ class _Translator:
                         "equivalent",
                     )
                 continue
-            out[key] = _plain(value)
+            out[key] = plain(value)
         if "dtype" in out:
-            out["dtype"] = _dtype_name(config["dtype"])
+            out["dtype"] = dtype_name(config["dtype"])
         if kind == "InputLayer" and "batch_shape" in out:
             out["batch_input_shape"] = out.pop("batch_shape")
         activation = out.get("activation")
@@ -355,51 +410,3 @@ class _Translator:
                     self.source, f"layer {name!r}: activation {act!r} has no tf_keras equivalent"
                 )
         return out
-
-
-def _sequential_as_functional(config: dict[str, Any]) -> dict[str, Any]:
-    """A Sequential config as a chain of layers in functional form (tf_keras inbound nodes)."""
-    entries = [dict(e) for e in config["layers"]]
-    if not entries or entries[0]["class_name"] != "InputLayer":
-        shape = config.get("build_input_shape")
-        if shape is None:
-            raise InputError(config.get("name", "?"), "a Sequential model with no input shape")
-        name = f"{config['name']}_input"
-        entries.insert(
-            0, {"class_name": "InputLayer", "config": {"batch_shape": shape, "name": name}}
-        )
-    previous = None
-    for entry in entries:
-        entry["name"] = entry.get("name") or entry["config"]["name"]
-        entry["inbound_nodes"] = [] if previous is None else [[[previous, 0, 0, {}]]]
-        previous = entry["name"]
-    return {
-        "name": config["name"],
-        "layers": entries,
-        "input_layers": [[entries[0]["name"], 0, 0]],
-        "output_layers": [[previous, 0, 0]],
-    }
-
-
-def _dtype_name(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("config", {}).get("name", "float32"))
-    return str(value) if value else "float32"
-
-
-def _plain(value: Any) -> Any:
-    """A serialised Keras 3 object (initializer, regularizer, constraint) in tf_keras form."""
-    if isinstance(value, dict) and "class_name" in value and "config" in value:
-        config = value["config"]
-        if isinstance(config, dict):
-            config = {
-                k: _plain(v)
-                for k, v in config.items()
-                if not (k in NEW_ARGUMENTS and v in (None, False))
-            }
-        return {"class_name": value["class_name"], "config": config}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
