@@ -89,7 +89,8 @@ class Metric:
         name: the column name of its values (``accuracy``, ``mae``, a function's name).
         maximize: whether higher is better.
         targets: what it needs of ``y_true``: ``classes`` (integer class ids), ``values``
-            (numbers) or ``any`` (a user function decides).
+            (numbers), ``outputs`` (the original model's own outputs, as data without labels
+            has them: :mod:`autocompress.data.targets`) or ``any`` (a user function decides).
         spec: where it comes from (a built-in name, ``file.py:function``, ``module:function``);
             a user function is loaded again from it in each worker process.
         output: the one output it scores, by name, for a model with several (None: all; the
@@ -162,7 +163,8 @@ class Metric:
         train, val = np.asarray(train), np.asarray(val)
         if not val.size:
             return None
-        if self.classification:
+        ids = self.targets == "outputs" and np.issubdtype(val.dtype, np.integer)
+        if self.classification or ids:
             if not n_classes:
                 return None
             values, counts = np.unique(train, return_counts=True)
@@ -370,6 +372,34 @@ def miou(y_true: Arrays, y_pred: Arrays) -> float:
     return float(np.mean(tp[present] / union[present]))
 
 
+def fidelity(y_true: Arrays, y_pred: Arrays) -> tuple[float, np.ndarray]:
+    """How close a candidate stays to the original model's outputs (``y_true``: what
+    :mod:`autocompress.data.targets` makes of them), 1.0 when it matches: per output, for
+    top-class ids the share of samples (pixels) whose top class agrees; for values the share of
+    their spread the candidate keeps, R^2 = 1 - squared error / variance of the original's
+    values over the split (per sample: 1 - its squared error / that variance; their mean is
+    R^2). Several outputs: the mean of their per-sample scores."""
+    truths = y_true if isinstance(y_true, dict) else {"": y_true}
+    preds = y_pred if isinstance(y_pred, dict) else {"": y_pred}
+    if len(preds) == 1 and len(truths) == 1:
+        preds = {next(iter(truths)): next(iter(preds.values()))}
+    parts = []
+    for name, truth in truths.items():
+        truth, pred = np.asarray(truth), np.asarray(preds[name])
+        n = len(truth)
+        if np.issubdtype(truth.dtype, np.integer):
+            top = predicted_classes(pred)
+            parts.append((top == truth.reshape(top.shape)).reshape(n, -1).mean(axis=1))
+            continue
+        t = truth.astype(np.float64).reshape(n, -1)
+        p = pred.astype(np.float64).reshape(n, -1)
+        spread = float(t.var(axis=0).mean())
+        spread = max(spread, 1e-6 * float(np.square(t).mean()), 1e-12)
+        parts.append(1.0 - np.square(p - t).mean(axis=1) / spread)
+    per_sample = np.mean(parts, axis=0)
+    return float(per_sample.mean()), per_sample
+
+
 # name -> (function, maximize, what y_true must hold)
 BUILTIN: dict[str, tuple[MetricFn, bool, str]] = {
     "accuracy": (accuracy, True, "classes"),
@@ -381,6 +411,8 @@ BUILTIN: dict[str, tuple[MetricFn, bool, str]] = {
     "f1": (f1, True, "classes"),
     "miou": (miou, True, "classes"),
     "map50": (map50, True, "any"),
+    "fidelity": (fidelity, True, "outputs"),
 }
 
 ACCURACY = get_metric("accuracy")
+FIDELITY = get_metric("fidelity")  # the default of data without labels

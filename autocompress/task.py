@@ -33,9 +33,10 @@ from autocompress.data.images import input_image_shape
 from autocompress.data.npz import DATA_KEYS
 from autocompress.data.pipeline import is_pipeline, read_pipeline
 from autocompress.data.stream import Stream
+from autocompress.data.targets import label_free, teacher_targets
 from autocompress.errors import InputError
-from autocompress.metrics import ACCURACY, Metric, get_metric
-from autocompress.models.loading import load_model
+from autocompress.metrics import ACCURACY, FIDELITY, Metric, get_metric
+from autocompress.models.loading import load_model, model_errors
 from autocompress.models.stored import compiled_loss, stored_config
 from autocompress.models.tflite import TfliteTeacher
 
@@ -70,7 +71,10 @@ class TaskData:
         """The splits a function ``file.py:function`` / ``module:function`` gives as
         ``tf.data.Dataset`` s or re-iterables of ``(x, y)`` batches, read in batches (see
         :mod:`autocompress.data.pipeline`): what a task entry point returns for such data."""
-        return cls(**read_pipeline(spec, spec))  # type: ignore[arg-type]
+        splits = read_pipeline(spec, spec)
+        if label_free(splits):
+            raise InputError(spec, "yields inputs alone: give data without labels in a task YAML")
+        return cls(**splits)  # type: ignore[arg-type]
 
     @property
     def has_test(self) -> bool:
@@ -112,11 +116,14 @@ class TeacherSpec:
     weights: list[np.ndarray]
     trusted: bool = False  # the user allowed code in it (Lambda layers): deserialise unsafely
     trainable: bool = field(default=True, init=False)  # every technique applies
+    source: str = "<model>"  # the file it came from: what errors about the model name
 
     @classmethod
-    def from_model(cls, model: tf_keras.Model, trusted: bool = False) -> TeacherSpec:
+    def from_model(
+        cls, model: tf_keras.Model, trusted: bool = False, source: str = "<model>"
+    ) -> TeacherSpec:
         weights = [w.copy() for w in model.get_weights()]
-        return cls(config_json=model.to_json(), weights=weights, trusted=trusted)
+        return cls(config_json=model.to_json(), weights=weights, trusted=trusted, source=source)
 
     def build(self) -> tf_keras.Model:
         """A fresh model object with copied weights; nothing is shared with any other copy."""
@@ -218,24 +225,29 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     model_path = base / spec["model"]
     if is_pipeline(spec["data"]):  # a function giving a tf.data.Dataset / iterable per split
         data_path = Path(source)
-        data = TaskData(**read_pipeline(_beside(spec["data"], base), source))
+        splits = read_pipeline(_beside(spec["data"], base), source)
     else:
         data_path = base / spec["data"]
-        data = load_data(data_path, model_path)
+        splits = read_data(data_path, model_path)
     teacher: TeacherSpec | TfliteTeacher
-    if model_path.suffix == TFLITE_SUFFIX:
-        teacher = TfliteTeacher.from_file(model_path)
-    else:
-        x_check = data.x_val
-        if isinstance(x_check, Stream):  # a Keras 3 translation is checked on a part of it
-            x_check = take(x_check, slice(PARITY_SAMPLES))
-        model = load_model(model_path, trust=trust_model, x_check=x_check)
-        teacher = TeacherSpec.from_model(model, trusted=trust_model)
-        loss = loss or compiled_loss(model_path)
+    with model_errors(str(model_path)):
+        if model_path.suffix == TFLITE_SUFFIX:
+            teacher = TfliteTeacher.from_file(model_path)
+        else:
+            x_check = splits["x_val"]
+            if isinstance(x_check, Stream):  # a Keras 3 translation is checked on a part of it
+                x_check = take(x_check, slice(PARITY_SAMPLES))
+            model = load_model(model_path, trust=trust_model, x_check=x_check)
+            teacher = TeacherSpec.from_model(model, trusted=trust_model, source=str(model_path))
+            loss = loss or compiled_loss(model_path)
+    if label_free(splits):  # the model's own outputs are the targets
+        with model_errors(str(model_path), "cannot run on the data"):
+            splits = teacher_targets(splits, teacher.predict)
+        metric = metric or FIDELITY
     task = Task(
         name=str(spec.get("name", Path(path).stem)),
         teacher=teacher,
-        data=data,
+        data=TaskData(**splits),
         source=source,
         metric=metric or ACCURACY,
         loss=loss,
@@ -245,27 +257,37 @@ def load_task(path: str | Path, trust_model: bool = False) -> Task:
     return task
 
 
-def load_data(path: Path, model_path: Path | None = None) -> TaskData:
-    """The data a task file names: an ``.npz`` file, or an image folder (decoded at the input
-    size of the model in ``model_path``; see :mod:`autocompress.data`)."""
+def read_data(path: Path, model_path: Path | None = None) -> dict[str, Any]:
+    """The splits of the data a task file names: an ``.npz`` file, or an image folder (decoded
+    at the input size of the model in ``model_path``; see :mod:`autocompress.data`). Without
+    labels, the ``y_*`` entries are missing or None (:func:`label_free`)."""
     if path.is_dir():
         if model_path is None:
             raise InputError(str(path), "an image folder needs the model to know the image size")
         shape = _image_input(model_path)
-        return TaskData(**read_image_folder(path, (shape[0], shape[1]), shape[2]))
-    return TaskData(**read_npz(path))
+        return read_image_folder(path, (shape[0], shape[1]), shape[2])
+    return read_npz(path)
+
+
+def load_data(path: Path, model_path: Path | None = None) -> TaskData:
+    """:func:`read_data` as :class:`TaskData` (data with labels)."""
+    splits = read_data(path, model_path)
+    if label_free(splits):
+        raise InputError(str(path), "has no labels: load it with its model (load_task)")
+    return TaskData(**splits)
 
 
 def _image_input(model_path: Path) -> tuple[int, int, int]:
     """(height, width, channels) of the model's image input, read without loading the model."""
     if not model_path.exists():
         raise InputError(str(model_path), "model file not found")
-    if model_path.suffix == TFLITE_SUFFIX:
-        inputs = list(TfliteTeacher.from_file(model_path).io_shapes()[0].values())
-        shape = inputs[0] if len(inputs) == 1 else ()
-        found = tuple(shape) if len(shape) == 3 and None not in shape else None
-    else:
-        found = input_image_shape(stored_config(model_path)) if model_path.is_file() else None
+    with model_errors(str(model_path)):
+        if model_path.suffix == TFLITE_SUFFIX:
+            inputs = list(TfliteTeacher.from_file(model_path).io_shapes()[0].values())
+            shape = inputs[0] if len(inputs) == 1 else ()
+            found = tuple(shape) if len(shape) == 3 and None not in shape else None
+        else:
+            found = input_image_shape(stored_config(model_path)) if model_path.is_file() else None
     if found is None:
         raise InputError(
             str(model_path),
@@ -330,8 +352,10 @@ def check_task(task: Task, data_source: str | None = None) -> None:
 
 def _check_metric_on_teacher(src: str, task: Task) -> None:
     """The metric must give a number on the teacher's validation outputs, before any trial."""
+    with model_errors(task.teacher.source, "cannot run on the validation data"):
+        outputs = task.teacher.predict(task.data.x_val)
     try:
-        task.metric.score(task.data.y_val, task.teacher.predict(task.data.x_val))
+        task.metric.score(task.data.y_val, outputs)
     except InputError:
         raise
     except Exception as exc:  # the user's function: anything it raises is bad input

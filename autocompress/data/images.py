@@ -1,5 +1,7 @@
 """An image folder as a task's data: ``train/``, ``val/`` and optionally ``test/``, each with one
-subfolder per class of image files, as ``keras.utils.image_dataset_from_directory`` reads them.
+subfolder per class of image files, as ``keras.utils.image_dataset_from_directory`` reads them;
+or, without labels, each holding the image files themselves (the model's own outputs are then
+the targets: :mod:`autocompress.data.targets`).
 
 Images are decoded and resized (bilinear) to the model's input size, with pixel values as that
 function gives them: float32 in 0-255, so a model that scales its input does so itself. Class
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autocompress.data.arrays import take
 from autocompress.data.stream import Arrays, Stream
 from autocompress.errors import InputError
 
@@ -31,11 +34,13 @@ def read_image_folder(
     root: Path, size: tuple[int, int], channels: int
 ) -> dict[str, ImageFolder | np.ndarray]:
     """``x_<split>``: the split's images as an :class:`ImageFolder` stream ((height, width,
-    channels) float32 each), and ``y_<split>``: its int64 class ids."""
+    channels) float32 each), and ``y_<split>``: its int64 class ids (None: no class folders)."""
     if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise InputError(str(root), "an image folder needs train/ and val/ subfolders")
     splits = [s for s in SPLITS if (root / s).is_dir()]
     classes = {s: sorted(d.name for d in (root / s).iterdir() if d.is_dir()) for s in splits}
+    if not any(classes.values()):
+        return _unlabelled(root, splits, size, channels)
     if not classes["train"]:
         raise InputError(str(root / "train"), "holds no class subfolders")
     for split in splits[1:]:
@@ -64,18 +69,44 @@ def read_image_folder(
     return out
 
 
+def _unlabelled(
+    root: Path, splits: list[str], size: tuple[int, int], channels: int
+) -> dict[str, ImageFolder | np.ndarray | None]:
+    """Splits that hold their images directly: inputs only, ``y_<split>`` None."""
+    out: dict[str, ImageFolder | np.ndarray | None] = {}
+    for split in splits:
+        paths = [
+            str(path)
+            for path in sorted((root / split).iterdir())
+            if path.suffix.lower() in IMAGE_SUFFIXES
+            and path.is_file()
+            and _decode(path, size, channels) is not None
+        ]
+        if not paths:
+            raise InputError(str(root / split), "holds no readable image and no class subfolders")
+        out[f"x_{split}"] = ImageFolder(paths, None, size, channels)
+        out[f"y_{split}"] = None
+    return out
+
+
 class ImageFolder(Stream):
-    """One split of an image folder: file paths and class ids, decoded a batch at a time."""
+    """One split of an image folder: file paths and their targets (class ids, or the teacher's
+    outputs for a folder without classes), decoded a batch at a time."""
 
     def __init__(
-        self, paths: list[str], labels: np.ndarray, size: tuple[int, int], channels: int
+        self, paths: list[str], labels: Arrays | None, size: tuple[int, int], channels: int
     ) -> None:
         self.paths, self.labels = list(paths), labels
         self.size, self.channels = (int(size[0]), int(size[1])), int(channels)
 
     @property
-    def targets(self) -> np.ndarray:
+    def targets(self) -> Arrays:
+        if self.labels is None:
+            raise ValueError("an image folder without classes has no targets until relabelled")
         return self.labels
+
+    def relabelled(self, targets: Arrays) -> ImageFolder:
+        return ImageFolder(self.paths, targets, self.size, self.channels)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -88,7 +119,7 @@ class ImageFolder(Stream):
         )
         for start in range(0, len(order), size):
             index = order[start : start + size]
-            yield self.samples(index), self.labels[index]
+            yield self.samples(index), None if self.labels is None else take(self.labels, index)
 
     def samples(self, index: np.ndarray) -> np.ndarray:
         images = []
@@ -101,9 +132,15 @@ class ImageFolder(Stream):
 
     def digest(self) -> str:
         h = hashlib.sha256(f"{self.size}x{self.channels}".encode())
-        for path, label in zip(self.paths, self.labels):
+        ids = isinstance(self.labels, np.ndarray) and self.labels.ndim == 1  # class ids
+        for i, path in enumerate(self.paths):
             stat = Path(path).stat()
-            h.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}:{label};".encode())
+            label = f":{self.labels[i]}" if ids else ""  # type: ignore[index]
+            h.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}{label};".encode())
+        if self.labels is not None and not ids:  # the teacher's outputs as targets
+            labels = self.labels if isinstance(self.labels, dict) else {"": self.labels}
+            for name, values in sorted(labels.items()):
+                h.update(name.encode() + np.ascontiguousarray(values).tobytes())
         return h.hexdigest()
 
 

@@ -1,4 +1,6 @@
-"""One ``.npz`` file as a task's data: ``x_train, y_train, x_val, y_val`` (+ ``x_test, y_test``).
+"""One ``.npz`` file as a task's data: ``x_train, y_train, x_val, y_val`` (+ ``x_test, y_test``),
+or inputs alone (``x_train, x_val`` (+ ``x_test``), no ``y_*``): data without labels, whose
+targets are the model's own outputs (:mod:`autocompress.data.targets`).
 
 A model with several inputs or outputs has one array per input or output, named
 ``x_train.NAME`` / ``y_train.NAME`` (likewise ``_val``, ``_test``) with NAME the Keras input /
@@ -34,6 +36,15 @@ def read_npz(path: Path) -> dict[str, Arrays]:
         found = unflatten(entries, key)
         if found is not None:
             arrays[key] = found
+    if not any(k.startswith("y_") for k in arrays):  # inputs alone: no labels
+        missing = [k for k in DATA_KEYS if k.startswith("x_") and k not in arrays]
+        if missing:
+            raise InputError(
+                str(path),
+                f"missing array {missing[0]!r} (needs x_train and x_val, with y_train and "
+                "y_val when the data has labels)",
+            )
+        return arrays
     missing = [k for k in DATA_KEYS if k not in arrays]
     if missing:
         raise InputError(

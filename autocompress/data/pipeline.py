@@ -1,7 +1,10 @@
 """A data pipeline as a task's data: ``data: my_data.py:splits`` (or ``module:function``), a
 function returning ``{"train": ..., "val": ..., "test": ...}`` (``test`` optional), each a
 ``tf.data.Dataset`` or any re-iterable of ``(x, y)`` batches (numpy arrays or tensors; dicts by
-input / output name for a model with several).
+input / output name for a model with several) -- or of inputs alone (``x`` batches: an array,
+a tensor or a dict), when the data has no labels: the model's own outputs are then the targets
+(:mod:`autocompress.data.targets`), lined up by position, so every split of such a pipeline
+must yield its samples in the same order on every pass.
 
 Each split is read in batches (:class:`Pipeline`), never held: one pass at load collects its
 targets (a metric scores a whole split) and counts its samples. A training pipeline may
@@ -34,19 +37,25 @@ def is_pipeline(spec: str) -> bool:
     return ":" in spec and not spec.endswith((".npz", "/"))
 
 
-def read_pipeline(spec: str, where: str) -> dict[str, Pipeline | Arrays]:
-    """``x_<split>`` (a :class:`Pipeline`) and ``y_<split>`` (its targets) of every split."""
+def read_pipeline(spec: str, where: str) -> dict[str, Pipeline | Arrays | None]:
+    """``x_<split>`` (a :class:`Pipeline`) and ``y_<split>`` (its targets; None for a pipeline
+    that yields inputs only) of every split."""
     splits = _splits(spec, where)
-    out: dict[str, Pipeline | Arrays] = {}
+    labelled = {_labelled(spec, split, where) for split in SPLITS if split in splits}
+    if len(labelled) != 1:
+        raise InputError(where, f"data {spec}: some splits yield (x, y) batches, others x alone")
+    out: dict[str, Pipeline | Arrays | None] = {}
     for split in SPLITS:
         if split not in splits:
             continue
-        targets, n = _targets(spec, split, where)
-        if split != "train" and not _same(targets, _targets(spec, split, where)[0]):
+        targets, n, seen = _targets(spec, split, where)
+        unlabelled = targets is None
+        if (unlabelled or split != "train") and seen != _targets(spec, split, where)[2]:
             raise InputError(
                 where,
                 f"the {split} pipeline yields its samples in another order on each pass: do "
-                "not shuffle the validation or test data",
+                "not shuffle "
+                + ("a pipeline without labels" if unlabelled else "the validation or test data"),
             )
         out[f"x_{split}"] = Pipeline(spec, split, targets, n)
         out[f"y_{split}"] = targets
@@ -54,22 +63,43 @@ def read_pipeline(spec: str, where: str) -> dict[str, Pipeline | Arrays]:
 
 
 class Pipeline(Stream):
-    """One split of a user's pipeline, read in batches of the size asked for."""
+    """One split of a user's pipeline, read in batches of the size asked for. Its targets are
+    what it yields beside its inputs, or, for a pipeline of inputs alone, targets given by
+    position (:meth:`relabelled`)."""
 
-    def __init__(self, spec: str, split: str, targets: Arrays, n: int) -> None:
+    def __init__(self, spec: str, split: str, targets: Arrays | None, n: int) -> None:
         self.spec, self.split, self._targets, self._n = spec, split, targets, n
         self._digest: str | None = None
+        self._positional = False  # the targets are not yielded, but lined up by position
 
     @property
     def targets(self) -> Arrays:
+        if self._targets is None:
+            raise ValueError("a pipeline without labels has no targets until relabelled")
         return self._targets
 
     def __len__(self) -> int:
         return self._n
 
+    def relabelled(self, targets: Arrays) -> Pipeline:
+        out = Pipeline(self.spec, self.split, targets, self._n)
+        out._positional = True
+        return out
+
     def batches(self, size: int, seed: int | None = None) -> Iterator[tuple[Arrays, Arrays]]:
         """The pipeline's own order (it shuffles, or not, itself), in batches of ``size``."""
-        return rebatch(iter(_source(self.spec, self.split, self.spec)), size)
+        source = iter(_source(self.spec, self.split, self.spec))
+        if self._targets is not None and not self._positional:
+            return rebatch(source, size)
+        return self._by_position(rebatch(((x, None) for x in source), size))
+
+    def _by_position(self, batches: Iterator[tuple[Arrays, Any]]) -> Iterator[tuple[Any, Any]]:
+        start = 0
+        for x, _ in batches:
+            n = count(x)
+            end = start + n
+            yield x, None if self._targets is None else take(self._targets, slice(start, end))
+            start = end
 
     def samples(self, index: np.ndarray) -> Arrays:
         """One pass, keeping the samples at ``index``."""
@@ -93,8 +123,8 @@ class Pipeline(Stream):
             h = hashlib.sha256(f"{self.spec}:{self.split}".encode())
             for x, y in self.batches(READ_BATCH):
                 for part in (x, y):
-                    for _, v in sorted(part.items()) if isinstance(part, dict) else [("", part)]:
-                        h.update(np.ascontiguousarray(v).tobytes())
+                    if part is not None:
+                        _hash(h, part)
             self._digest = h.hexdigest()
         return self._digest
 
@@ -104,17 +134,22 @@ def rebatch(batches: Iterator[tuple[Any, Any]], size: int) -> Iterator[tuple[Arr
     held_x: list[Arrays] = []
     held_y: list[Arrays] = []
     have = 0
+    labelled = True
     for x, y in batches:
+        labelled = y is not None
         held_x.append(_numpy(x))
-        held_y.append(_numpy(y))
+        if labelled:
+            held_y.append(_numpy(y))
         have += count(held_x[-1])
         while have >= size:
-            bx, by = concat(held_x), concat(held_y)
-            yield take(bx, slice(size)), take(by, slice(size))
-            held_x, held_y = [take(bx, slice(size, None))], [take(by, slice(size, None))]
+            bx = concat(held_x)
+            by = concat(held_y) if labelled else None
+            yield take(bx, slice(size)), None if by is None else take(by, slice(size))
+            held_x = [take(bx, slice(size, None))]
+            held_y = [take(by, slice(size, None))] if by is not None else []
             have -= size
     if have:
-        yield concat(held_x), concat(held_y)
+        yield concat(held_x), concat(held_y) if labelled else None
 
 
 def _numpy(a: Any) -> Arrays:
@@ -154,20 +189,42 @@ def _source(spec: str, split: str, where: str) -> Any:
     return source
 
 
-def _targets(spec: str, split: str, where: str) -> tuple[Arrays, int]:
-    """One pass: the split's targets and its number of samples."""
-    parts: list[Arrays] = []
+def _is_pair(item: Any) -> bool:
+    return isinstance(item, tuple | list) and len(item) == 2
+
+
+def _labelled(spec: str, split: str, where: str) -> bool:
+    """Whether the split yields ``(x, y)`` batches (else inputs alone), by its first batch."""
     for item in iter(_source(spec, split, where)):
-        if not isinstance(item, tuple | list) or len(item) != 2:
-            raise InputError(where, f"the {split} data of {spec} must yield (x, y) batches")
-        parts.append(_numpy(item[1]))
-    n = sum(count(p) for p in parts)
+        if isinstance(item, tuple | list) and len(item) != 2:
+            raise InputError(
+                where, f"the {split} data of {spec} must yield (x, y) batches or inputs alone"
+            )
+        return _is_pair(item)
+    raise InputError(where, f"the {split} data of {spec} yields no samples")
+
+
+def _targets(spec: str, split: str, where: str) -> tuple[Arrays | None, int, str]:
+    """One pass: the split's targets (None: it yields inputs alone), its number of samples,
+    and a hash of what it yielded in that order (targets, or inputs where there are none)."""
+    parts: list[Arrays] = []
+    h = hashlib.sha256()
+    n, labelled = 0, None
+    for item in iter(_source(spec, split, where)):
+        if labelled is None:
+            labelled = _is_pair(item)
+        if _is_pair(item) != labelled:
+            raise InputError(where, f"the {split} data of {spec} mixes (x, y) batches and x alone")
+        x = _numpy(item[0] if labelled else item)
+        n += count(x)
+        if labelled:
+            parts.append(_numpy(item[1]))
+        _hash(h, parts[-1] if labelled else x)
     if not n:
         raise InputError(where, f"the {split} data of {spec} yields no samples")
-    return concat(parts), n
+    return (concat(parts) if labelled else None), n, h.hexdigest()
 
 
-def _same(a: Arrays, b: Arrays) -> bool:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    return not isinstance(a, dict) and not isinstance(b, dict) and np.array_equal(a, b)
+def _hash(h: Any, part: Arrays) -> None:
+    for _, v in sorted(part.items()) if isinstance(part, dict) else [("", part)]:
+        h.update(np.ascontiguousarray(v).tobytes())

@@ -47,6 +47,12 @@ class Stream(abc.ABC):
     def digest(self) -> str:
         """A hash that changes when the data does (the stage cache's key, the lineage)."""
 
+    def relabelled(self, targets: Arrays) -> Stream:
+        """This split with ``targets`` (one per sample, in canonical order) in place of its own:
+        a split read without labels, given the teacher's outputs (:mod:`autocompress.data.
+        targets`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot take other targets")
+
     def inputs(self, size: int) -> Iterator[Arrays]:
         """The inputs alone, in canonical order."""
         for x, _ in self.batches(size):

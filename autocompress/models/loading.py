@@ -4,6 +4,9 @@ refusing, before anything is deserialised, a file that would run code unless the
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +19,31 @@ if TYPE_CHECKING:
     import tf_keras
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+log = logging.getLogger("autocompress")
+
+
+@contextmanager
+def model_errors(source: str, step: str = "cannot be loaded") -> Iterator[None]:
+    """Where an unexpected exception from a user's model file becomes one line.
+
+    Every path that reads a model file, or first runs what it holds before any trial (loading,
+    translating, checking, converting, ranking its layers), runs inside this: an
+    :class:`InputError` passes as it is; any other exception is logged with its traceback (to
+    ``DIR/search.log`` in a search) and raised again as an :class:`InputError` naming
+    ``source`` -- so the next construct no loader supports ends in the same clean line."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:  # anything a loader, translator or runtime raises
+        log.error("%s: %s", source, step, exc_info=True)
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise InputError(
+            source,
+            f"{step}: {type(exc).__name__}: {reason} (a part autocompress does not support; "
+            "the traceback is in the run's search.log)",
+        ) from None
 
 
 def load_model(path: Path, trust: bool = False, x_check: Arrays | None = None) -> tf_keras.Model:

@@ -117,7 +117,8 @@ def class_output(ctx: BuildContext, name: str) -> bool:
     the metric is a class metric; for any other, whether its targets are integers and it has
     a score per class."""
     outputs = io_names(ctx)[1]
-    if len(outputs) == 1 or name == ctx.metric.output:
+    own = ctx.metric.targets == "outputs"  # targets made from the teacher: judged by dtype
+    if (len(outputs) == 1 or name == ctx.metric.output) and not own:
         return ctx.metric.classification
     units = ctx.teacher.outputs[outputs.index(name)].shape[-1]
     return np.issubdtype(targets(ctx, name).dtype, np.integer) and (units or 0) >= 2

@@ -24,6 +24,7 @@ import pandas as pd
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.metrics import Metric, from_function, get_metric
+from autocompress.models.loading import model_errors
 from autocompress.models.tflite import TfliteTeacher, check_space
 from autocompress.space import SearchSpace, exclude_names, load_recipes, resolve_space
 from autocompress.study.constraints import Limits
@@ -209,7 +210,8 @@ def search(
         if space_spec is None:
             space_spec = _space("default" if task_obj.teacher.trainable else "tflite")
         if task_obj.teacher.trainable:
-            space_spec = _drop_unsupported(space_spec, task_obj)
+            with model_errors(task_obj.teacher.source, "cannot be prepared for the search"):
+                space_spec = _drop_unsupported(space_spec, task_obj)
             _check_exclusions(space_spec, task_obj)
         else:
             check_space(space_spec, task_obj.source)
@@ -232,6 +234,13 @@ def search(
         from autocompress.stages.cache import root_key
 
         key = root_key(task_obj, s.seed)
+        with model_errors(task_obj.teacher.source, "cannot be prepared for the search"):
+            reference = teacher_reference(
+                task_obj.teacher.predict, task_obj.data, s.seed, metric=task_obj.metric
+            )
+            sensitive = _sensitivity(
+                space_spec, task_obj, rundir, f"{key}:{task_obj.metric.spec}", s.seed
+            )
         ctx = TrialContext(
             task=task_obj,
             profiles=hw,
@@ -239,12 +248,8 @@ def search(
             threads=max(1, math.ceil(s.cpus_per_trial)),
             stage_cache=s.stage_cache,
             cache_key=key,
-            reference=teacher_reference(
-                task_obj.teacher.predict, task_obj.data, s.seed, metric=task_obj.metric
-            ),
-            sensitive=_sensitivity(
-                space_spec, task_obj, rundir, f"{key}:{task_obj.metric.spec}", s.seed
-            ),
+            reference=reference,
+            sensitive=sensitive,
             lineage=task_lineage(task_obj, s.seed),
         )
         assert ctx.reference is not None and ctx.reference.score is not None  # computed above
