@@ -170,6 +170,7 @@ def main() -> None:
 
     task = load_task(args.task)
     ray.init(
+        address="local",  # a Ray of its own, as a search starts one
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
