@@ -224,3 +224,42 @@ def test_bad_input_exits_2_with_one_line_and_keeps_results(
 def _last(args: list[str]) -> list[str]:
     """Repeat ``--trials`` when the case sets it, so the case's value wins over the default 8."""
     return ["--trials", args[args.index("--trials") + 1]] if "--trials" in args else []
+
+
+@pytest.mark.parametrize("route", ["keras3", "tflite"])
+def test_an_unexpected_loader_error_is_one_line_and_the_traceback_is_logged(
+    route: str, task_files: Path, tiny_task, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Whatever a loader does not support -- here a translator or a rewrite that raises what no
+    code path expects -- ends as one line naming the model file; the traceback is in
+    search.log."""
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom: an unsupported construct")
+
+    if route == "keras3":
+        import keras
+
+        from autocompress.models import keras3
+
+        inp = keras.Input((8, 8, 1))
+        model = keras.Model(inp, keras.layers.Dense(10)(keras.layers.Flatten()(inp)))
+        model.save(tmp_path / "model.keras")
+        monkeypatch.setattr(keras3, "translate", boom)
+        name = "model.keras"
+    else:
+        from autocompress.models import rewrite
+        from autocompress.stages.convert import to_tflite
+
+        (tmp_path / "model.tflite").write_bytes(to_tflite(tiny_task.teacher.build(), "none"))
+        monkeypatch.setattr(rewrite, "float16_folded", boom)
+        name = "model.tflite"
+    task = _task(tmp_path, name, task_files / "data.npz")
+    out = tmp_path / "run"
+    code = main(["search", "--task", task, "--out", str(out), "--trials", "1"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autocompress: error: "), err
+    assert name in lines[0] and "RuntimeError: boom" in lines[0]
+    assert "Traceback" in (out / "search.log").read_text()
