@@ -10,6 +10,11 @@ treats it like any converter's output.
   converter's ``float16`` mode) is a float model; its weights are widened back to float32 and
   the DEQUANTIZE ops dropped, so that quantization starts from float32 weights as it does for
   every other float file.
+* :func:`current_opcodes`: a file from an older converter (schema before 2.4) names its ops in
+  ``deprecated_builtin_code`` only and leaves ``builtin_code`` at 0 (ADD); the interpreter reads
+  the larger of the two, but LiteRT Quantizer reads ``builtin_code`` and quantized every op of
+  MediaPipe's files as an ADD (weights asymmetric, int8 biases: files that do not run). The
+  code goes into the current field, as the schema's rule says.
 * :func:`tiny_model`: a one-op file (ABS), built without TensorFlow.
 """
 
@@ -136,6 +141,27 @@ def _without_unused(model: Any) -> Any:
                 for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
                     entry.tensorIndex = new[int(entry.tensorIndex)]
     return model
+
+
+def current_opcodes(tflite: bytes) -> bytes:
+    """The file with every operator code in ``builtin_code`` (unchanged when it is already)."""
+    model = _read(tflite)
+    stale = [
+        code
+        for code in model.operatorCodes or []
+        if code.builtinCode < code.deprecatedBuiltinCode
+    ]
+    if not stale:
+        return tflite
+    for code in stale:
+        code.builtinCode = code.deprecatedBuiltinCode
+    return _write(model)
+
+
+def normalized(tflite: bytes) -> bytes:
+    """What the search reads of a user's float file: current op codes, float16 weights widened,
+    a signature (see the module's docstring)."""
+    return with_signature(float16_folded(current_opcodes(tflite)))
 
 
 def tiny_model() -> bytes:

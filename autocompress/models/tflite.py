@@ -47,11 +47,12 @@ class TfliteTeacher:
         """Read and check the file: LiteRT must load it, with float inputs and outputs.
 
         A file without a signature gets one made from its subgraph's input and output tensor
-        names, and float16 weights (DEQUANTIZE of constants) are widened to float32
-        (:mod:`autocompress.models.rewrite`): from here on every file is read by signature."""
+        names, float16 weights (DEQUANTIZE of constants) are widened to float32 and an older
+        converter's op codes moved to the current field (:mod:`autocompress.models.rewrite`):
+        from here on every file is read by signature."""
         from ai_edge_litert.interpreter import Interpreter
 
-        from autocompress.models.rewrite import float16_folded, with_signature
+        from autocompress.models.rewrite import normalized
 
         if not path.is_file():
             raise InputError(str(path), "model file not found")
@@ -80,7 +81,7 @@ class TfliteTeacher:
                     "(autocompress quantizes it)",
                 )
         try:
-            content = with_signature(float16_folded(content))
+            content = normalized(content)
         except ValueError as exc:
             raise InputError(str(path), f"cannot name its inputs and outputs: {exc}") from None
         return cls(content=content, source=str(path))

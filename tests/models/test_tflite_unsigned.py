@@ -154,3 +154,27 @@ def test_search_pick_export_retarget(task: str, files: Path, tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr[-3000:]
     retargeted = pd.read_csv(run / "profiles" / "pixel2-cpu.csv")
     assert len(retargeted) == len(trials) and retargeted["latency_ms_pixel2-cpu"].notna().all()
+
+
+def test_an_older_converters_op_codes_are_read_by_the_quantizer(files: Path, tiny_task) -> None:
+    """Files from converters before schema 2.4 name their ops in ``deprecated_builtin_code``
+    only (``builtin_code`` 0, ADD), as MediaPipe's do; LiteRT Quantizer read them as ADDs and
+    wrote int8 files that do not run. Read through the teacher, they quantize as any file."""
+    from autocompress.evaluate import quality
+    from autocompress.hardware.flatbuffer import read_tflite
+    from autocompress.metrics import ACCURACY
+    from autocompress.models.rewrite import _read, _write
+    from autocompress.stages.ptq import quantize_tflite
+
+    model = _read((files / "one_fp32.tflite").read_bytes())
+    for code in model.operatorCodes:
+        code.deprecatedBuiltinCode, code.builtinCode = code.builtinCode, 0
+    (files / "old.tflite").write_bytes(_write(model))
+    teacher = TfliteTeacher.from_file(files / "old.tflite")
+    d = tiny_task.data
+    int8 = quantize_tflite(teacher.content, "int8", d.x_train[:100])
+    graph = read_tflite(int8)
+    conv = next(op for op in graph.ops if op.name == "CONV_2D")
+    assert graph.tensors[conv.inputs[1]].zero_point == 0  # a weight, quantized as one
+    assert graph.tensors[conv.inputs[2]].dtype == "int32"
+    assert quality(int8, d.x_val, d.y_val, ACCURACY) > 0.8
