@@ -5,6 +5,7 @@ Everything here reads the converted file, never the Keras model: the file is wha
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections import Counter
 from collections.abc import Sequence
@@ -14,9 +15,11 @@ from ai_edge_litert.interpreter import Interpreter
 
 from autocompress.data.arrays import Inputs, concat
 from autocompress.data.stream import Stream
-from autocompress.hardware import HardwareProfile, latency, read_tflite
+from autocompress.hardware import HardwareProfile, latency, quiet, read_tflite
+from autocompress.hardware.flatbuffer import Graph
+from autocompress.hardware.signature import op_signature
 from autocompress.metrics import Arrays, Metric, Score
-from autocompress.records import Measurement
+from autocompress.records import LatencyResult, Measurement
 
 # Samples read from a stream at a time for the file to run on.
 STREAM_CHUNK = 256
@@ -43,11 +46,22 @@ def evaluate(
         quality=score.value,
         size_bytes=len(tflite),
         gzip_bytes=gzip_size(tflite),
-        latency={p.name: latency(tflite, p, graph) for p in profiles},
+        latency={p.name: _latency(tflite, p, graph) for p in profiles},
         tensor_dtypes=tensor_dtypes(tflite),
         peak_ram_bytes=graph.peak_ram_bytes(),
         macs=graph.macs,
+        op_signature=op_signature(tflite),
     )
+
+
+def _latency(tflite: bytes, profile: HardwareProfile, graph: Graph) -> LatencyResult:
+    """The profile's latency; a measured one in a quiet window of the search
+    (:mod:`autocompress.hardware.quiet`), and ``details["quiet"]`` says whether it was."""
+    if profile.backend != "measure" or quiet.current() is None:
+        return latency(tflite, profile, graph)
+    with quiet.measuring() as calm:
+        result = latency(tflite, profile, graph)
+    return dataclasses.replace(result, details={**result.details, "quiet": calm})
 
 
 def gzip_size(data: bytes) -> int:
@@ -89,6 +103,7 @@ def _predict(interpreter: Interpreter, x: Arrays, batch: int) -> Arrays:
     chunks: list[np.ndarray] = []
     current = batch if fixed else -1
     for startpos in range(0, len(x), batch):
+        quiet.yield_point()
         xb = x[startpos : startpos + batch]
         if fixed and len(xb) != batch:  # pad the last batch; its padding is dropped below
             pad = np.zeros((batch - len(xb), *xb.shape[1:]), dtype=xb.dtype)
@@ -134,6 +149,7 @@ def _predict_named(interpreter: Interpreter, x: Arrays, batch: int) -> Arrays:
     step = max(sizes) if fixed else batch
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in out_details}
     for start in range(0, n, step):
+        quiet.yield_point()
         feed = {}
         for name, detail in in_details.items():
             xb = np.asarray(inputs[name][start : start + step])

@@ -129,6 +129,9 @@ class Measurement:
     peak_ram_bytes: int = 0
     macs: int = 0
     test_quality: float | None = None
+    # What the file runs (autocompress.hardware.signature): files with the same key share one
+    # measured latency. "" in older runs.
+    op_signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ class TrialRecord:
             peak_ram_bytes=m.get("peak_ram_bytes", 0),
             macs=m.get("macs", 0),
             test_quality=m.get("test_quality", m.get("test_accuracy")),
+            op_signature=m.get("op_signature", ""),
         )
         return cls(
             recipe=Recipe.from_dict(data["recipe"]),

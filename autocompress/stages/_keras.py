@@ -11,6 +11,7 @@ import tf_keras as keras
 
 from autocompress.data.arrays import as_float32, count, keras_predict, ordered, take
 from autocompress.data.stream import Stream
+from autocompress.hardware import quiet
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
 
@@ -180,7 +181,7 @@ def fine_tune(
         calibrate(model, ctx, callbacks or [])
         return time.perf_counter() - start
     x, y = ctx.data.x_train, ctx.data.y_train
-    extra = [_Gate(model, ctx, stage)] if ctx.gate is not None else []
+    extra = [GiveWay(), *([_Gate(model, ctx, stage)] if ctx.gate is not None else [])]
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=loss_for(ctx),
@@ -225,6 +226,7 @@ def calibrate(model: keras.Model, ctx: BuildContext, callbacks: list[Any]) -> No
         callback.on_train_begin()
         callback.on_epoch_begin(0)
     for step, first in enumerate(range(0, len(pick), ctx.batch_size)):
+        quiet.yield_point()
         batch = as_float32(take(x, pick[first : first + ctx.batch_size]))
         for callback in callbacks:
             callback.on_train_batch_begin(step)
@@ -245,6 +247,14 @@ def _stream_feed(
         for xb, yb in x.batches(ctx.batch_size, seed=ctx.seed + epoch):
             yield ordered(as_float32(xb), inputs), ordered(yb, outputs)
         epoch += 1
+
+
+class GiveWay(keras.callbacks.Callback):
+    """A yield point between training batches: another trial's latency measurement on this
+    node waits for no batch of this one (:mod:`autocompress.hardware.quiet`)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        quiet.yield_point()
 
 
 class _Gate(keras.callbacks.Callback):

@@ -20,6 +20,7 @@ import tf_keras as keras
 
 from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered
 from autocompress.data.stream import Stream
+from autocompress.hardware import quiet
 from autocompress.records import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
@@ -184,6 +185,7 @@ class Distill(Stage):
         if isinstance(x_train, Stream):
             for epoch in range(epochs):
                 for xb, yb in x_train.batches(ctx.batch_size, seed=ctx.seed + epoch):
+                    quiet.yield_point()
                     xs = tuple(_listed(as_float32(xb), inputs))
                     taught = ctx.teacher.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
                     taught = taught if isinstance(taught, list) else [taught]
@@ -199,6 +201,7 @@ class Distill(Stage):
         )
         for _ in range(epochs):
             for xb, yb, tb in dataset:
+                quiet.yield_point()
                 step(xb, yb, tb)
 
 

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autocompress.audit import audit_document
-from autocompress.records import EPOCH_FIELDS, Recipe, TrialRecord
+from autocompress.records import EPOCH_FIELDS, Recipe
 from autocompress.space import SearchSpace
 from autocompress.study.constraints import constraint_values, for_sampler
 from autocompress.study.early_stop import EarlyStop, FrontMember
@@ -34,6 +34,7 @@ from autocompress.study.promotion import Promotions, chance
 from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.storage import OpenStudy, driver_id
 from autocompress.study.tables import RECIPE_COLUMNS, front_frame, trials_frame
+from autocompress.study.timing import SharedTimings
 from autocompress.tolerance import to_bytes
 
 if TYPE_CHECKING:
@@ -94,14 +95,17 @@ class Driver(Promotions):
         self.trial_fn = options.trial_fn
         self.fidelity = options.fidelity
         self.rungs = None
+        self.timings = SharedTimings()  # (run() starts it from the study's finished trials)
         if options.fidelity is not None:
             self.rungs = Rungs(options.fidelity, guess=chance(ctx))
 
     def run(self, ray_address: str | None) -> None:
         from autocompress.study.executor import RayExecutor
 
-        self._fail_orphans()
+        self.opened.fail_orphans(self.driver_id)
         self._rebuild_rungs()
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        self.timings = SharedTimings.from_trials(done)
         if not self.study.trials:
             self._enqueue_first()
         self.ledger.refresh()
@@ -305,7 +309,7 @@ class Driver(Promotions):
                 log.error("trial %d failed:\n%s", outcome.number, outcome.detail)
             self._tell_fail(outcome.number, outcome.error or "unknown error")
             return
-        record: TrialRecord = outcome.record
+        record = self.timings.share(outcome.number, outcome.record)  # same ops, same latency
         m = record.measurement
         primary = self.ctx.profiles[0].name
         values = [m.quality, m.latency[primary].median_ms, float(m.gzip_bytes)]
@@ -362,19 +366,6 @@ class Driver(Promotions):
         self.ledger.note(trial)
         self._write_tables()
         return True
-
-    def _fail_orphans(self) -> None:
-        """Trials left RUNNING by a driver that was killed are marked FAIL, with the reason.
-
-        Only this driver's own (by its id in the run directory): in a shared study, other
-        drivers' running trials are theirs to finish.
-        """
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = t.user_attrs.get("driver")
-            if owner != self.driver_id and (self.shared or owner is not None):
-                continue
-            self.opened.fail_trial(t.number, "interrupted: the driver stopped while this trial ran")
-            log.warning("trial %d was left running by an earlier run: marked FAIL", t.number)
 
     def _running(self) -> int:
         """New candidates running now, this driver's and (in a shared study) the others'

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from autocompress.audit import TeacherReference
-from autocompress.hardware import HardwareProfile
+from autocompress.hardware import HardwareProfile, quiet
 from autocompress.models.tflite import TfliteTeacher
 from autocompress.records import Recipe, StageRecord, TrialRecord
 from autocompress.study.early_stop import EarlyStop
@@ -44,6 +44,9 @@ class TrialContext:
     # The lineage every candidate shares (hashes of teacher and data: seconds on a real data
     # set), computed once per search; None: each trial's own.
     lineage: dict[str, Any] | None = None
+    # The search's quiet window (autocompress.hardware.quiet): measured latencies wait for the
+    # other trials on the node to give way; "" when no profile is measured.
+    quiet_key: str = ""
 
     @property
     def integer_io(self) -> bool:
@@ -100,7 +103,8 @@ def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
     cache = MemoryCache(request.cache_entries) if ctx.stage_cache else None
     new = cache.added if cache is not None else {}
     try:
-        record, tflite, keras, proof = _build_and_measure(ctx, request, cache)
+        with quiet.trial(ctx.quiet_key):
+            record, tflite, keras, proof = _build_and_measure(ctx, request, cache)
     except CandidateStopped as exc:
         return TrialOutcome(number, stopped=str(exc), new_cache_entries=new)
     except Exception as exc:  # any failure of a candidate is that trial's FAIL, not the study's
@@ -148,6 +152,9 @@ def _build_and_measure(
     score = metric.score(data.y_val, outputs)  # one scoring for the measurement, audit, evidence
     laps.lap("validation")
     measurement = evaluate(tflite, data.x_val, data.y_val, ctx.profiles, metric, outputs, score)
+    window = quiet.current()
+    if window is not None:  # waiting for a quiet window is not measuring
+        laps.add("quiet_wait", window.waited_s)
     laps.lap("measure")
     if not request.final:
         record = TrialRecord(
@@ -176,13 +183,16 @@ def _build_and_measure(
     audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed, ctx.lineage))
     proof = evidence(metric, data.y_val, outputs, score)
     laps.lap("audit")
+    parts = dict(laps.parts)
+    if window is not None:  # within the parts above: given way to others' measurements
+        parts["paused_for_others"] = round(window.paused_s, 3)
     record = TrialRecord(
         recipe=recipe,
         stages=stages,
         measurement=measurement,
         seconds=time.perf_counter() - start,
         audit=audit,
-        parts=laps.parts,
+        parts=parts,
     )
     return record, tflite, keras, proof
 

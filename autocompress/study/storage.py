@@ -9,6 +9,7 @@ public storage API and never a study's private attributes.
 from __future__ import annotations
 
 import fcntl
+import logging
 import re
 import time
 import uuid
@@ -40,6 +41,9 @@ _RECOVER = (
 )
 
 
+log = logging.getLogger("autocompress")
+
+
 @dataclass(frozen=True)
 class OpenStudy:
     """A study with the storage it was opened on; ``shared``: a database other drivers use."""
@@ -54,6 +58,19 @@ class OpenStudy:
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
         self.storage.set_trial_user_attr(trial_id, "error", reason)
         self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+    def fail_orphans(self, driver_id: str) -> None:
+        """Trials left RUNNING by a driver that was killed are marked FAIL, with the reason.
+
+        Only this driver's own (by its id in the run directory): in a shared study, other
+        drivers' running trials are theirs to finish.
+        """
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = t.user_attrs.get("driver")
+            if owner != driver_id and (self.shared or owner is not None):
+                continue
+            self.fail_trial(t.number, "interrupted: the driver stopped while this trial ran")
+            log.warning("trial %d was left running by an earlier run: marked FAIL", t.number)
 
 
 def open_study(

@@ -65,6 +65,10 @@ def trial_row(
         if lat.runs:  # measured, not simulated
             row[f"latency_p90_ms_{name}"] = lat.p90_ms
             row[f"latency_variation_{name}"] = round(lat.variation, 3)
+            if "quiet" in lat.details:  # timed with no other trial of the node computing
+                row[f"latency_quiet_{name}"] = bool(lat.details["quiet"])
+            if "timed_with" in lat.details:  # same ops as that trial: its figure
+                row[f"latency_timed_with_{name}"] = int(lat.details["timed_with"])
     facts = {s.stage: s.facts for s in record.stages}
     row["achieved_sparsity"] = facts.get("cluster", facts.get("prune", {})).get("sparsity", 0.0)
     uniques = facts.get("cluster", {}).get("unique_weights_per_layer")
