@@ -20,6 +20,7 @@ the fastest plain conversion (fp32 / float16 / dynamic / int8, measured side by 
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -84,6 +85,7 @@ def run_one(name: str, member: str, wheel: Path, root: Path, trials: int) -> dic
     (folder / "task.yaml").write_text("model: model.tflite\ndata: inputs.npz\n")
     ops = {op.name for op in read_tflite(content, name).ops}
     out = folder / "run"
+    shutil.rmtree(out, ignore_errors=True)  # a fresh search, not a resumed one
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "autocompress", "search", "--task", str(folder / "task.yaml"),

@@ -25,15 +25,16 @@ from autocompress.audit import audit_document
 from autocompress.records import EPOCH_FIELDS, Recipe
 from autocompress.space import SearchSpace
 from autocompress.study.constraints import constraint_values, for_sampler
-from autocompress.study.early_stop import EarlyStop, FrontMember
+from autocompress.study.early_stop import EarlyStop, FrontMember, front_members
 from autocompress.study.fidelity import Rungs
 from autocompress.study.ledger import Ledger, recipe_key
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.options import WELL_KNOWN, Progress, SearchOptions
 from autocompress.study.promotion import Promotions, chance
+from autocompress.study.retime import load_retimed, retime_run
 from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.storage import OpenStudy, driver_id
-from autocompress.study.tables import RECIPE_COLUMNS, front_frame, trials_frame
+from autocompress.study.tables import front_frame, trials_frame
 from autocompress.study.timing import SharedTimings
 from autocompress.tolerance import to_bytes
 
@@ -96,11 +97,15 @@ class Driver(Promotions):
         self.fidelity = options.fidelity
         self.rungs = None
         self.timings = SharedTimings()  # (run() starts it from the study's finished trials)
+        self.retimed = load_retimed(rundir)  # figures timed again at the end of a search
         if options.fidelity is not None:
             self.rungs = Rungs(options.fidelity, guess=chance(ctx))
 
     def run(self, ray_address: str | None) -> None:
         from autocompress.study.executor import RayExecutor
+        from autocompress.study.executor import ray_address as address_of
+
+        local = address_of(ray_address) == "local" and self.trial_fn is None
 
         self.opened.fail_orphans(self.driver_id)
         self._rebuild_rungs()
@@ -110,44 +115,63 @@ class Driver(Promotions):
             self._enqueue_first()
         self.ledger.refresh()
         self._write_tables(force=True)
-        if self._finished() >= self.budget:
+        if self.ledger.finished >= self.budget:
             log.info("budget of %d trials already reached", self.budget)
+            self._retime(local)
             self._report()
             return
         cpus, gpus = self.resources
         extra = {"trial_fn": self.trial_fn} if self.trial_fn is not None else {}
-        with RayExecutor(
-            self.ctx, address=ray_address, cpus_per_trial=cpus, gpus_per_trial=gpus, **extra
-        ) as executor:
-            try:
-                while True:
-                    self.ledger.refresh()
-                    if not self._timed_out():
-                        self._release(executor)
-                    while (
-                        executor.in_flight < self.workers
-                        and len(self.held) < self.workers
-                        and not self._timed_out()
-                        and self._more_work()
-                    ):
-                        self._submit(executor)
-                    if executor.in_flight == 0:
-                        break
-                    for outcome in executor.wait(timeout=1.0):
-                        self._record(outcome)
-                    if self.tables_due:
-                        self._write_tables()
-                    self._report()
-            finally:
-                for number in executor.pending_numbers():
-                    self._tell_fail(number, "interrupted: the search stopped while it ran")
-                for trial, _ in self.held:
-                    self._tell_fail(
-                        trial.number, "interrupted: the search stopped before this trial started"
-                    )
-                self.held.clear()
-                self._write_tables(force=True)
+        try:
+            with RayExecutor(
+                self.ctx, address=ray_address, cpus_per_trial=cpus, gpus_per_trial=gpus, **extra
+            ) as executor:
+                self._loop(executor)
+        finally:  # no trial runs any more
+            self._retime(local)
+
+    def _loop(self, executor: RayExecutor) -> None:
+        """Ask, run and tell until the budget, the timeout or the space is used up."""
+        try:
+            while True:
+                self.ledger.refresh()
+                if not self._timed_out():
+                    self._release(executor)
+                while (
+                    executor.in_flight < self.workers
+                    and len(self.held) < self.workers
+                    and not self._timed_out()
+                    and self._more_work()
+                ):
+                    self._submit(executor)
+                if executor.in_flight == 0:
+                    break
+                for outcome in executor.wait(timeout=1.0):
+                    self._record(outcome)
+                if self.tables_due:
+                    self._write_tables()
                 self._report()
+        finally:
+            for number in executor.pending_numbers():
+                self._tell_fail(number, "interrupted: the search stopped while it ran")
+            for trial, _ in self.held:
+                self._tell_fail(
+                    trial.number, "interrupted: the search stopped before this trial started"
+                )
+            self.held.clear()
+            self._write_tables(force=True)
+            self._report()
+
+    def _retime(self, local: bool) -> None:
+        """Time the fronts' candidates again with no trial running (:mod:`autocompress.study.
+        retime`); on a Ray of this machine only (on a cluster they were timed on its nodes)."""
+        if not local:
+            return
+        try:
+            self.retimed = retime_run(self.rundir, self.study, self.ctx.profiles, self.quality)
+        except Exception as exc:  # the search's results stand without it
+            log.warning("re-timing the front failed: %s: %s", type(exc).__name__, exc)
+        self._write_tables(force=True)
 
     def _enqueue_first(self) -> None:
         """Baseline, then the well-known recipes, then the user's: those the space can express."""
@@ -195,7 +219,7 @@ class Driver(Promotions):
         due), or a new candidate while the budget lasts. Promotions do not use the budget."""
         if self._promotion_waiting():
             return True
-        return self._finished() + self._running() < self.budget and not self._exhausted()
+        return self.ledger.finished + self._running() < self.budget and not self._exhausted()
 
     def _start(self, executor: RayExecutor, number: int, recipe: Recipe) -> None:
         margin = self.options.stop_margin
@@ -373,14 +397,6 @@ class Driver(Promotions):
         own = sum("promoted_from" not in t.user_attrs for t in self.running.values())
         return own + self.ledger.others_running
 
-    def _finished(self) -> int:
-        """Trials that count against the budget: built (or failed, or stopped) candidates.
-
-        A repeat of an earlier recipe is answered from that trial for free (the sampler still
-        learns it was proposed), so it does not use up the budget.
-        """
-        return self.ledger.finished
-
     def _exhausted(self) -> bool:
         """Whether the sampler only proposes recipes that were already built: a small space
         is used up (there may be fewer distinct recipes than the budget)."""
@@ -406,16 +422,9 @@ class Driver(Promotions):
         if not force and now - self.tables_written_at < TABLE_INTERVAL_FACTOR * self.tables_seconds:
             self.tables_due = True
             return
-        table = trials_frame(self.study, self.quality)
+        table = trials_frame(self.study, self.quality, self.retimed)
         front = front_frame(table, self.ctx.profiles[0].name, self.quality)
-        self.front = tuple(
-            FrontMember(
-                trial=int(row["trial"]),
-                recipe=Recipe.from_dict({k: v for k, v in row.items() if k in RECIPE_COLUMNS}),
-                quality=float(row[self.quality.column]),
-            )
-            for row in front.to_dict("records")
-        )
+        self.front = front_members(front, self.quality)
         atomic_write_text(self.rundir.trials_csv, table.to_csv(index=False))
         atomic_write_text(self.rundir.pareto_csv, front.to_csv(index=False))
         self.tables_due = False
@@ -429,7 +438,7 @@ class Driver(Promotions):
         elapsed = time.monotonic() - self.start
         self.on_progress(
             Progress(
-                done=self._finished(),
+                done=self.ledger.finished,
                 budget=self.budget,
                 failed=failed,
                 stopped=stopped,

@@ -14,7 +14,10 @@ trial's fine-tuning stages call :meth:`EarlyStop.reason` through ``BuildContext.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+
+import pandas as pd
 
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import Recipe
@@ -29,6 +32,19 @@ class FrontMember:
     trial: int
     recipe: Recipe
     quality: float
+
+
+def front_members(front: pd.DataFrame, quality: Quality) -> tuple[FrontMember, ...]:
+    """The rows of a front table (:func:`autocompress.study.tables.front_frame`) as members."""
+    names = {f.name for f in dataclasses.fields(Recipe)}
+    return tuple(
+        FrontMember(
+            trial=int(row["trial"]),
+            recipe=Recipe.from_dict({k: v for k, v in row.items() if k in names}),
+            quality=float(row[quality.column]),
+        )
+        for row in front.to_dict("records")
+    )
 
 
 def at_least_as_compressed(a: Recipe, b: Recipe) -> bool:

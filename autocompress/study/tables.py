@@ -36,8 +36,13 @@ def objective_columns(profile: str, quality: Quality = DEFAULT_QUALITY) -> list[
 
 
 def trial_row(
-    trial: optuna.trial.FrozenTrial, quality: Quality = DEFAULT_QUALITY
+    trial: optuna.trial.FrozenTrial,
+    quality: Quality = DEFAULT_QUALITY,
+    retimed: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
+    """One trial as a row of ``trials.csv``; ``retimed``: the figures the end of the search
+    timed again, by profile and op signature (:mod:`autocompress.study.retime`), shown in
+    place of the search's."""
     row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name}
     if "level" in trial.user_attrs:  # a multi-fidelity build: the highest level it counts for
         row["level"] = trial.user_attrs.get("last_level", trial.user_attrs["level"])
@@ -69,6 +74,14 @@ def trial_row(
                 row[f"latency_quiet_{name}"] = bool(lat.details["quiet"])
             if "timed_with" in lat.details:  # same ops as that trial: its figure
                 row[f"latency_timed_with_{name}"] = int(lat.details["timed_with"])
+            if retimed and name in retimed:
+                again = retimed[name].get(m.op_signature) if m.op_signature else None
+                row[f"latency_retimed_{name}"] = again is not None
+                if again is not None:
+                    row[f"latency_search_ms_{name}"] = lat.median_ms
+                    row[latency_column(name)] = again["median_ms"]
+                    row[f"latency_p90_ms_{name}"] = again["p90_ms"]
+                    row[f"latency_spread_{name}"] = again["details"].get("spread")
     facts = {s.stage: s.facts for s in record.stages}
     row["achieved_sparsity"] = facts.get("cluster", facts.get("prune", {})).get("sparsity", 0.0)
     uniques = facts.get("cluster", {}).get("unique_weights_per_layer")
@@ -94,15 +107,21 @@ def trial_row(
     return row
 
 
-def trials_frame(study: optuna.Study, quality: Quality = DEFAULT_QUALITY) -> pd.DataFrame:
-    """Every finished or running trial, one row each, ordered by trial number."""
+def trials_frame(
+    study: optuna.Study,
+    quality: Quality = DEFAULT_QUALITY,
+    retimed: dict[str, dict[str, dict[str, Any]]] | None = None,
+) -> pd.DataFrame:
+    """Every finished or running trial, one row each, ordered by trial number (``retimed``: see
+    :func:`trial_row`)."""
     states = (
         optuna.trial.TrialState.COMPLETE,
         optuna.trial.TrialState.FAIL,
         optuna.trial.TrialState.PRUNED,
         optuna.trial.TrialState.RUNNING,
     )  # not WAITING: enqueued recipes that have not started are not trials yet
-    rows = [trial_row(t, quality) for t in study.get_trials(deepcopy=False, states=states)]
+    trials = study.get_trials(deepcopy=False, states=states)
+    rows = [trial_row(t, quality, retimed) for t in trials]
     if not rows:  # keep a header so that the file is a readable, empty table
         return pd.DataFrame(columns=["trial", "state", *RECIPE_COLUMNS, "error"])
     return pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)

@@ -173,6 +173,9 @@ def test_driver_killed_with_sigkill_resumes_without_loss(
         assert (out / row["model_path"]).is_file()
     for reason in after.loc[after["state"] == "FAIL", "error"]:
         assert reason.startswith("interrupted")
+    # The resumed search ended by timing its front again with no trial running.
+    front = pd.read_csv(out / "pareto.csv")
+    assert after.set_index("trial").loc[front["trial"], "latency_retimed_cpu-host"].all()
 
 
 def test_damaged_run_directory_gives_a_clear_message(first_run, tmp_path: Path) -> None:

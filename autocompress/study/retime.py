@@ -1,0 +1,166 @@
+"""The front re-timed at the end of a search, with no trial running.
+
+In a search a measured latency is taken in a quiet window (:mod:`autocompress.hardware.quiet`),
+but a window between two training batches is still short and the machine may run other work. So
+when a search ends -- its budget spent, its timeout reached, Ctrl-C, or a resumed search with
+nothing left to build -- the candidates the front is made of are timed again: for every measured
+profile, its front members and every candidate within :data:`MARGIN` of it (one that would be
+on the front were its latency that much lower), each op signature once (same ops, same latency:
+:mod:`autocompress.study.timing`), in :data:`ROUNDS` interleaved rounds (every file once per
+round, so a slow moment of the machine falls on all of them, not on one), the figure being the
+median of the rounds' medians. ``spread`` (the rounds' range over that median) says how far to
+trust it.
+
+The figures go to ``DIR/retimed.json`` by profile and op signature; ``trials.csv`` shows them in
+place of the search's (``latency_retimed_<profile>`` True, the search's own figure in
+``latency_search_ms_<profile>``), and everything that reads the run (``show``, ``pick``, the
+report) reads ``trials.csv``. The study keeps what the sampler was told.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from autocompress.front import pareto_mask
+from autocompress.hardware import HardwareProfile, read_tflite
+from autocompress.hardware.measure import measure_latency
+from autocompress.metrics import Quality
+from autocompress.records import LatencyResult
+from autocompress.study.rundir import RunDir, atomic_write_text
+from autocompress.study.tables import front_frame, latency_column, objective_columns
+
+log = logging.getLogger("autocompress")
+
+RETIMED = "retimed.json"
+MARGIN = 0.10
+ROUNDS = 3
+
+Retimed = dict[str, dict[str, dict[str, Any]]]  # profile -> op signature -> LatencyResult
+
+
+def load_retimed(rundir: RunDir) -> Retimed:
+    path = rundir.path / RETIMED
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text()).get("profiles", {}))
+
+
+def near_front(table: pd.DataFrame, profile: str, quality: Quality, margin: float) -> list[int]:
+    """The front's trials on ``profile`` and those that would join it were their latency
+    ``margin`` lower (tested against the front alone: whatever dominates a candidate is
+    dominated by a front member or is one)."""
+    front = front_frame(table, profile, quality)
+    if front.empty:
+        return []
+    lat = latency_column(profile)
+    objectives = objective_columns(profile, quality)
+    cols, maximize = [c for c, _ in objectives], [m for _, m in objectives]
+    rows = table[(table["state"] == "COMPLETE") & table[lat].notna()]
+    if "reused_from" in rows.columns:
+        rows = rows[rows["reused_from"].isna()]
+    near = set(front["trial"].astype(int))
+    members = front[cols].to_numpy(dtype=float)
+    for _, row in rows.iterrows():
+        if int(row["trial"]) in near:
+            continue
+        point = row[cols].to_numpy(dtype=float)
+        point[cols.index(lat)] *= 1.0 - margin
+        if pareto_mask(np.vstack([members, point]), maximize)[-1]:
+            near.add(int(row["trial"]))
+    return sorted(near)
+
+
+def retime(
+    rundir: RunDir,
+    table: pd.DataFrame,
+    signatures: dict[int, str],
+    profiles: Sequence[HardwareProfile],
+    quality: Quality,
+) -> int:
+    """Re-time, on each measured profile, the op signatures of the trials near its front that
+    are not re-timed yet; returns how many files were timed. A KeyboardInterrupt stops it and
+    keeps what was done."""
+    retimed = load_retimed(rundir)
+    timed = 0
+    try:
+        for profile in (p for p in profiles if p.backend == "measure"):
+            done = retimed.setdefault(profile.name, {})
+            todo: dict[str, int] = {}  # signature -> the trial whose file stands for it
+            for number in near_front(table, profile.name, quality, MARGIN):
+                signature = signatures.get(number, "")
+                if signature and signature not in done and signature not in todo:
+                    todo[signature] = number
+            if not todo:
+                continue
+            started = time.perf_counter()
+            done.update(_interleaved(rundir, todo, profile))
+            timed += len(todo)
+            log.info(
+                "re-timed %d file(s) near the %s front in %.1f s", len(todo), profile.name,
+                time.perf_counter() - started,
+            )  # fmt: skip
+    except KeyboardInterrupt:
+        log.warning("re-timing interrupted: the figures timed so far are kept")
+    document = {"profiles": retimed, "rounds": ROUNDS, "margin": MARGIN}
+    atomic_write_text(rundir.path / RETIMED, json.dumps(document, indent=1))
+    return timed
+
+
+def _interleaved(
+    rundir: RunDir, todo: dict[str, int], profile: HardwareProfile
+) -> dict[str, dict[str, Any]]:
+    files = {s: rundir.model_path(n).read_bytes() for s, n in todo.items()}
+    graphs = {s: read_tflite(f) for s, f in files.items()}
+    rounds: dict[str, list[LatencyResult]] = {s: [] for s in files}
+    for _ in range(ROUNDS):
+        for signature, content in files.items():
+            rounds[signature].append(measure_latency(content, graphs[signature], profile))
+    out = {}
+    for signature, results in rounds.items():
+        medians = [r.median_ms for r in results]
+        median = statistics.median(medians)
+        result = LatencyResult(
+            profile=profile.name,
+            median_ms=median,
+            p90_ms=statistics.median(r.p90_ms for r in results),
+            runs=sum(r.runs for r in results),
+            backend="measure",
+            details={
+                "retimed": True,
+                "round_medians_ms": [round(m, 5) for m in medians],
+                "spread": round((max(medians) - min(medians)) / median, 4) if median else None,
+                "timed_as_trial": todo[signature],
+            },
+        )
+        out[signature] = dataclasses.asdict(result)
+    return out
+
+
+def retime_run(
+    rundir: RunDir, study: optuna.Study, profiles: Sequence[HardwareProfile], quality: Quality
+) -> Retimed:
+    """Re-time what a finished search's fronts are made of (two passes: a re-timed figure can
+    bring other candidates near a front); returns every re-timed figure of the run."""
+    from autocompress.study.tables import trials_frame
+
+    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    signatures = {
+        t.number: str(t.user_attrs["record"]["measurement"].get("op_signature", ""))
+        for t in completed
+        if isinstance(t.user_attrs.get("record"), dict)
+    }
+    for _ in range(2):
+        table = trials_frame(study, quality, load_retimed(rundir))
+        if not retime(rundir, table, signatures, profiles, quality):
+            break
+    return load_retimed(rundir)
