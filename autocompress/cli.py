@@ -115,6 +115,13 @@ def _parser() -> argparse.ArgumentParser:
         help="auto: build candidates with less training first and promote the best to full "
         "training, when the space file has a 'fidelity:' entry; off: full training always",
     )
+    s.add_argument(
+        "--plain-latency",
+        action="store_true",
+        help="time each candidate once where it was built, beside the other trials, with no "
+        "quiet window, no shared figure for same-op files and no re-timing at the end (faster, "
+        "noisier)",
+    )
     s.set_defaults(func=commands.cmd_search)
 
     sh = sub.add_parser("show", help="print the Pareto front of a run")

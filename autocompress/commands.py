@@ -67,6 +67,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         storage=args.storage,
         require_all_profiles=args.require_all_profiles,
         fidelity=args.fidelity,
+        quiet_latency=not args.plain_latency,
     )
     result = search(
         task=args.task,

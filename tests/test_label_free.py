@@ -17,7 +17,7 @@ from autocompress.metrics import fidelity, get_metric
 from autocompress.task import load_task
 from tests.test_cli import run_cli, search_cli
 
-PIPELINE = '''
+PIPELINE = """
 import numpy as np
 
 _DATA = np.load(__file__.replace("pipe.py", "inputs.npz"))
@@ -38,7 +38,7 @@ def shuffled():
             return iter([x[i : i + 50] for i in range(0, len(x), 50)])
 
     return {"train": Shuffled(), "val": Shuffled()}
-'''
+"""
 
 
 def test_fidelity_per_output_kind() -> None:

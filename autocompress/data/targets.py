@@ -57,9 +57,7 @@ def as_targets(outputs: Arrays, classes: dict[str, bool]) -> Arrays:
     return one("", outputs)
 
 
-def teacher_targets(
-    splits: dict[str, Any], predict: Callable[[Inputs], Arrays]
-) -> dict[str, Any]:
+def teacher_targets(splits: dict[str, Any], predict: Callable[[Inputs], Arrays]) -> dict[str, Any]:
     """``splits`` (inputs only) with ``y_<split>`` from ``predict`` (the teacher) for every
     split, and each streamed split given those targets."""
     out: dict[str, Any] = {}

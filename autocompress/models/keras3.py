@@ -69,6 +69,7 @@ SAME_ACTIVATIONS = frozenset(
 RENAMED_ACTIVATIONS = {"silu": "swish"}
 EXPANDED_ACTIVATIONS = frozenset({"hard_silu", "hard_swish", "hard_sigmoid", "relu6"})
 
+
 def is_keras3_file(path: Path) -> bool:
     """Whether a ``.keras`` / ``.h5`` file was saved by Keras 3 (its stored ``keras_version``)."""
     try:

@@ -147,9 +147,7 @@ def current_opcodes(tflite: bytes) -> bytes:
     """The file with every operator code in ``builtin_code`` (unchanged when it is already)."""
     model = _read(tflite)
     stale = [
-        code
-        for code in model.operatorCodes or []
-        if code.builtinCode < code.deprecatedBuiltinCode
+        code for code in model.operatorCodes or [] if code.builtinCode < code.deprecatedBuiltinCode
     ]
     if not stale:
         return tflite

@@ -111,6 +111,7 @@ class SearchSettings:
     storage: str | None = None
     require_all_profiles: bool = False
     fidelity: str = "auto"
+    quiet_latency: bool = True  # False: --plain-latency
 
     def check(self) -> None:
         """One-line errors, naming the option, for values no search can run with."""
@@ -227,6 +228,7 @@ def search(
             cpus_per_trial=s.cpus_per_trial,
             gpus_per_trial=s.gpus_per_trial,
             trial_fn=trial_fn,
+            quiet_latency=s.quiet_latency,
         )
         opened = open_study(rundir, hw[0].name, sampler, s.storage, task_obj.metric.quality)
         _keep_validation(rundir, task_obj)
@@ -234,6 +236,7 @@ def search(
         from autocompress.stages.cache import root_key
 
         key = root_key(task_obj, s.seed)
+        quiet = s.quiet_latency and any(p.backend == "measure" for p in hw)
         with model_errors(task_obj.teacher.source, "cannot be prepared for the search"):
             reference = teacher_reference(
                 task_obj.teacher.predict, task_obj.data, s.seed, metric=task_obj.metric
@@ -251,7 +254,7 @@ def search(
             reference=reference,
             sensitive=sensitive,
             lineage=task_lineage(task_obj, s.seed),
-            quiet_key=key[:16] if any(p.backend == "measure" for p in hw) else "",
+            quiet_key=key[:16] if quiet else "",
         )
         assert ctx.reference is not None and ctx.reference.score is not None  # computed above
         teacher_quality = ctx.reference.score.value

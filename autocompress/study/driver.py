@@ -105,12 +105,13 @@ class Driver(Promotions):
         from autocompress.study.executor import RayExecutor
         from autocompress.study.executor import ray_address as address_of
 
-        local = address_of(ray_address) == "local" and self.trial_fn is None
+        retime = self.options.quiet_latency and self.trial_fn is None
+        local = retime and address_of(ray_address) == "local"
 
         self.opened.fail_orphans(self.driver_id)
         self._rebuild_rungs()
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        self.timings = SharedTimings.from_trials(done)
+        self.timings = SharedTimings.from_trials(done, self.options.quiet_latency)
         if not self.study.trials:
             self._enqueue_first()
         self.ledger.refresh()

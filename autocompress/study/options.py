@@ -48,3 +48,6 @@ class SearchOptions:
     fidelity: Fidelity | None = None  # multi-fidelity levels; None: every build at full effort
     # What each Ray task runs instead of run_trial (benchmarks: a no-op trial); None: run_trial.
     trial_fn: Callable[[TrialContext, TrialRequest], TrialOutcome] | None = None
+    # Measured latency in a quiet window, shared by same-op files, the front re-timed at the
+    # end (issue 38); False: each file timed once where it was built, beside the other trials.
+    quiet_latency: bool = True

@@ -22,13 +22,14 @@ from autocompress.records import LatencyResult, TrialRecord
 class SharedTimings:
     """The first measured latency of each (profile, op signature), by the trial it came from."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled  # False: --plain-latency, every file keeps its own figure
         self.first: dict[tuple[str, str], tuple[int, LatencyResult]] = {}
 
     @classmethod
-    def from_trials(cls, trials: Iterable[FrozenTrial]) -> SharedTimings:
+    def from_trials(cls, trials: Iterable[FrozenTrial], enabled: bool = True) -> SharedTimings:
         """What a resumed search had measured, in trial order."""
-        timings = cls()
+        timings = cls(enabled)
         for t in sorted(trials, key=lambda t: t.number):
             stored = t.user_attrs.get("record")
             if isinstance(stored, dict):
@@ -39,7 +40,7 @@ class SharedTimings:
         """``record`` with each measured latency replaced by the first one of its signature
         (kept as the first when it is)."""
         m = record.measurement
-        if not m.op_signature:
+        if not m.op_signature or not self.enabled:
             return record
         latency = dict(m.latency)
         for name, result in m.latency.items():
