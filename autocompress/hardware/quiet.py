@@ -43,6 +43,7 @@ class Window:
     key: str
     gate: int
     busy: int
+    active: bool = False  # a trial of the search runs in this process
     held: bool = False  # this process holds ``busy`` shared (a trial is running here)
     paused_s: float = 0.0  # trials here waited at yield points for others' measurements
     waited_s: float = 0.0  # measurements here waited for a quiet window
@@ -59,8 +60,8 @@ def _open(key: str) -> Window:
 
 
 def current() -> Window | None:
-    """The quiet window of the trial running in this process (None outside a search)."""
-    return _CURRENT
+    """The quiet window of the trial running in this process (None outside a trial)."""
+    return _CURRENT if _CURRENT is not None and _CURRENT.active else None
 
 
 @contextmanager
@@ -77,16 +78,18 @@ def trial(key: str | None) -> Iterator[Window | None]:
     window = _CURRENT
     window.paused_s = window.waited_s = 0.0
     _take(window)
+    window.active = True
     try:
         yield window
     finally:
+        window.active = False
         _let_go(window)
 
 
 def yield_point() -> None:
     """Give way to a measurement that waits (blocks until it is done); a no-op outside a
     trial or when none waits."""
-    window = _CURRENT
+    window = current()
     if window is None or not window.held:
         return
     _let_go(window)
@@ -97,7 +100,7 @@ def yield_point() -> None:
 def measuring() -> Iterator[bool]:
     """Hold a quiet window while the body times a file; yields whether it is quiet (False:
     none came within :data:`MAX_WAIT_S`, or no search coordinates this process)."""
-    window = _CURRENT
+    window = current()
     if window is None:
         yield False
         return
