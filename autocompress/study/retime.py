@@ -8,8 +8,8 @@ profile, its front members and every candidate within :data:`MARGIN` of it (one 
 on the front were its latency that much lower), each op signature once (same ops, same latency:
 :mod:`autocompress.study.timing`), in :data:`ROUNDS` interleaved rounds (every file once per
 round, so a slow moment of the machine falls on all of them, not on one), the figure being the
-median of the rounds' medians. ``spread`` (the rounds' range over that median) says how far to
-trust it.
+median of the rounds' medians (the rounds share one measurement's budget of runs and
+seconds). ``spread`` (the rounds' range over that median) says how far to trust it.
 
 The figures go to ``DIR/retimed.json`` by profile and op signature; ``trials.csv`` shows them in
 place of the search's (``latency_retimed_<profile>`` True, the search's own figure in
@@ -121,10 +121,17 @@ def _interleaved(
 ) -> dict[str, dict[str, Any]]:
     files = {s: rundir.model_path(n).read_bytes() for s, n in todo.items()}
     graphs = {s: read_tflite(f) for s, f in files.items()}
+    # The rounds share one measurement's budget of runs and seconds: re-timing a file costs
+    # about what timing it did in the search.
+    base = profile.measure
+    share = dataclasses.replace(
+        base, min_runs=max(10, base.min_runs // ROUNDS), min_seconds=base.min_seconds / ROUNDS
+    )
+    each = dataclasses.replace(profile, measure=share)
     rounds: dict[str, list[LatencyResult]] = {s: [] for s in files}
     for _ in range(ROUNDS):
         for signature, content in files.items():
-            rounds[signature].append(measure_latency(content, graphs[signature], profile))
+            rounds[signature].append(measure_latency(content, graphs[signature], each))
     out = {}
     for signature, results in rounds.items():
         medians = [r.median_ms for r in results]

@@ -57,7 +57,7 @@ def other_cluster(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
             time.sleep(0.5)
     yield address, head
     if head.poll() is None:
-        os.killpg(head.pid, signal.SIGTERM)
+        os.killpg(head.pid, signal.SIGKILL)  # the head and every process it started
         head.wait(timeout=60)
 
 
@@ -121,7 +121,7 @@ def test_a_cluster_that_goes_away_ends_the_search_in_one_line(
         assert search.poll() is None, search.communicate()[1][-2000:]
         assert time.monotonic() < deadline, "no trial finished in 300 s"
         time.sleep(0.5)
-    os.killpg(head.pid, signal.SIGTERM)  # the cluster goes away while trial 1 runs
+    os.killpg(head.pid, signal.SIGKILL)  # the cluster goes away while trial 1 runs
     _, stderr = search.communicate(timeout=120)
     assert search.returncode == 1, stderr[-2000:]
     assert "Traceback" not in stderr
