@@ -103,20 +103,12 @@ def timings(content: bytes) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 
     from autocompress.hardware import load_profile
+    from autocompress.hardware.measure import run_times
 
     s = load_profile("cpu-host").measure
     interpreter = Interpreter(model_content=content, num_threads=s.threads)
     interpreter.allocate_tensors()
-    for _ in range(s.warmup_runs):
-        interpreter.invoke()
-    times, start = [], time.perf_counter()
-    while True:
-        t0 = time.perf_counter_ns()
-        interpreter.invoke()
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-        elapsed = time.perf_counter() - start
-        if len(times) >= s.min_runs and elapsed >= s.min_seconds or elapsed >= s.max_seconds:
-            return np.asarray(times)
+    return run_times(interpreter, s)
 
 
 def main() -> None:

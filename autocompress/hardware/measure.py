@@ -13,8 +13,24 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from autocompress.hardware.flatbuffer import Graph
-from autocompress.hardware.profile import HardwareProfile
+from autocompress.hardware.profile import HardwareProfile, MeasureSettings
 from autocompress.records import LatencyResult
+
+
+def run_times(interpreter: Interpreter, s: MeasureSettings) -> np.ndarray:
+    """Milliseconds of each timed ``invoke()`` after the warm-up runs, until both ``min_runs``
+    and ``min_seconds`` are reached (or ``max_seconds``)."""
+    for _ in range(s.warmup_runs):
+        interpreter.invoke()
+    times: list[float] = []
+    start = time.perf_counter()
+    while True:
+        t0 = time.perf_counter_ns()
+        interpreter.invoke()
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+        elapsed = time.perf_counter() - start
+        if len(times) >= s.min_runs and elapsed >= s.min_seconds or elapsed >= s.max_seconds:
+            return np.asarray(times)
 
 
 def measure_latency(tflite: bytes, graph: Graph | None, profile: HardwareProfile) -> LatencyResult:
@@ -31,22 +47,11 @@ def measure_latency(tflite: bytes, graph: Graph | None, profile: HardwareProfile
         else:
             value = rng.random(shape).astype(dtype)
         interpreter.set_tensor(detail["index"], value)
-    for _ in range(s.warmup_runs):
-        interpreter.invoke()
-    times: list[float] = []
-    start = time.perf_counter()
-    while True:
-        t0 = time.perf_counter_ns()
-        interpreter.invoke()
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-        elapsed = time.perf_counter() - start
-        if len(times) >= s.min_runs and elapsed >= s.min_seconds or elapsed >= s.max_seconds:
-            break
-    arr = np.asarray(times)
+    arr = run_times(interpreter, s)
     return LatencyResult(
         profile=profile.name,
         median_ms=float(np.median(arr)),
         p90_ms=float(np.percentile(arr, 90)),
-        runs=len(times),
+        runs=len(arr),
         backend="measure",
     )
