@@ -82,6 +82,7 @@ def trial_row(
                     row[latency_column(name)] = again["median_ms"]
                     row[f"latency_p90_ms_{name}"] = again["p90_ms"]
                     row[f"latency_spread_{name}"] = again["details"].get("spread")
+                    row[f"latency_unsure_{name}"] = bool(again["details"].get("unsure", False))
     facts = {s.stage: s.facts for s in record.stages}
     row["achieved_sparsity"] = facts.get("cluster", facts.get("prune", {})).get("sparsity", 0.0)
     uniques = facts.get("cluster", {}).get("unique_weights_per_layer")

@@ -9,7 +9,7 @@ import json
 import pandas as pd
 
 from autocompress.metrics import Quality
-from autocompress.study.retime import MARGIN, ROUNDS, near_front
+from autocompress.study.retime import MARGIN, MAX_ROUNDS, ROUNDS, TOLERANCE, near_front
 
 
 def test_a_search_ends_with_its_front_retimed(first_run) -> None:
@@ -23,7 +23,12 @@ def test_a_search_ends_with_its_front_retimed(first_run) -> None:
     for _, row in again.iterrows():  # the search's own figure is kept beside the new one
         assert row["latency_search_ms_cpu-host"] > 0 and row["latency_ms_cpu-host"] > 0
     for result in document["profiles"]["cpu-host"].values():
-        assert len(result["details"]["round_medians_ms"]) == ROUNDS
+        details = result["details"]
+        rounds = len(details["round_medians_ms"])
+        assert ROUNDS <= rounds <= MAX_ROUNDS
+        assert details["unsure"] == (details["spread"] > TOLERANCE)
+        if rounds < MAX_ROUNDS:  # it stopped early because the rounds agreed
+            assert not details["unsure"]
     assert "latency_retimed_edgetpu-usb" not in trials.columns  # simulated: nothing to re-time
 
 
