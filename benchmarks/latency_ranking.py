@@ -61,18 +61,20 @@ def quiet_figures(out: Path, passes: int) -> list[pd.Series]:
     return figures
 
 
-def wrong_pairs(search: pd.Series, quiet: pd.Series, apart: float = 0.10) -> tuple[int, int]:
-    """(pairs more than ``apart`` apart when quiet, those of them the search orders the other
-    way)."""
-    total = wrong = 0
+def wrong_pairs(search: pd.Series, quiet: pd.Series, apart: float = 0.10) -> str:
+    """Of the pairs more than ``apart`` apart in ``quiet``: those ``search`` orders the other
+    way, and those it ties (same-op candidates share one figure), as "wrong (+tied) / pairs"."""
+    total = wrong = tied = 0
     for a, b in itertools.combinations(quiet.index, 2):
         lo, hi = sorted((quiet[a], quiet[b]))
         if hi <= lo * (1 + apart):
             continue
         total += 1
-        if np.sign(quiet[a] - quiet[b]) != np.sign(search[a] - search[b]):
+        if search[a] == search[b]:
+            tied += 1
+        elif np.sign(quiet[a] - quiet[b]) != np.sign(search[a] - search[b]):
             wrong += 1
-    return total, wrong
+    return f"{wrong} (+{tied} tied) / {total}" if tied else f"{wrong} / {total}"
 
 
 def compare(out: Path, seconds: float | None, passes: int) -> dict[str, object]:
@@ -82,20 +84,18 @@ def compare(out: Path, seconds: float | None, passes: int) -> dict[str, object]:
     timed = [f.reindex(figures.index) for f in quiet_figures(out, passes)]
     quiet = pd.concat(timed, axis=1).median(axis=1)  # the reference: median of the passes
     front = pd.read_csv(out / "pareto.csv")["trial"]
-    pairs, wrong = wrong_pairs(figures, quiet)
-    front_pairs, front_wrong = wrong_pairs(figures[front], quiet[front])
-    floor_pairs, floor_wrong = wrong_pairs(timed[0], timed[1])  # one quiet pass against another
     ratio = figures / quiet
     return {
         "wall_s": None if seconds is None else round(seconds),
         "candidates": len(figures),
         "spearman": round(float(spearmanr(figures, quiet).statistic), 3),
         "search/quiet": f"{ratio.min():.2f}-{ratio.max():.2f}",
-        "wrong_pairs": f"{wrong}/{pairs}",
+        "wrong_pairs": wrong_pairs(figures, quiet),
         "front": len(front),
-        "front_wrong_pairs": f"{front_wrong}/{front_pairs}",
+        "front_wrong_pairs": wrong_pairs(figures[front], quiet[front]),
+        # how far the machine lets two quiet passes over the same files agree
         "quiet_vs_quiet_spearman": round(float(spearmanr(timed[0], timed[1]).statistic), 3),
-        "quiet_vs_quiet_wrong": f"{floor_wrong}/{floor_pairs}",
+        "quiet_vs_quiet_wrong": wrong_pairs(timed[0], timed[1]),
     }
 
 
