@@ -183,16 +183,13 @@ def _build_and_measure(
     audit = dataclasses.replace(audit, lineage=lineage(ctx.task, tflite, ctx.seed, ctx.lineage))
     proof = evidence(metric, data.y_val, outputs, score)
     laps.lap("audit")
-    parts = dict(laps.parts)
-    if window is not None:  # within the parts above: given way to others' measurements
-        parts["paused_for_others"] = round(window.paused_s, 3)
     record = TrialRecord(
         recipe=recipe,
         stages=stages,
         measurement=measurement,
         seconds=time.perf_counter() - start,
         audit=audit,
-        parts=parts,
+        parts=laps.parts,
     )
     return record, tflite, keras, proof
 
@@ -225,19 +222,26 @@ def _noisy_inputs(ctx: TrialContext) -> Any:
 
 class _Laps:
     """Seconds per part of a trial (:attr:`TrialRecord.parts`): each :meth:`lap` books the
-    time since the previous one; a part timed inside another (``keras_file``) is taken out of
-    the enclosing lap."""
+    time since the previous one; a part timed inside another (``keras_file``, ``quiet_wait``,
+    ``paused_for_others``: waits at yield points for another trial's measurement) is taken out
+    of the enclosing lap."""
 
     def __init__(self) -> None:
         self.parts: dict[str, float] = {}
         self._last = time.perf_counter()
         self._inner = 0.0
+        window = quiet.current()  # time given way to others' measurements: its own part
+        self._paused = window.paused_s if window is not None else 0.0
 
     def add(self, name: str, seconds: float) -> None:
         self.parts[name] = round(self.parts.get(name, 0.0) + seconds, 3)
         self._inner += seconds
 
     def lap(self, name: str) -> None:
+        window = quiet.current()
+        if window is not None and window.paused_s > self._paused:
+            self.add("paused_for_others", window.paused_s - self._paused)
+            self._paused = window.paused_s
         now = time.perf_counter()
         self.add(name, now - self._last - self._inner)
         self._inner = 0.0
