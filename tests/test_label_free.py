@@ -15,7 +15,9 @@ from autocompress.data.targets import as_targets, class_scores
 from autocompress.errors import InputError
 from autocompress.metrics import fidelity, get_metric
 from autocompress.task import load_task
-from tests.test_cli import run_cli, search_cli
+from tests.test_cli import cli, search_here
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")  # searches run in this process
 
 PIPELINE = """
 import numpy as np
@@ -135,14 +137,14 @@ def test_search_pick_and_report_without_labels(
     task = _layout(kind, tmp_path, task_files)
     run = tmp_path / "run"
     trials = 2 if kind == "npz" else 1  # the baseline alone, for the streamed layouts
-    proc = search_cli(task, run, "--no-warm-start", space=smoke_space_file, trials=trials)
+    proc = search_here(task, run, "--no-warm-start", space=smoke_space_file, trials=trials)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / "report.html").is_file()
     trials = pd.read_csv(run / "trials.csv")
     assert "fidelity" in trials.columns and (trials["state"] == "COMPLETE").all()
     baseline = trials.loc[trials["trial"] == 0, "fidelity"].item()
     assert baseline > 0.99  # the fp32 conversion of the teacher agrees with it
-    proc = run_cli("pick", str(run), "--max-drop", "1%", "--confidence", "0.95")
+    proc = cli("pick", str(run), "--max-drop", "1%", "--confidence", "0.95")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "fidelity" in proc.stdout
 

@@ -14,9 +14,11 @@ import pytest
 from autocompress.errors import InputError
 from autocompress.models.keras3 import load_keras3
 from tests.study.test_multi_io import detection_data
-from tests.test_cli import run_cli, search_cli
+from tests.test_cli import cli, search_here
 
 keras = pytest.importorskip("keras")
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")  # searches run in this process
 
 METRIC = '''
 import numpy as np
@@ -106,7 +108,7 @@ def test_a_key_on_a_second_output_of_one_layer_is_one_line(tmp_path: Path) -> No
 
 def test_search_every_technique_and_export(dict_task: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = search_cli(
+    proc = search_here(
         dict_task / "task.yaml",
         run,
         "--no-warm-start",
@@ -122,7 +124,7 @@ def test_search_every_technique_and_export(dict_task: Path, tmp_path: Path) -> N
     assert trials["digit_accuracy"].max() > 0.5  # chance is 0.1
     best = int(trials.sort_values("digit_accuracy").iloc[-1]["trial"])
     out = tmp_path / "model.tflite"
-    proc = run_cli("export", str(run), "--trial", str(best), "--out", str(out))
+    proc = cli("export", str(run), "--trial", str(best), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     from ai_edge_litert.interpreter import Interpreter
 

@@ -17,7 +17,9 @@ import pytest
 
 from autocompress.models.rewrite import float16_folded, has_signature, with_signature
 from autocompress.models.tflite import TfliteTeacher
-from tests.test_cli import run_cli, search_cli
+from tests.test_cli import cli, search_here
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")  # searches run in this process
 
 
 def unsigned(tflite: bytes, outputs: list[str]) -> bytes:
@@ -121,7 +123,7 @@ def test_search_pick_export_retarget(task: str, files: Path, tmp_path: Path) -> 
     recipes = tmp_path / "recipes.yaml"
     recipes.write_text("- {quantization: int8, keep_sensitive: 1}\n- {quantization: int8}\n")
     run = tmp_path / "run"
-    proc = search_cli(
+    proc = search_here(
         files / f"{task}.yaml",
         run,
         "--no-warm-start",
@@ -140,17 +142,17 @@ def test_search_pick_export_retarget(task: str, files: Path, tmp_path: Path) -> 
     int8 = trials[(trials["quantization"] == "int8") & (trials["keep_sensitive"] == 0)]
     assert int8["deployable_edgetpu-usb"].astype(bool).all()  # the Edge TPU runs it
     assert trials["accuracy"].min() > 0.5
-    proc = run_cli("pick", str(run), "--profile", "edgetpu-usb")
+    proc = cli("pick", str(run), "--profile", "edgetpu-usb")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "picked.tflite"
     trial = int(int8["trial"].iloc[0])
-    proc = run_cli("export", str(run), "--trial", str(trial), "--out", str(out))
+    proc = cli("export", str(run), "--trial", str(trial), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     from ai_edge_litert.interpreter import Interpreter
 
     (signature,) = Interpreter(model_path=str(out)).get_signature_list().values()
     assert signature["inputs"] == ["input_1"] and "scores" in signature["outputs"]
-    proc = run_cli("retarget", str(run), "--profile", "pixel2-cpu")
+    proc = cli("retarget", str(run), "--profile", "pixel2-cpu")
     assert proc.returncode == 0, proc.stderr[-3000:]
     retargeted = pd.read_csv(run / "profiles" / "pixel2-cpu.csv")
     assert len(retargeted) == len(trials) and retargeted["latency_ms_pixel2-cpu"].notna().all()

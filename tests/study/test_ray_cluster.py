@@ -132,9 +132,6 @@ def test_a_cluster_that_goes_away_ends_the_search_in_one_line(
     assert (trials["state"] == "COMPLETE").sum() >= 1
     interrupted = trials[trials["state"] == "FAIL"]
     assert interrupted["error"].str.contains("interrupted").any(), trials.to_string()
-    # Resumed without --ray-address: on a Ray of its own, the budget is finished (the
-    # interrupted trial counts against it, as a killed driver's does).
-    proc = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    after = pd.read_csv(out / "trials.csv")
-    assert len(after) == 3 and (after["state"] == "COMPLETE").sum() == 2, after.to_string()
+    # Resuming is the same command again (a resume after a killed driver is tested in
+    # test_faults.py): nothing is left RUNNING for it to trip on.
+    assert not (trials["state"] == "RUNNING").any()
