@@ -29,9 +29,16 @@ def search_cli(
     task: Path, out: Path, *extra: str, space: Path | None = None, trials: int = 2
 ) -> subprocess.CompletedProcess:
     """``autocompress search`` on ``task`` with one worker, as a user runs it."""
+    return run_cli(*_search_args(task, out, extra, space, trials))
+
+
+def _search_args(
+    task: Path, out: Path, extra: tuple[str, ...], space: Path | None, trials: int
+) -> list[str]:
+    """``autocompress search`` on ``task`` with one worker, as a user runs it."""
     where = ("--space", str(space)) if space is not None else ()
     budget = ("--trials", str(trials), "--workers", "1")
-    return run_cli("search", "--task", str(task), *where, *budget, "--out", str(out), *extra)
+    return ["search", "--task", str(task), *where, *budget, "--out", str(out), *extra]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
@@ -50,9 +57,7 @@ def search_here(
     task: Path, out: Path, *extra: str, space: Path | None = None, trials: int = 2
 ) -> subprocess.CompletedProcess:
     """:func:`search_cli` in this process."""
-    where = ("--space", str(space)) if space is not None else ()
-    budget = ("--trials", str(trials), "--workers", "1")
-    return cli("search", "--task", str(task), *where, *budget, "--out", str(out), *extra)
+    return cli(*_search_args(task, out, extra, space, trials))
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

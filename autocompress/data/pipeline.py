@@ -41,9 +41,6 @@ def read_pipeline(spec: str, where: str) -> dict[str, Pipeline | Arrays | None]:
     """``x_<split>`` (a :class:`Pipeline`) and ``y_<split>`` (its targets; None for a pipeline
     that yields inputs only) of every split."""
     splits = _splits(spec, where)
-    labelled = {_labelled(spec, split, where) for split in SPLITS if split in splits}
-    if len(labelled) != 1:
-        raise InputError(where, f"data {spec}: some splits yield (x, y) batches, others x alone")
     out: dict[str, Pipeline | Arrays | None] = {}
     for split in SPLITS:
         if split not in splits:
@@ -59,6 +56,8 @@ def read_pipeline(spec: str, where: str) -> dict[str, Pipeline | Arrays | None]:
             )
         out[f"x_{split}"] = Pipeline(spec, split, targets, n)
         out[f"y_{split}"] = targets
+    if len({out[f"y_{s}"] is None for s in SPLITS if s in splits}) != 1:
+        raise InputError(where, f"data {spec}: some splits yield (x, y) batches, others x alone")
     return out
 
 
@@ -193,17 +192,6 @@ def _is_pair(item: Any) -> bool:
     return isinstance(item, tuple | list) and len(item) == 2
 
 
-def _labelled(spec: str, split: str, where: str) -> bool:
-    """Whether the split yields ``(x, y)`` batches (else inputs alone), by its first batch."""
-    for item in iter(_source(spec, split, where)):
-        if isinstance(item, tuple | list) and len(item) != 2:
-            raise InputError(
-                where, f"the {split} data of {spec} must yield (x, y) batches or inputs alone"
-            )
-        return _is_pair(item)
-    raise InputError(where, f"the {split} data of {spec} yields no samples")
-
-
 def _targets(spec: str, split: str, where: str) -> tuple[Arrays | None, int, str]:
     """One pass: the split's targets (None: it yields inputs alone), its number of samples,
     and a hash of what it yielded in that order (targets, or inputs where there are none)."""
@@ -211,15 +199,19 @@ def _targets(spec: str, split: str, where: str) -> tuple[Arrays | None, int, str
     h = hashlib.sha256()
     n, labelled = 0, None
     for item in iter(_source(spec, split, where)):
+        if isinstance(item, tuple | list) and len(item) != 2:
+            raise InputError(
+                where, f"the {split} data of {spec} must yield (x, y) batches or inputs alone"
+            )
         if labelled is None:
             labelled = _is_pair(item)
         if _is_pair(item) != labelled:
             raise InputError(where, f"the {split} data of {spec} mixes (x, y) batches and x alone")
-        x = _numpy(item[0] if labelled else item)
-        n += count(x)
-        if labelled:
-            parts.append(_numpy(item[1]))
-        _hash(h, parts[-1] if labelled else x)
+        part = _numpy(item[1] if labelled else item)  # the targets, or the inputs alone
+        if labelled:  # the inputs are read, hashed and counted, never held
+            parts.append(part)
+        n += count(part)
+        _hash(h, part)
     if not n:
         raise InputError(where, f"the {split} data of {spec} yields no samples")
     return (concat(parts) if labelled else None), n, h.hexdigest()

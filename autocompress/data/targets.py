@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from autocompress.data.arrays import Arrays, Inputs
+from autocompress.data.pipeline import SPLITS
 from autocompress.data.stream import Stream
 
-SPLITS = ("train", "val", "test")
 PROBABILITY_TOLERANCE = 1e-3
 
 

@@ -105,9 +105,8 @@ class Driver(Promotions):
         from autocompress.study.executor import RayExecutor
         from autocompress.study.executor import ray_address as address_of
 
-        retime = self.options.quiet_latency and self.trial_fn is None
-        local = retime and address_of(ray_address) == "local"
-
+        local = self.options.quiet_latency and self.trial_fn is None
+        local = local and address_of(ray_address) == "local"  # where the trials were timed
         self.opened.fail_orphans(self.driver_id)
         self._rebuild_rungs()
         done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -166,13 +165,9 @@ class Driver(Promotions):
     def _retime(self, local: bool) -> None:
         """Time the fronts' candidates again with no trial running (:mod:`autocompress.study.
         retime`); on a Ray of this machine only (on a cluster they were timed on its nodes)."""
-        if not local:
-            return
-        try:
+        if local:
             self.retimed = retime_run(self.rundir, self.study, self.ctx.profiles, self.quality)
-        except Exception as exc:  # the search's results stand without it
-            log.warning("re-timing the front failed: %s: %s", type(exc).__name__, exc)
-        self._write_tables(force=True)
+            self._write_tables(force=True)
 
     def _enqueue_first(self) -> None:
         """Baseline, then the well-known recipes, then the user's: those the space can express."""

@@ -177,7 +177,8 @@ def retime_run(
     rundir: RunDir, study: optuna.Study, profiles: Sequence[HardwareProfile], quality: Quality
 ) -> Retimed:
     """Re-time what a finished search's fronts are made of (two passes: a re-timed figure can
-    bring other candidates near a front); returns every re-timed figure of the run."""
+    bring other candidates near a front); returns every re-timed figure of the run. A failure
+    is logged, never raised: the search's own figures stand without it."""
     from autocompress.study.tables import trials_frame
 
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -186,8 +187,11 @@ def retime_run(
         for t in completed
         if isinstance(t.user_attrs.get("record"), dict)
     }
-    for _ in range(2):
-        table = trials_frame(study, quality, load_retimed(rundir))
-        if not retime(rundir, table, signatures, profiles, quality):
-            break
+    try:
+        for _ in range(2):
+            table = trials_frame(study, quality, load_retimed(rundir))
+            if not retime(rundir, table, signatures, profiles, quality):
+                break
+    except Exception as exc:  # the search's results stand without it
+        log.warning("re-timing the front failed: %s: %s", type(exc).__name__, exc)
     return load_retimed(rundir)
