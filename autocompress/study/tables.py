@@ -64,6 +64,7 @@ def trial_row(
         row[quality.test_column] = m.test_quality
     row["peak_ram_bytes"] = m.peak_ram_bytes
     row["macs"] = m.macs
+    constraints = dict(trial.user_attrs.get("constraint_values", {}))  # > 0: violated
     for name, lat in m.latency.items():
         row[latency_column(name)] = lat.median_ms
         row[f"deployable_{name}"] = lat.deployable
@@ -80,6 +81,9 @@ def trial_row(
                 if again is not None:
                     row[f"latency_search_ms_{name}"] = lat.median_ms
                     row[latency_column(name)] = again["median_ms"]
+                    if name == next(iter(m.latency)) and "user.max_latency_ms" in constraints:
+                        # the --max-latency-ms limit (first profile) judged on the new figure
+                        constraints["user.max_latency_ms"] += again["median_ms"] - lat.median_ms
                     row[f"latency_p90_ms_{name}"] = again["p90_ms"]
                     row[f"latency_spread_{name}"] = again["details"].get("spread")
                     row[f"latency_unsure_{name}"] = bool(again["details"].get("unsure", False))
@@ -88,9 +92,7 @@ def trial_row(
     uniques = facts.get("cluster", {}).get("unique_weights_per_layer")
     row["max_unique_weights"] = max(uniques.values()) if uniques else None
     row["tensor_dtypes"] = json.dumps(m.tensor_dtypes)
-    row["constraints_violated"] = ";".join(
-        k for k, v in trial.user_attrs.get("constraint_values", {}).items() if v > 0
-    )
+    row["constraints_violated"] = ";".join(k for k, v in constraints.items() if v > 0)
     if record.audit is not None:
         row.update(record.audit.columns(quality.name))
     row["seconds"] = round(record.seconds, 2)
