@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from autocompress.errors import InputError  # noqa: E402
-from autocompress.records import Recipe, StageRecord, TrialRecord  # noqa: E402
+from autocompress.recipe import Recipe
+from autocompress.records import StageRecord, TrialRecord  # noqa: E402
 
 if TYPE_CHECKING:
     from autocompress.study.api import SearchResult, SearchSettings, search

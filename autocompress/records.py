@@ -10,69 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """One compression recipe: what a trial builds.
-
-    Attributes:
-        student_width: multiplier on Conv/Dense widths of the distilled student (1.0 = none).
-        sparsity: target fraction of zero weights for magnitude pruning; 0.0 = no pruning.
-        clusters: number of weight clusters per layer; 0 = no clustering.
-        quantization: one of ``none``, ``dynamic``, ``float16``, ``int8``, ``int8_symmetric``
-            (int8 with every zero point 0, as TensorRT takes it; LiteRT Quantizer), ``int16x8``
-            (int16 activations, int8 weights), ``w4a8`` (int8 activations, int4 weights on
-            convolutions and fully connected layers; LiteRT Quantizer), ``weight_int8`` /
-            ``weight_int4`` (weight-only, float compute; LiteRT Quantizer), ``qat``.
-        distill_epochs: training epochs for the student (used only when student_width < 1).
-        finetune_epochs: fine-tuning epochs for pruning, clustering and QAT.
-        prune_mode: ``unstructured`` (magnitude), ``2:4`` (two zeros in every group of four
-            weights; the pattern fixes sparsity at 50 %) or ``xnnpack`` (only the 1x1
-            convolutions XNNPACK's sparse inference can use, kept sparse in the file).
-        exclude: ``none``, or comma-separated layer names and/or ``ends`` (the first and last
-            weighted layers): layers kept out of every compression stage (channel pruning,
-            low-rank, pruning, clustering) and kept float by QAT and full-int8 conversion.
-        rank_energy: low-rank factorisation of Dense layers and 1x1 convolutions keeping this
-            share of the singular value energy (1.0 = off).
-        channel_fraction: share of filters removed from each prunable Conv/Dense group by
-            channel pruning (0.0 = off).
-        keep_sensitive: mixed precision: the k layers whose int8 quantization alone costs the
-            most accuracy (measured once per study) stay float in a post-training quantized
-            file (0 = off; LiteRT Quantizer modes only).
-        ptq_algorithm: how LiteRT Quantizer picks quantization ranges in the int8, int16x8 and
-            weight-only modes: ``min_max``, ``mse``, ``octav`` or ``gptq``.
-        keep_as: what the ``keep_sensitive`` layers become: ``float``, or ``a16w8`` (int16
-            activations, int8 weights; in an int8 file only, elsewhere they stay float).
-    """
-
-    student_width: float = 1.0
-    sparsity: float = 0.0
-    clusters: int = 0
-    quantization: str = "none"
-    distill_epochs: int = 10
-    finetune_epochs: int = 2
-    prune_mode: str = "unstructured"
-    exclude: str = "none"
-    rank_energy: float = 1.0
-    channel_fraction: float = 0.0
-    keep_sensitive: int = 0
-    ptq_algorithm: str = "min_max"
-    keep_as: str = "float"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-# The recipe's fields, in order: every table, report and check derives its columns from these,
-# so a new search dimension is one field here plus its stage.
-RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(Recipe))
-# Training lengths: part of a recipe, but not what distinguishes one compressed model from another.
-EPOCH_FIELDS = ("distill_epochs", "finetune_epochs")
+from autocompress.recipe import Recipe
 
 
 @dataclass(frozen=True)

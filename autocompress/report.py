@@ -23,7 +23,7 @@ import pandas as pd
 from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.errors import InputError
 from autocompress.metrics import DEFAULT_QUALITY, Quality
-from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
+from autocompress.recipe import EPOCH_FIELDS, QUANT_MODES, RECIPE_FIELDS, Recipe
 from autocompress.results import (
     baseline_row,
     below_floor,
@@ -35,18 +35,7 @@ from autocompress.results import (
 from autocompress.study.rundir import STUDY_NAME, RunDir
 from autocompress.study.tables import front_frame, latency_column, objective_columns, profiles_in
 
-QUANT_COLOURS = {
-    "none": "#1f77b4",
-    "dynamic": "#ff7f0e",
-    "float16": "#2ca02c",
-    "int8": "#d62728",
-    "qat": "#9467bd",
-    "int16x8": "#8c564b",
-    "weight_int8": "#e377c2",
-    "weight_int4": "#17becf",
-    "w4a8": "#bcbd22",
-    "int8_symmetric": "#ff9896",
-}
+QUANT_COLOURS = {m.name: m.colour for m in QUANT_MODES}
 FALLBACK_COLOUR = "#7f7f7f"  # a mode added later still gets drawn
 
 
@@ -243,10 +232,17 @@ def _size_speed_png(trials: pd.DataFrame, profile: str, q: Quality) -> bytes:
         + f"\n{_quality_label(r, q)}"
         for i, r in enumerate(rows)
     ]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4), dpi=120)
+    if not rows:  # every candidate violates a limit (or is at chance) and no baseline ran
+        ax.text(0.5, 0.5, "no candidate meets the limits", ha="center", va="center")
+        ax.set_axis_off()
+        rows_png = io.BytesIO()
+        fig.savefig(rows_png, format="png")
+        plt.close(fig)
+        return rows_png.getvalue()
     sizes = [r["gzip_bytes"] / 1024 for r in rows]
     ref = base[lat] if base is not None else rows[0][lat]
     speedups = [ref / r[lat] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4), dpi=120)
     ax.bar(labels, sizes, color="#4c72b0")
     ax.set_ylabel("gzip size (KiB)")
     ax.tick_params(axis="x", rotation=60)

@@ -18,21 +18,13 @@ from typing import TYPE_CHECKING, Any
 from autocompress._shipped import shipped_dir
 from autocompress._yaml import check_keys, load_mapping, load_yaml
 from autocompress.errors import InputError
-from autocompress.records import EPOCH_FIELDS, Recipe
+from autocompress.recipe import DIMENSIONS, EPOCH_FIELDS, OFF, TYPES, Recipe
 
 if TYPE_CHECKING:
     import optuna
 
     from autocompress.study.fidelity import Fidelity
 
-QUANTIZATION_MODES = (
-    "none", "dynamic", "float16", "int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8",
-    "weight_int4", "qat",
-)  # fmt: skip
-PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
-PTQ_ALGORITHMS = ("min_max", "mse", "octav", "gptq")  # LiteRT Quantizer's (stages/ptq.py)
-KEEP_AS = ("float", "a16w8")
-EXCLUDE_KEYWORDS = ("none", "ends")
 SPACES_DIR = shipped_dir("search_spaces")
 
 
@@ -68,83 +60,9 @@ def on_grid(value: Any) -> Any:
     return round(value, 10) if isinstance(value, float) else value
 
 
-# name -> (type, validator(value) -> problem or None)
-def _width(v: float) -> str | None:
-    return None if 0.0 < v <= 1.0 else "must be in (0, 1]"
-
-
-def _sparsity(v: float) -> str | None:
-    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
-
-
-def _clusters(v: int) -> str | None:
-    return None if v == 0 or 2 <= v <= 256 else "must be 0 (off) or between 2 and 256"
-
-
-def _epochs(v: int) -> str | None:
-    # At least one epoch: pruning schedules and clustering need training steps to act at all.
-    return None if 1 <= v <= 1000 else "must be between 1 and 1000"
-
-
-def _quant(v: str) -> str | None:
-    return None if v in QUANTIZATION_MODES else f"must be one of {', '.join(QUANTIZATION_MODES)}"
-
-
-def _prune_mode(v: str) -> str | None:
-    return None if v in PRUNE_MODES else f"must be one of {', '.join(PRUNE_MODES)}"
-
-
-def _exclude(v: str) -> str | None:
-    # "none", or comma-separated tokens: "ends" (first and last weighted layers) or layer names.
-    if v == "none":
-        return None
-    tokens = [t.strip() for t in v.split(",")]
-    if not all(tokens) or any(" " in t or t == "none" for t in tokens):
-        return "must be 'none' or comma-separated layer names and/or 'ends', e.g. 'ends,dense_1'"
-    return None
-
-
-def exclude_names(value: str) -> list[str]:
-    """The layer names an ``exclude`` value names itself (without the ``ends`` keyword)."""
-    if value == "none":
-        return []
-    return [t.strip() for t in value.split(",") if t.strip() != "ends"]
-
-
-def _energy(v: float) -> str | None:
-    return None if 0.0 < v <= 1.0 else "must be in (0, 1] (1.0 = no factorisation)"
-
-
-def _keep(v: int) -> str | None:
-    return None if 0 <= v <= 64 else "must be between 0 (off) and 64 layers"
-
-
-def _algorithm(v: str) -> str | None:
-    return None if v in PTQ_ALGORITHMS else f"must be one of {', '.join(PTQ_ALGORITHMS)}"
-
-
-def _keep_as(v: str) -> str | None:
-    return None if v in KEEP_AS else f"must be one of {', '.join(KEEP_AS)}"
-
-
-def _fraction(v: float) -> str | None:
-    return None if 0.0 <= v < 1.0 else "must be in [0, 1) (0 = no channel pruning)"
-
-
+# name -> (type, check(value) -> problem or None): from the recipe's declarations.
 _PARAMS: dict[str, tuple[type, Any]] = {
-    "student_width": (float, _width),
-    "sparsity": (float, _sparsity),
-    "clusters": (int, _clusters),
-    "quantization": (str, _quant),
-    "distill_epochs": (int, _epochs),
-    "finetune_epochs": (int, _epochs),
-    "prune_mode": (str, _prune_mode),
-    "exclude": (str, _exclude),
-    "rank_energy": (float, _energy),
-    "channel_fraction": (float, _fraction),
-    "keep_sensitive": (int, _keep),
-    "ptq_algorithm": (str, _algorithm),
-    "keep_as": (str, _keep_as),
+    name: (TYPES[name], d.check) for name, d in DIMENSIONS.items()
 }
 
 
@@ -250,7 +168,7 @@ def load_recipes(path: str | Path, space: SearchSpace) -> list[dict[str, Any]]:
             raise InputError(where, "a recipe must be a mapping such as {quantization: int8}")
         check_keys(where, item, set(_PARAMS), set())
         values = {k: _check_value(where, k, v) for k, v in item.items()}
-        off = Recipe().to_dict()
+        off = OFF
         for q in space.params:
             if q.name not in values and q.name not in EPOCH_FIELDS and _holds(space, q, off):
                 values[q.name] = off[q.name]

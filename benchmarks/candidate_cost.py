@@ -39,7 +39,7 @@ import yaml
 import autocompress
 from autocompress.evaluate import evaluate
 from autocompress.hardware import load_profile
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
 from autocompress.stages.convert import convert
 from autocompress.task import load_task

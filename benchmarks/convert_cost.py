@@ -30,7 +30,7 @@ import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is
 from autocompress.evaluate import evaluate
 from autocompress.hardware import load_profile
 from autocompress.metrics import ACCURACY
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
 from autocompress.stages.convert import convert, convert_from_float
 from autocompress.task import TaskData

@@ -25,7 +25,7 @@ import optuna
 from scipy.stats import kendalltau
 
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.space import SearchSpace
 from autocompress.study.fidelity import Fidelity
 

@@ -44,7 +44,7 @@ import pandas as pd
 import yaml
 
 import autocompress
-from autocompress.records import EPOCH_FIELDS
+from autocompress.recipe import EPOCH_FIELDS
 from autocompress.space import resolve_space
 from autocompress.study.fidelity import hypervolume
 from autocompress.study.rundir import STUDY_NAME, RunDir

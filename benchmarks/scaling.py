@@ -33,7 +33,7 @@ from pathlib import Path
 import autocompress
 from autocompress.demo import TEACHER_FILE, demo_task
 from autocompress.hardware import load_profile
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages.cache import root_key
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest, run_trial
 from autocompress.task import load_task

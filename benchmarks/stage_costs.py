@@ -20,7 +20,7 @@ import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is
 from autocompress.evaluate import predict, quality
 from autocompress.hardware import latency, load_profile
 from autocompress.metrics import ACCURACY
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.task import load_task
 

@@ -32,7 +32,7 @@ import autocompress
 from autocompress.demo import demo_data, demo_task
 from autocompress.evaluate import evaluate
 from autocompress.hardware import load_profile
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages.prune import xnnpack_unsupported
 from autocompress.task import Task, TaskData, TeacherSpec

@@ -81,7 +81,7 @@ def test_trial_audit_is_the_same_with_the_drivers_teacher_reference(tiny_task) -
     """The driver computes the teacher's predictions once; a trial given them audits exactly as
     a trial that runs the teacher itself."""
     from autocompress.audit import teacher_reference
-    from autocompress.records import Recipe
+    from autocompress.recipe import Recipe
     from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 
     recipe = Recipe(quantization="dynamic")

@@ -134,7 +134,7 @@ def test_every_kind_of_stage_reads_the_folder_in_batches(image_task: Path) -> No
     on the decoded arrays, and noise added the same way on every pass."""
     from autocompress.audit import noisy
     from autocompress.evaluate import predict
-    from autocompress.records import Recipe
+    from autocompress.recipe import Recipe
     from autocompress.stages.convert import to_tflite
     from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 

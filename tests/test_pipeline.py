@@ -11,7 +11,7 @@ import pytest
 
 from autocompress.data.pipeline import Pipeline
 from autocompress.errors import InputError
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 from autocompress.task import load_task
 

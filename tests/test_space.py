@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autocompress.errors import InputError
-from autocompress.records import Recipe
-from autocompress.space import QUANTIZATION_MODES, SPACES_DIR, SearchSpace
+from autocompress.recipe import QUANTIZATION_MODES, Recipe
+from autocompress.space import SPACES_DIR, SearchSpace
 from autocompress.study.fidelity import Fidelity
 
 
@@ -233,13 +233,22 @@ def test_fidelity_entry_is_read_and_checked(tmp_path: Path) -> None:
         SearchSpace.from_yaml(bad)
 
 
-def test_every_recipe_field_has_one_rule() -> None:
-    """A new search dimension is a Recipe field plus its rule here: none can be forgotten."""
-    from dataclasses import fields
-
-    from autocompress.records import RECIPE_FIELDS
+def test_every_dimension_is_declared_once_and_consistently() -> None:
+    """Each recipe field's declaration names a real stage, its off value passes its own check
+    and switches no stage on, and the space's parameters are the recipe's fields."""
+    from autocompress.recipe import DIMENSIONS, OFF, QUANT_MODES, RECIPE_FIELDS
     from autocompress.space import _PARAMS
+    from autocompress.stages.build import default_stages
 
+    stages = {s.name for s in default_stages()} | {"convert"}
     assert tuple(_PARAMS) == RECIPE_FIELDS
-    for f in fields(Recipe):
-        assert _PARAMS[f.name][0].__name__ == f.type  # (annotations are strings here)
+    for name, d in DIMENSIONS.items():
+        assert d.stage in stages, name
+        assert d.check(OFF[name]) is None, name
+    assert not [s.name for s in default_stages() if s.applies(Recipe())]
+    assert len({m.name for m in QUANT_MODES}) == len(QUANT_MODES)
+    assert SearchSpace.from_dict({"student_init": ["teacher", "scratch"]}).choices_of(
+        "student_init"
+    ) == ("teacher", "scratch")
+    with pytest.raises(InputError, match="student_init.*teacher, scratch"):
+        SearchSpace.from_dict({"student_init": ["random"]})

@@ -18,20 +18,10 @@ import numpy as np
 
 from autocompress.data.arrays import Arrays
 from autocompress.errors import InputError
+from autocompress.recipe import OFF, TRAINING_FIELDS, TRAINING_MODES
 
 if TYPE_CHECKING:
     from autocompress.space import SearchSpace
-
-# Recipe values that need a trainable model, with the value that means "off".
-TRAINING_PARAMS = {
-    "student_width": 1.0,
-    "sparsity": 0.0,
-    "clusters": 0,
-    "rank_energy": 1.0,
-    "channel_fraction": 0.0,
-    "exclude": "none",
-}
-TRAINING_MODES = ("qat",)
 
 
 @dataclass(frozen=True)
@@ -123,11 +113,14 @@ class TfliteTeacher:
 def check_space(space: SearchSpace, model_source: str) -> None:
     """A space for a ``.tflite`` model may search only post-training choices."""
     for param in space.params:
-        off = TRAINING_PARAMS.get(param.name)
-        if off is None and param.name != "quantization":
+        if param.name not in (*TRAINING_FIELDS, "quantization"):
             continue
         values = param.choices if param.choices is not None else (param.low, param.high)
-        bad = [v for v in values if (v != off if off is not None else v in TRAINING_MODES)]
+        bad = [
+            v
+            for v in values
+            if (v in TRAINING_MODES if param.name == "quantization" else v != OFF[param.name])
+        ]
         if bad:
             raise InputError(
                 space.source,

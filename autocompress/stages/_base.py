@@ -13,7 +13,8 @@ from autocompress.metrics import ACCURACY, Metric
 if TYPE_CHECKING:
     import tf_keras
 
-    from autocompress.records import Recipe, StageRecord
+    from autocompress.recipe import Recipe
+    from autocompress.records import StageRecord
     from autocompress.task import TaskData
 
 

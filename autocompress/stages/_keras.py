@@ -12,7 +12,7 @@ import tf_keras as keras
 from autocompress.data.arrays import as_float32, count, keras_predict, ordered, take
 from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
 
 # Layer types whose kernels the stages compress and whose width distillation scales.

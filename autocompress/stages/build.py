@@ -24,7 +24,8 @@ from autocompress.stages.refill import Template
 if TYPE_CHECKING:
     import tf_keras
 
-    from autocompress.records import Recipe, StageRecord
+    from autocompress.recipe import Recipe
+    from autocompress.records import StageRecord
 
 
 # Stages whose outputs are plain Keras models. QAT models hold tfmot wrappers that do not

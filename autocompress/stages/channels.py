@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import excluded_layers, fine_tune, val_facts
 

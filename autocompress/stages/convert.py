@@ -11,23 +11,20 @@ import tf_keras as keras
 
 from autocompress.data.arrays import Arrays, as_float32, count, take
 from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
-from autocompress.records import Recipe, StageRecord
+from autocompress.recipe import LITERT_MODES, LITERT_ONLY_MODES, Recipe
+from autocompress.records import StageRecord
 from autocompress.stages._base import BuildContext, record_since
 from autocompress.stages._keras import excluded_layers
 from autocompress.stages.ptq import (
-    LITERT_ONLY_MODES,
     calibration_samples,
     quantize_for,
     quantize_tflite,
 )
 from autocompress.stages.refill import PROOF_SAMPLES, Template, derive, refill
 
-# Post-training modes done by LiteRT Quantizer on the float file of the stage output: the TF
-# converter's tracing (12-15 s on a MobileNetV2) then runs once per stage output, and every
-# further mode of the same output costs only the quantization (about a second).
-LITERT_PTQ_MODES = (
-    "dynamic", "float16", "int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8", "weight_int4"
-)  # fmt: skip
+# Post-training modes (recipe.LITERT_MODES) are done by LiteRT Quantizer on the float file of
+# the stage output: the TF converter's tracing (12-15 s on a MobileNetV2) then runs once per stage
+# output, and every further mode of the same output costs only the quantization (about a second).
 
 
 def uses_float_file(recipe: Recipe) -> bool:
@@ -38,7 +35,7 @@ def uses_float_file(recipe: Recipe) -> bool:
     if recipe.prune_mode == "xnnpack":
         return False
     return recipe.quantization == "none" or (
-        recipe.quantization in LITERT_PTQ_MODES and recipe.exclude == "none"
+        recipe.quantization in LITERT_MODES and recipe.exclude == "none"
     )
 
 

@@ -1,10 +1,18 @@
 """Knowledge distillation into a narrower student derived from the teacher's own architecture.
 
-The student is the teacher's config with every Conv/Dense width scaled by ``student_width``
-(the output layers keep their widths). It is trained from scratch, output by output, on a mix of
-cross-entropy to the labels and a temperature-softened KL divergence to the teacher (Hinton et
-al., 2015) for class outputs, and of the task's loss and mean squared error to the teacher's
-output for any other.
+The student is the teacher with every Conv/Dense width scaled by ``student_width`` (the output
+layers keep their widths). Where its weights start is the recipe's ``student_init``:
+
+* ``teacher`` (the default): the teacher's most important channels of every layer it narrows,
+  chosen and cut as channel pruning does (:mod:`autocompress.stages.channels`: summed L1 norms,
+  residual groups kept aligned, depthwise and concatenations followed), then distilled -- pruning
+  then distillation, as NVIDIA's Minitron does. A group the channel-pruning graph handling must
+  leave whole keeps its width, and the record says why;
+* ``scratch``: the narrowed config, randomly initialised.
+
+It is then trained output by output on a mix of cross-entropy to the labels and a
+temperature-softened KL divergence to the teacher (Hinton et al., 2015) for class outputs, and of
+the task's loss and mean squared error to the teacher's output for any other.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import tf_keras as keras
 from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered
 from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
     class_output,
@@ -32,6 +40,7 @@ from autocompress.stages._keras import (
     outputs_probabilities,
     val_facts,
 )
+from autocompress.stages.channels import choose_channels, prune_channels
 
 _WIDTH_KEYS = {"Conv1D": "filters", "Conv2D": "filters", "Dense": "units"}
 
@@ -50,6 +59,16 @@ def student_config(teacher: keras.Model, width: float) -> tuple[str, dict[str, i
         layer["config"][key] = new
         widths[name] = new
     return json.dumps(config), widths
+
+
+def teacher_student(
+    teacher: keras.Model, width: float
+) -> tuple[keras.Model, dict[str, int], dict[str, str]]:
+    """The teacher narrowed to ``width`` keeping its most important channels: the student, the
+    new width of each narrowed layer, and the layers left whole with why."""
+    kept, left = choose_channels(teacher, 1.0 - width)
+    student, widths = prune_channels(teacher, kept)
+    return student, {name: after for name, (_, after) in widths.items()}, left
 
 
 def _log_probs(outputs: tf.Tensor, probabilities: bool) -> tf.Tensor:
@@ -95,28 +114,40 @@ class Distill(Stage):
         return recipe.student_width < 1.0
 
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
-        return {"student_width": recipe.student_width, "epochs": recipe.distill_epochs}
+        return {**self.architecture_params(recipe), "epochs": recipe.distill_epochs}
 
     def architecture_params(self, recipe: Recipe) -> dict[str, object]:
-        """The training does not change the architecture."""
-        return {"student_width": recipe.student_width}
+        """The training does not change the architecture; the init may (a group channel
+        pruning leaves whole keeps its width in a teacher-initialised student)."""
+        return {"student_width": recipe.student_width, "init": recipe.student_init}
+
+    def student(
+        self, teacher: keras.Model, recipe: Recipe, seed: int
+    ) -> tuple[keras.Model, dict[str, Any]]:
+        """The untrained student of ``recipe`` and what it is (widths; layers left whole)."""
+        if recipe.student_init == "teacher":
+            student, widths, left = teacher_student(teacher, recipe.student_width)
+            return student, {"init": "teacher", "widths": widths, "left": left}
+        config_json, widths = student_config(teacher, recipe.student_width)
+        keras.utils.set_random_seed(seed)
+        student = keras.models.model_from_json(config_json)
+        return student, {"init": "scratch", "widths": widths}
 
     def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, dict[str, Any]]:
-        config_json, widths = student_config(model, recipe.student_width)
+        student, made = self.student(model, recipe, ctx.seed)
         keras.utils.set_random_seed(ctx.seed)
-        student = keras.models.model_from_json(config_json)
         start = time.perf_counter()
         self._train(student, ctx, recipe.distill_epochs)
         fit = round(time.perf_counter() - start, 3)
         facts = self._facts(model, student, recipe, ctx)
-        return student, {**facts, "fit_seconds": fit, "widths": widths}
+        return student, {**facts, "fit_seconds": fit, **made}
 
     def shorter(self, recipe: Recipe) -> list[tuple[int, dict[str, Any]]]:
         """The same student trained for fewer epochs (a lower fidelity level's)."""
         return [
-            (e, {"student_width": recipe.student_width, "epochs": e})
+            (e, {**self.architecture_params(recipe), "epochs": e})
             for e in range(recipe.distill_epochs - 1, 0, -1)
         ]
 
@@ -130,9 +161,9 @@ class Distill(Stage):
         start = time.perf_counter()
         self._train(student, ctx, recipe.distill_epochs - epochs_done)
         fit = round(time.perf_counter() - start, 3)
-        widths = student_config(ctx.teacher, recipe.student_width)[1]
+        made = self.student(ctx.teacher, recipe, ctx.seed)[1]
         facts = self._facts(ctx.teacher, student, recipe, ctx)
-        return student, {**facts, "fit_seconds": fit, "widths": widths}
+        return student, {**facts, "fit_seconds": fit, **made}
 
     def _facts(
         self, teacher: keras.Model, student: keras.Model, recipe: Recipe, ctx: BuildContext

@@ -44,30 +44,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autocompress.data.arrays import Arrays, as_float32, count, named, take
+from autocompress.recipe import (
+    ALGORITHM_MODES,
+    INT8_ACTIVATION_MODES,
+    INTEGER_IO_MODES,
+    LITERT_MODES,
+)
 from autocompress.records import StageRecord
 from autocompress.stages._base import record_since
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from autocompress.records import Recipe
+    from autocompress.recipe import Recipe
 
-LITERT_MODES = (
-    "dynamic", "float16", "int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8", "weight_int4"
-)  # fmt: skip
 # The recipe's ptq_algorithm -> LiteRT Quantizer's AlgorithmName value, for the modes that take
 # one (static and weight-only); dynamic (the legacy recipe) and float16 have none.
 ALGORITHMS = {"min_max": "min_max_uniform_quantize", "mse": "MSE", "octav": "OCTAV", "gptq": "GPTQ"}
-ALGORITHM_MODES = ("int8", "int8_symmetric", "int16x8", "w4a8", "weight_int8", "weight_int4")
-# Modes whose activations are int8: kept layers can be widened to a16w8 there.
-INT8_ACTIVATION_MODES = ("int8", "int8_symmetric", "w4a8")
 # Algorithms applied to the ops they serve with min-max ranges on every other op. Not GPTQ:
 # its fully connected layers with min-max ranges around them give a broken file (accuracy 0.1
 # on the demo), so a GPTQ file keeps LiteRT Quantizer's own choice (its convolutions float).
 MIN_MAX_ELSEWHERE = ("mse",)
-# Modes only LiteRT Quantizer produces; the Keras route converts to float first for them.
-WEIGHT_ONLY_MODES = ("weight_int8", "weight_int4")
-LITERT_ONLY_MODES = (*WEIGHT_ONLY_MODES, "w4a8", "int8_symmetric")
 # Ops that take int4 weights in an integer (w4a8) file, as LiteRT Quantizer 0.11's policy allows.
 INT4_WEIGHT_OPS = ("CONV_2D", "FULLY_CONNECTED")
 
@@ -240,7 +237,7 @@ def quantize_for(
     facts: dict[str, object] = {
         "quantization": mode,
         "ptq_algorithm": recipe.ptq_algorithm if mode in ALGORITHM_MODES else None,
-        "integer_io": integer_io and mode in ("int8", "int8_symmetric", "int16x8"),
+        "integer_io": integer_io and mode in INTEGER_IO_MODES,
         "size_bytes": len(tflite),
         "kept_float": list(keep),
         "kept_as": (recipe.keep_as if mode in INT8_ACTIVATION_MODES else "float") if keep else None,

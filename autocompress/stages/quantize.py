@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
     clone_with_weights,

@@ -26,11 +26,13 @@ from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.metrics import Metric, from_function, get_metric
 from autocompress.models.loading import model_errors
 from autocompress.models.tflite import TfliteTeacher, check_space
-from autocompress.space import SearchSpace, exclude_names, load_recipes, resolve_space
+from autocompress.recipe import exclude_names
+from autocompress.space import SearchSpace, load_recipes, resolve_space
 from autocompress.study.constraints import Limits
 from autocompress.study.driver import Driver, Progress, SearchOptions
 from autocompress.study.early_stop import DEFAULT_MARGIN
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
+from autocompress.study.promotion import chance
 from autocompress.study.rundir import RunDir, atomic_write_bytes
 from autocompress.study.samplers import make_sampler
 from autocompress.study.storage import exclusive, open_study
@@ -258,7 +260,9 @@ def search(
         )
         assert ctx.reference is not None and ctx.reference.score is not None  # computed above
         teacher_quality = ctx.reference.score.value
-        limits = dataclasses.replace(options.limits, baseline=teacher_quality)
+        limits = dataclasses.replace(
+            options.limits, baseline=teacher_quality, chance=_chance_bound(ctx, teacher_quality)
+        )
         options = dataclasses.replace(options, limits=limits)
         driver = Driver(
             opened, space_spec, ctx, rundir, s.trials, s.timeout, s.workers, on_progress, options
@@ -415,3 +419,21 @@ def _log_to(path: Path) -> Iterator[None]:
         log.propagate = True
         log.removeHandler(handler)
         handler.close()
+
+
+def _chance_bound(ctx: TrialContext, teacher_quality: float) -> float | None:
+    """The validation quality a candidate must beat to be on a front (constraints'
+    ``user.above_chance``), in the metric's units; None where the metric has no such bound or
+    the teacher itself does not beat it (then it would empty every front)."""
+    signed = chance(ctx)
+    if signed is None:
+        return None
+    sign = ctx.task.metric.quality.sign
+    if sign * teacher_quality <= signed:
+        log.warning(
+            "the teacher's validation %s (%.4g) is not above what a constant answer scores "
+            "(%.4g): candidates are not held to it",
+            ctx.task.metric.name, teacher_quality, sign * signed,
+        )  # fmt: skip
+        return None
+    return sign * signed

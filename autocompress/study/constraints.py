@@ -11,7 +11,11 @@ What they mean, in one place (README "Constraints and fronts" says the same):
   a float model that the Edge TPU cannot run is still a good cpu-host candidate when cpu-host
   comes first;
 * ``require_all_profiles`` makes deployability on every listed profile a user limit
-  (``user.deployable.<profile>``): then it counts on every front and for the sampler.
+  (``user.deployable.<profile>``): then it counts on every front and for the sampler;
+* ``user.above_chance`` is the limit every user has: a candidate whose validation quality the
+  validation set cannot tell from a constant answer (:meth:`autocompress.metrics.Metric.chance`,
+  the bound multi-fidelity promotion uses) is on no front, and the sampler learns it as any
+  other violated limit. It applies only where the teacher itself is above that bound.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class Limits:
     # search once it has measured the teacher), absolute or relative (see tolerance.MaxDrop).
     max_drop: MaxDrop | None = None
     baseline: float | None = None
+    # What a constant answer scores on the validation split, plus two standard errors (in the
+    # metric's units; set by the search). None: no such bound.
+    chance: float | None = None
 
 
 def constraint_values(
@@ -56,6 +63,9 @@ def constraint_values(
     if limits.max_drop is not None and limits.baseline is not None:
         limit = limits.max_drop.limit(limits.baseline)
         out["user.max_drop"] = quality.drop(limits.baseline, m.quality) - limit
+    if limits.chance is not None:
+        # > 0 (violated) when no better than the bound; a tie counts as not told apart.
+        out["user.above_chance"] = quality.drop(limits.chance, m.quality) + 1e-12
     if limits.max_size_kb is not None:
         out["user.max_size_kb"] = m.size_bytes / 1024 - limits.max_size_kb
     if limits.require_all_profiles:

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autocompress.audit import audit_document
-from autocompress.records import EPOCH_FIELDS, Recipe
+from autocompress.recipe import EPOCH_FIELDS, Recipe
 from autocompress.space import SearchSpace
 from autocompress.study.constraints import constraint_values, for_sampler
 from autocompress.study.early_stop import EarlyStop, FrontMember, front_members

@@ -3,10 +3,11 @@ single-objective only).
 
 The rule, in one sentence: a candidate stops after the first epoch of any fine-tuning stage when
 its validation quality (the task's metric) is more than ``margin`` (in the metric's units) worse
-than that of a front member that is at least as
-compressed in every dimension (same quantization mode, student no wider, sparsity no lower,
-clusters no more) -- such a member is as small and as fast, so the candidate could only join the
-front by gaining more than ``margin`` in the remaining epochs.
+than that of a front member that is at least as compressed in every dimension, each by the order
+its declaration gives (:func:`autocompress.recipe.at_least_as_compressed`: same quantization
+mode, student no wider, sparsity no lower, clusters no more, ...) -- such a member is as small and
+as fast, so the candidate could only join the front by gaining more than ``margin`` in the
+remaining epochs.
 
 The driver builds an :class:`EarlyStop` from the current front when it submits a trial; the
 trial's fine-tuning stages call :meth:`EarlyStop.reason` through ``BuildContext.gate``.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from autocompress.metrics import DEFAULT_QUALITY, Quality
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe, at_least_as_compressed
 
 DEFAULT_MARGIN = 0.10
 
@@ -45,26 +46,6 @@ def front_members(front: pd.DataFrame, quality: Quality) -> tuple[FrontMember, .
         )
         for row in front.to_dict("records")
     )
-
-
-def at_least_as_compressed(a: Recipe, b: Recipe) -> bool:
-    """Whether recipe ``a`` compresses at least as much as ``b`` in every dimension.
-
-    Same quantization and pruning mode (latency is not monotone across modes), width, sparsity
-    and rank no less aggressive, no more layers excluded, and clustering no coarser (0 = not
-    clustered = the least aggressive).
-    """
-    if a.quantization != b.quantization or a.prune_mode != b.prune_mode:
-        return False
-    if a.student_width > b.student_width or a.sparsity < b.sparsity:
-        return False
-    if a.rank_energy > b.rank_energy or (a.exclude == "ends" and b.exclude == "none"):
-        return False
-    if a.channel_fraction < b.channel_fraction:
-        return False
-    if b.clusters == 0:
-        return True
-    return a.clusters != 0 and a.clusters <= b.clusters
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from autocompress.errors import InputError
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 
 # (quality, latency_ms, size) per candidate; quality is the task's metric times its direction's
 # sign (see metrics.Quality.sign), so it is maximised; the others are minimised.

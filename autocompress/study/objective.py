@@ -21,7 +21,8 @@ import numpy as np
 from autocompress.audit import TeacherReference
 from autocompress.hardware import HardwareProfile, quiet
 from autocompress.models.tflite import TfliteTeacher
-from autocompress.records import Recipe, StageRecord, TrialRecord
+from autocompress.recipe import Recipe
+from autocompress.records import StageRecord, TrialRecord
 from autocompress.study.early_stop import EarlyStop
 from autocompress.task import Task
 

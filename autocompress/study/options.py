@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.study.constraints import Limits
 from autocompress.study.early_stop import DEFAULT_MARGIN
 from autocompress.study.fidelity import Fidelity

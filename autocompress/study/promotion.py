@@ -21,7 +21,8 @@ import optuna
 from optuna.trial import TrialState
 
 from autocompress.metrics import Quality
-from autocompress.records import Recipe, TrialRecord
+from autocompress.recipe import Recipe
+from autocompress.records import TrialRecord
 from autocompress.study.fidelity import Fidelity, Point, Rungs
 
 if TYPE_CHECKING:

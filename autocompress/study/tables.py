@@ -15,7 +15,8 @@ import pandas as pd
 
 from autocompress.front import pareto_mask
 from autocompress.metrics import DEFAULT_QUALITY, Quality
-from autocompress.records import EPOCH_FIELDS, RECIPE_FIELDS, TrialRecord
+from autocompress.recipe import EPOCH_FIELDS, RECIPE_FIELDS
+from autocompress.records import TrialRecord
 from autocompress.space import on_grid
 
 RECIPE_COLUMNS = list(RECIPE_FIELDS)

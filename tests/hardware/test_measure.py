@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from autocompress.hardware.measure import measure_latency
 from autocompress.hardware.profile import HardwareProfile, MeasureSettings
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 
 

@@ -183,7 +183,7 @@ def keras3_task(tmp_path_factory: pytest.TempPathFactory, tiny_task) -> Path:
 def test_every_technique_runs_on_a_keras3_model(keras3_task: Path) -> None:
     from autocompress.evaluate import quality
     from autocompress.metrics import ACCURACY
-    from autocompress.records import Recipe
+    from autocompress.recipe import Recipe
     from autocompress.stages import BuildContext, build_candidate
     from autocompress.task import load_task
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from autocompress.evaluate import quality
 from autocompress.metrics import ACCURACY
-from autocompress.records import Recipe, StageRecord
+from autocompress.recipe import Recipe
+from autocompress.records import StageRecord
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages.cache import DirCache, MemoryCache, child_key, root_key
 from autocompress.task import Task

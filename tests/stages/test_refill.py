@@ -12,7 +12,7 @@ import tf_keras as keras
 
 from autocompress.evaluate import predict
 from autocompress.hardware.flatbuffer import read_tflite
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages.cache import MemoryCache
 from autocompress.stages.channels import ChannelPrune

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from autocompress.hardware import read_tflite
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages.convert import to_tflite
 from autocompress.stages.sensitivity import layer_pattern, measure_sensitivity
@@ -184,7 +184,7 @@ def test_every_algorithm_quantizes_every_mode_it_serves(
 
 
 def test_algorithm_names_agree_with_the_space() -> None:
-    from autocompress.space import PTQ_ALGORITHMS
+    from autocompress.recipe import PTQ_ALGORITHMS
     from autocompress.stages.ptq import ALGORITHMS
 
     assert tuple(ALGORITHMS) == PTQ_ALGORITHMS

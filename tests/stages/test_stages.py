@@ -9,7 +9,7 @@ import pytest
 
 from autocompress.evaluate import quality, tensor_dtypes
 from autocompress.metrics import ACCURACY
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages._keras import kernels
 from autocompress.stages.cluster import Cluster

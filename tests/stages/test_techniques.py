@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autocompress.hardware import read_tflite
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages._keras import kernels
 from autocompress.stages.lowrank import LowRank, factorize

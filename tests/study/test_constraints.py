@@ -54,3 +54,30 @@ def test_sampler_front_and_pareto_csv_agree_with_two_profiles(first_run) -> None
     pareto = set(pd.read_csv(out / "pareto.csv")["trial"])
     best = {t.number for t in study.best_trials if "reused_from" not in t.user_attrs}
     assert best == pareto
+
+
+def test_a_candidate_no_better_than_a_constant_answer_is_infeasible() -> None:
+    at_chance = constraint_values(measurement(True), PROFILES, Limits(chance=0.9))  # quality 0.9
+    assert at_chance["user.above_chance"] > 0  # a tie is not told apart
+    assert "user.above_chance" in for_sampler(at_chance, "cpu-host")
+    above = constraint_values(measurement(True), PROFILES, Limits(chance=0.5))
+    assert above["user.above_chance"] <= 0
+    assert "user.above_chance" not in constraint_values(measurement(True), PROFILES, Limits())
+
+
+def test_a_chance_level_student_is_on_no_front(ray_cluster, task_files, tmp_path) -> None:
+    """A scratch student after one epoch answers at chance on the tiny task: the search keeps
+    it in trials.csv, says why, and no front holds it (issue 39, item 6)."""
+    from tests.test_cli import search_here
+
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "student_width: [0.25]\nstudent_init: [scratch]\ndistill_epochs: 1\nquantization: [none]\n"
+    )
+    out = tmp_path / "run"
+    proc = search_here(task_files / "task.yaml", out, space=space, trials=1)
+    assert proc.returncode == 0, proc.stderr
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 1 and trials.loc[0, "accuracy"] < 0.2
+    assert "user.above_chance" in trials.loc[0, "constraints_violated"]
+    assert pd.read_csv(out / "pareto.csv").empty

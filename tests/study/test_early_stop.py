@@ -5,8 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from autocompress.records import Recipe
-from autocompress.study.early_stop import EarlyStop, FrontMember, at_least_as_compressed
+from autocompress.recipe import Recipe
+from autocompress.recipe import at_least_as_compressed
+from autocompress.study.early_stop import EarlyStop, FrontMember
 from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 from autocompress.study.tables import trials_frame
 
@@ -23,6 +24,24 @@ CANDIDATE = Recipe(student_width=1.0, sparsity=0.5, clusters=16, quantization="i
         (Recipe(student_width=1.0, sparsity=0.5, clusters=0, quantization="int8"), False),
         (Recipe(student_width=1.0, sparsity=0.5, clusters=32, quantization="int8"), False),
         (Recipe(student_width=0.5, sparsity=0.9, clusters=4, quantization="float16"), False),
+        # dimensions the hand-written rule missed (issue 39): more layers kept float is less
+        # compressed; another range algorithm or kept-layer type is not comparable
+        (Recipe(sparsity=0.5, clusters=16, quantization="int8", keep_sensitive=2), False),
+        (Recipe(sparsity=0.5, clusters=16, quantization="int8", ptq_algorithm="mse"), False),
+        (Recipe(sparsity=0.5, clusters=16, quantization="int8", keep_as="a16w8"), False),
+        (Recipe(sparsity=0.5, clusters=16, quantization="int8", exclude="ends"), False),
+        # training choices compress nothing
+        (Recipe(sparsity=0.5, clusters=16, quantization="int8", finetune_epochs=9), True),
+        (
+            Recipe(
+                student_width=0.5,
+                student_init="scratch",
+                sparsity=0.5,
+                clusters=16,
+                quantization="int8",
+            ),
+            True,
+        ),  # fmt: skip
     ],
 )
 def test_at_least_as_compressed(member: Recipe, expected: bool) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.study.executor import MAX_RETRIES, RayExecutor
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 
@@ -74,7 +74,7 @@ total, available = (int(info[k].split()[0]) * 1024 for k in ("MemTotal", "MemAva
 os.environ["RAY_memory_usage_threshold"] = f"{(total - available + 1.5 * 2**30) / total:.4f}"
 os.environ["RAY_memory_monitor_refresh_ms"] = "100"
 import autocompress
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.study.executor import RayExecutor
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 

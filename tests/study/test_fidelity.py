@@ -9,7 +9,7 @@ import pytest
 
 from autocompress.errors import InputError
 from autocompress.metrics import ACCURACY
-from autocompress.records import Recipe
+from autocompress.recipe import Recipe
 from autocompress.study.fidelity import (
     Fidelity,
     Rungs,

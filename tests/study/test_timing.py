@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from autocompress.hardware.signature import op_signature
-from autocompress.records import LatencyResult, Measurement, Recipe, TrialRecord
+from autocompress.recipe import Recipe
+from autocompress.records import LatencyResult, Measurement, TrialRecord
 from autocompress.study.timing import SharedTimings
 
 
