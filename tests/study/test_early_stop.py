@@ -5,8 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from autocompress.recipe import Recipe
-from autocompress.recipe import at_least_as_compressed
+from autocompress.recipe import Recipe, at_least_as_compressed
 from autocompress.study.early_stop import EarlyStop, FrontMember
 from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 from autocompress.study.tables import trials_frame
