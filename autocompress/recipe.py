@@ -126,6 +126,7 @@ PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
 PTQ_ALGORITHMS = ("min_max", "mse", "octav", "gptq")  # LiteRT Quantizer's (stages/ptq.py)
 KEEP_AS = ("float", "a16w8")
 STUDENT_INITS = ("teacher", "scratch")
+FINETUNE_LOSSES = ("distill", "task")
 
 # ----------------------------------------------------------------------------------------------
 # Domains: value -> problem, or None when the value is allowed.
@@ -220,7 +221,8 @@ def _fewer_excluded(a: str, b: str) -> bool:
 class Dimension:
     """How one recipe field is searched and what it means (see the module docstring).
 
-    ``stage`` names the stage that acts on it (``convert`` for the conversion); ``trains``: a
+    ``stage`` names the stage that acts on it (``convert`` for the conversion, ``fine-tune``
+    for every stage that fine-tunes); ``trains``: a
     value other than the off value needs a trainable model; ``epochs``: a training length, part
     of a recipe but not what distinguishes one compressed model from another.
     """
@@ -252,7 +254,8 @@ class Recipe:
             ``int8``, ``int8_symmetric``, ``int16x8``, ``w4a8``, ``weight_int8``,
             ``weight_int4``, ``qat``).
         distill_epochs: training epochs for the student (used only when student_width < 1).
-        finetune_epochs: fine-tuning epochs for pruning, clustering and QAT.
+        finetune_epochs: fine-tuning epochs for channel pruning, low-rank, pruning, clustering
+            and QAT.
         prune_mode: ``unstructured`` (magnitude), ``2:4`` (two zeros in every group of four
             weights; the pattern fixes sparsity at 50 %) or ``xnnpack`` (only the 1x1
             convolutions XNNPACK's sparse inference can use, kept sparse in the file).
@@ -270,6 +273,10 @@ class Recipe:
             weight-only modes: ``min_max``, ``mse``, ``octav`` or ``gptq``.
         keep_as: what the ``keep_sensitive`` layers become: ``float``, or ``a16w8`` (int16
             activations, int8 weights; in an int8 file only, elsewhere they stay float).
+        finetune_loss: what the fine-tuning of channel pruning, low-rank, pruning, clustering
+            and QAT learns from: ``task`` (the task's loss on its labels) or ``distill`` (the
+            same with the teacher's softened outputs beside it, as distillation trains a
+            student; :mod:`autocompress.stages.teaching`).
     """
 
     student_width: float = dimension(
@@ -286,7 +293,9 @@ class Recipe:
     )
     quantization: str = dimension("none", check=_one_of(QUANTIZATION_MODES), stage="convert")
     distill_epochs: int = dimension(10, check=_epochs, stage="distill", order=ignored, epochs=True)
-    finetune_epochs: int = dimension(2, check=_epochs, stage="prune", order=ignored, epochs=True)
+    finetune_epochs: int = dimension(
+        2, check=_epochs, stage="fine-tune", order=ignored, epochs=True
+    )
     prune_mode: str = dimension(
         "unstructured", check=_one_of(PRUNE_MODES), stage="prune", trains=True
     )
@@ -310,6 +319,9 @@ class Recipe:
     keep_sensitive: int = dimension(0, check=_keep, stage="convert", order=lower)
     ptq_algorithm: str = dimension("min_max", check=_one_of(PTQ_ALGORITHMS), stage="convert")
     keep_as: str = dimension("float", check=_one_of(KEEP_AS), stage="convert")
+    finetune_loss: str = dimension(
+        "task", check=_one_of(FINETUNE_LOSSES), stage="fine-tune", order=ignored, trains=True
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -320,6 +332,8 @@ class Recipe:
         values = {k: v for k, v in data.items() if k in names}
         if "student_init" not in data and "student_width" in data:
             values["student_init"] = "scratch"  # runs before teacher-initialised students
+        if "finetune_loss" not in data and "finetune_epochs" in data:
+            values["finetune_loss"] = "task"  # runs before fine-tuning with the teacher
         return cls(**values)
 
 

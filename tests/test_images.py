@@ -157,6 +157,7 @@ def test_every_kind_of_stage_reads_the_folder_in_batches(image_task: Path) -> No
     ctx = TrialContext(task=task, profiles=())
     for recipe in (
         Recipe(sparsity=0.5, finetune_epochs=1, quantization="int8"),
+        Recipe(clusters=8, finetune_epochs=1, finetune_loss="distill"),  # taught batch by batch
         Recipe(student_width=0.5, distill_epochs=1),
         Recipe(quantization="qat", finetune_epochs=1),  # its Rescaling layer stays float
     ):

@@ -240,7 +240,7 @@ def test_every_dimension_is_declared_once_and_consistently() -> None:
     from autocompress.space import _PARAMS
     from autocompress.stages.build import default_stages
 
-    stages = {s.name for s in default_stages()} | {"convert"}
+    stages = {s.name for s in default_stages()} | {"convert", "fine-tune"}
     assert tuple(_PARAMS) == RECIPE_FIELDS
     for name, d in DIMENSIONS.items():
         assert d.stage in stages, name

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
-from autocompress.data.arrays import as_float32, count, keras_predict, ordered, take
+from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered, take
 from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
+from autocompress.stages.teaching import taught_loss, taught_targets
 
 # Layer types whose kernels the stages compress and whose width distillation scales.
 WEIGHTED_LAYERS: tuple[type, ...] = (
@@ -160,14 +161,16 @@ CALIBRATION_BATCHES = 10
 def fine_tune(
     model: keras.Model,
     ctx: BuildContext,
-    epochs: int,
+    recipe: Recipe,
     learning_rate: float,
     callbacks: list[Any] | None = None,
     stage: str = "fine-tune",
 ) -> float:
-    """Compile and fit on the task's training data with the task's loss (:func:`loss_for`);
-    returns the seconds the fit took (a stage's ``fit_seconds``: the rest of its time is
-    wrapping, stripping and its facts).
+    """Compile and fit for the recipe's ``finetune_epochs`` on the task's training data with
+    the task's loss (:func:`loss_for`), and with the teacher's outputs beside it where the
+    recipe's ``finetune_loss`` is ``distill`` (:mod:`autocompress.stages.teaching`); returns
+    the seconds the fit took (a stage's ``fit_seconds``: the rest of its time is wrapping,
+    stripping and its facts).
 
     With ``ctx.gate``, the validation quality after the first epoch is handed to the gate, and
     :class:`CandidateStopped` ends the candidate there when the gate gives a reason.
@@ -176,26 +179,30 @@ def fine_tune(
     fidelity level of a multi-fidelity search (see :mod:`autocompress.study.fidelity`):
     compression applied, no recovery training.
     """
-    start = time.perf_counter()
+    start, epochs = time.perf_counter(), recipe.finetune_epochs
     if epochs == 0:
         calibrate(model, ctx, callbacks or [])
         return time.perf_counter() - start
     x, y = ctx.data.x_train, ctx.data.y_train
     extra = [GiveWay(), *([_Gate(model, ctx, stage)] if ctx.gate is not None else [])]
+    teach = recipe.finetune_loss == "distill"
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=loss_for(ctx),
+        loss=_taught_losses(ctx) if teach else loss_for(ctx),
     )
     inputs, outputs = io_names(ctx)
     if isinstance(x, Stream):  # batches read as the fit goes, shuffled per epoch
         model.fit(
-            _stream_feed(x, ctx, inputs, outputs),
+            _stream_feed(x, ctx, inputs, outputs, teach),
             steps_per_epoch=steps_per_epoch(ctx),
             epochs=epochs,
             verbose=0,
             callbacks=[*(callbacks or []), *extra],
         )
         return time.perf_counter() - start
+    if teach:
+        taught = keras_predict(ctx.teacher, x, (inputs, outputs))
+        y = _with_teacher(ctx, y, taught)
     model.fit(
         ordered(x, inputs),
         ordered(y, outputs),
@@ -239,14 +246,48 @@ def calibrate(model: keras.Model, ctx: BuildContext, callbacks: list[Any]) -> No
 
 
 def _stream_feed(
-    x: Stream, ctx: BuildContext, inputs: list[str], outputs: list[str]
+    x: Stream, ctx: BuildContext, inputs: list[str], outputs: list[str], teach: bool = False
 ) -> Iterator[tuple[Any, Any]]:
-    """Training batches of a stream, epoch after epoch (each shuffled by its own seed)."""
+    """Training batches of a stream, epoch after epoch (each shuffled by its own seed); with
+    ``teach``, the teacher's outputs on each batch packed beside its targets."""
     epoch = 0
     while True:
         for xb, yb in x.batches(ctx.batch_size, seed=ctx.seed + epoch):
-            yield ordered(as_float32(xb), inputs), ordered(yb, outputs)
+            feed = ordered(as_float32(xb), inputs)
+            if teach:
+                taught = ctx.teacher.predict_on_batch(feed)
+                if isinstance(taught, list | tuple):
+                    taught = dict(zip(outputs, taught))
+                yb = _with_teacher(ctx, yb, taught)
+            yield feed, ordered(yb, outputs)
         epoch += 1
+
+
+def _taught_losses(ctx: BuildContext) -> Any:
+    """:func:`loss_for`'s losses, each taught by the teacher (one for one output)."""
+    outputs = io_names(ctx)[1]
+    plain = loss_for(ctx)
+    plain = plain if isinstance(plain, list) else [plain]
+    losses = [
+        taught_loss(loss, class_output(ctx, name), outputs_probabilities(ctx.teacher, i))
+        for i, (name, loss) in enumerate(zip(outputs, plain))
+    ]
+    return losses[0] if len(losses) == 1 else losses
+
+
+def _with_teacher(ctx: BuildContext, y: Arrays, taught: Arrays) -> Arrays:
+    """Targets ``y`` with the teacher's outputs ``taught`` packed beside them, output by
+    output (:func:`autocompress.stages.teaching.taught_targets`)."""
+    outputs = io_names(ctx)[1]
+    ys = y if isinstance(y, dict) else {outputs[0]: y}
+    ts = taught if isinstance(taught, dict) else {outputs[0]: taught}
+    packed = {
+        name: taught_targets(
+            ys[name], ts[name], class_output(ctx, name), outputs_probabilities(ctx.teacher, i)
+        )
+        for i, name in enumerate(outputs)
+    }
+    return packed if isinstance(y, dict) else packed[outputs[0]]
 
 
 class GiveWay(keras.callbacks.Callback):

@@ -248,6 +248,7 @@ class ChannelPrune(Stage):
             "fraction": recipe.channel_fraction,
             "exclude": recipe.exclude,
             "epochs": recipe.finetune_epochs,
+            "loss": recipe.finetune_loss,
         }
 
     def architecture_params(self, recipe: Recipe) -> dict[str, object]:
@@ -263,7 +264,7 @@ class ChannelPrune(Stage):
         narrow, widths = prune_channels(model, kept)
         fit = 0.0
         if widths:
-            fit = fine_tune(narrow, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+            fit = fine_tune(narrow, ctx, recipe, self.lr, stage=self.name)
         facts: dict[str, Any] = {
             "fraction": recipe.channel_fraction,
             "fit_seconds": round(fit, 3),

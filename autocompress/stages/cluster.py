@@ -39,6 +39,7 @@ class Cluster(Stage):
         return {
             "clusters": recipe.clusters,
             "epochs": recipe.finetune_epochs,
+            "loss": recipe.finetune_loss,
             "preserve_sparsity": recipe.sparsity > 0.0,
             "exclude": recipe.exclude,
         }
@@ -69,7 +70,7 @@ class Cluster(Stage):
             )
 
         wrapped = clone_wrapping(model, wrap)
-        fit = fine_tune(wrapped, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+        fit = fine_tune(wrapped, ctx, recipe, self.lr, stage=self.name)
         clustered = clustering_api.strip_clustering(wrapped)
         for layer in clustered.layers:
             if layer.name in skipped:

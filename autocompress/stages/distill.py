@@ -41,6 +41,7 @@ from autocompress.stages._keras import (
     val_facts,
 )
 from autocompress.stages.channels import choose_channels, prune_channels
+from autocompress.stages.teaching import ALPHA, TEMPERATURE, distillation_loss, log_probs
 
 _WIDTH_KEYS = {"Conv1D": "filters", "Conv2D": "filters", "Dense": "units"}
 
@@ -71,29 +72,6 @@ def teacher_student(
     return student, {name: after for name, (_, after) in widths.items()}, left
 
 
-def _log_probs(outputs: tf.Tensor, probabilities: bool) -> tf.Tensor:
-    if probabilities:
-        return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0))
-    return tf.nn.log_softmax(outputs)
-
-
-def distillation_loss(
-    y: tf.Tensor, s_log: tf.Tensor, t_log: tf.Tensor, temperature: float, alpha: float
-) -> tf.Tensor:
-    """Hinton et al.'s loss from log-probabilities: ``alpha`` x cross-entropy with the labels +
-    (1 - ``alpha``) x T^2 x KL(teacher || student) of the temperature-softened distributions."""
-    hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=s_log))
-    soft_t = tf.nn.softmax(t_log / temperature)
-    kl = tf.reduce_mean(
-        tf.reduce_sum(
-            soft_t
-            * (tf.nn.log_softmax(t_log / temperature) - tf.nn.log_softmax(s_log / temperature)),
-            axis=-1,
-        )
-    )
-    return alpha * hard + (1.0 - alpha) * temperature**2 * kl
-
-
 class Distill(Stage):
     """Train a narrower student to mimic the teacher."""
 
@@ -105,7 +83,9 @@ class Distill(Stage):
     # the levels screen only the stages after it and the distilled student is cached once.
     scaled_by_levels = False
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.3, lr: float = 1e-3) -> None:
+    def __init__(
+        self, temperature: float = TEMPERATURE, alpha: float = ALPHA, lr: float = 1e-3
+    ) -> None:
         self.temperature = temperature
         self.alpha = alpha  # weight of the hard-label loss; the rest goes to the teacher
         self.lr = lr
@@ -189,7 +169,7 @@ class Distill(Stage):
 
         def targets_of(taught: list[np.ndarray]) -> tuple:
             return tuple(
-                _log_probs(t, p).numpy() if c else t for t, p, c in zip(taught, probs, classes)
+                log_probs(t, p).numpy() if c else t for t, p, c in zip(taught, probs, classes)
             )
 
         task_losses = loss_for(ctx)
@@ -205,7 +185,7 @@ class Distill(Stage):
                 loss = tf.constant(0.0)
                 for o, yt, t_log, p, c, task_loss in zip(outs, yb, tb, probs, classes, task_losses):
                     if c:
-                        loss += distillation_loss(yt, _log_probs(o, p), t_log, temp, alpha)
+                        loss += distillation_loss(yt, log_probs(o, p), t_log, temp, alpha)
                     else:
                         mimic = tf.reduce_mean(tf.square(o - t_log))
                         loss += alpha * task_loss(yt, o) + (1.0 - alpha) * mimic

@@ -133,6 +133,7 @@ class LowRank(Stage):
             "layers": "dense+conv1x1",  # what is factorised: outputs of older versions differ
             "exclude": recipe.exclude,
             "epochs": recipe.finetune_epochs,
+            "loss": recipe.finetune_loss,
         }
 
     def architecture_params(self, recipe: Recipe) -> dict[str, object]:
@@ -150,7 +151,7 @@ class LowRank(Stage):
             factored.set_weights([w.copy() for w in model.get_weights()])
         fit = 0.0
         if ranks:
-            fit = fine_tune(factored, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+            fit = fine_tune(factored, ctx, recipe, self.lr, stage=self.name)
         facts = {
             "energy": recipe.rank_energy,
             "fit_seconds": round(fit, 3),

@@ -84,6 +84,7 @@ class Prune(Stage):
             "mode": recipe.prune_mode,
             "exclude": recipe.exclude,
             "epochs": recipe.finetune_epochs,
+            "loss": recipe.finetune_loss,
         }
 
     def build(
@@ -132,7 +133,7 @@ class Prune(Stage):
         fit = fine_tune(
             wrapped,
             ctx,
-            recipe.finetune_epochs,
+            recipe,
             self.lr,
             callbacks=[sparsity_api.UpdatePruningStep()],
             stage=self.name,

@@ -101,6 +101,7 @@ class QuantizeAware(Stage):
         return {
             "scheme": qat_scheme(recipe)[0],
             "epochs": recipe.finetune_epochs,
+            "loss": recipe.finetune_loss,
             "exclude": recipe.exclude,
         }
 
@@ -117,7 +118,7 @@ class QuantizeAware(Stage):
         )
         with quant_api.quantize_scope({"KeepFloat": KeepFloat}):
             qat_model = quant_api.quantize_apply(annotated, scheme)
-        fit = fine_tune(qat_model, ctx, recipe.finetune_epochs, self.lr, stage=self.name)
+        fit = fine_tune(qat_model, ctx, recipe, self.lr, stage=self.name)
         facts = {
             "scheme": scheme_name,
             "fit_seconds": round(fit, 3),

@@ -165,7 +165,7 @@ def test_second_mode_of_a_stage_output_reuses_its_float_file(teacher_and_ctx) ->
 def test_distillation_loss_by_hand() -> None:
     """alpha * CE(labels) + (1 - alpha) * T^2 * KL(teacher_T || student_T), on numbers worked
     out with numpy; the KL term vanishes when the student equals the teacher."""
-    from autocompress.stages.distill import distillation_loss
+    from autocompress.stages.teaching import distillation_loss
 
     def log_softmax(z):
         z = z - z.max(axis=-1, keepdims=True)

@@ -108,10 +108,13 @@ def test_named_arrays_and_a_loss_per_output(two_io_task: Task) -> None:
 RECIPES = {
     "baseline": Recipe(),
     "distill": Recipe(student_width=0.5, distill_epochs=10),
-    "prune": Recipe(sparsity=0.5, finetune_epochs=1, quantization="int8"),
+    # fine-tuned with the teacher beside each output's loss (a class and a box output)
+    "prune": Recipe(sparsity=0.5, finetune_epochs=1, quantization="int8", finetune_loss="distill"),
     "cluster": Recipe(clusters=8, finetune_epochs=1),
     "lowrank": Recipe(rank_energy=0.9, finetune_epochs=1),
-    "channels": Recipe(channel_fraction=0.25, finetune_epochs=1, quantization="float16"),
+    "channels": Recipe(
+        channel_fraction=0.25, finetune_epochs=1, quantization="float16", finetune_loss="distill"
+    ),
     "qat": Recipe(quantization="qat", finetune_epochs=1),
     "int8_tf_converter": Recipe(quantization="int8", exclude="ends"),
     "int16x8": Recipe(quantization="int16x8"),
