@@ -252,3 +252,16 @@ def test_every_dimension_is_declared_once_and_consistently() -> None:
     ) == ("teacher", "scratch")
     with pytest.raises(InputError, match="student_init.*teacher, scratch"):
         SearchSpace.from_dict({"student_init": ["random"]})
+
+
+def test_a_training_choice_no_stage_reads_is_at_its_off_value() -> None:
+    """A search builds one model once: student_init without a student and finetune_loss
+    without fine-tuning are set to their off values (issue 39)."""
+    from autocompress.stages.build import effective
+
+    lone = Recipe(student_init="scratch", finetune_loss="distill", quantization="int8")
+    assert effective(lone) == Recipe(quantization="int8")
+    student = Recipe(student_width=0.5, student_init="scratch", finetune_loss="distill")
+    assert effective(student) == Recipe(student_width=0.5, student_init="scratch")
+    pruned = Recipe(sparsity=0.5, student_init="scratch", finetune_loss="distill")
+    assert effective(pruned) == Recipe(sparsity=0.5, finetune_loss="distill")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, NamedTuple
 
+from autocompress.recipe import DIMENSIONS, OFF, ignored
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages.cache import StageCache, child_key
 from autocompress.stages.channels import ChannelPrune
@@ -43,6 +44,22 @@ class Candidate(NamedTuple):
 
 def default_stages() -> list[Stage]:
     return [Distill(), ChannelPrune(), LowRank(), Prune(), Cluster(), QuantizeAware()]
+
+
+def effective(recipe: Recipe, stages: list[Stage] | None = None) -> Recipe:
+    """``recipe`` with every training choice that no stage of it reads at its off value
+    (``student_init`` without a student, ``finetune_loss`` without fine-tuning): two recipes
+    that build the same model are then one, and a search builds it once."""
+    applying = [s for s in stages or default_stages() if s.applies(recipe)]
+    names = {s.name for s in applying}
+    if any(s.epochs_field == "finetune_epochs" for s in applying):
+        names.add("fine-tune")
+    changes = {
+        name: OFF[name]
+        for name, d in DIMENSIONS.items()
+        if d.order is ignored and not d.epochs and d.stage not in names
+    }
+    return dataclasses.replace(recipe, **changes)
 
 
 def cache_plan(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -119,7 +120,7 @@ class Distill(Stage):
         student, made = self.student(model, recipe, ctx.seed)
         keras.utils.set_random_seed(ctx.seed)
         start = time.perf_counter()
-        self._train(student, ctx, recipe.distill_epochs)
+        self.train(student, ctx, recipe.distill_epochs)
         fit = round(time.perf_counter() - start, 3)
         facts = self._facts(model, student, recipe, ctx)
         return student, {**facts, "fit_seconds": fit, **made}
@@ -139,7 +140,7 @@ class Distill(Stage):
         student = clone_with_weights(done)
         keras.utils.set_random_seed(ctx.seed + epochs_done)
         start = time.perf_counter()
-        self._train(student, ctx, recipe.distill_epochs - epochs_done)
+        self.train(student, ctx, recipe.distill_epochs - epochs_done)
         fit = round(time.perf_counter() - start, 3)
         made = self.student(ctx.teacher, recipe, ctx.seed)[1]
         facts = self._facts(ctx.teacher, student, recipe, ctx)
@@ -155,11 +156,18 @@ class Distill(Stage):
             **val_facts(student, ctx),
         }
 
-    def _train(self, student: keras.Model, ctx: BuildContext, epochs: int) -> None:
-        """Output by output: on a class output, temperature-softened KL to the teacher plus the
-        hard-label loss; on any other, mean squared error to the teacher's output plus the
-        task's loss. The student keeps the teacher's output layers, so a teacher output that is
-        probabilities is one in the student too.
+    def train(
+        self,
+        student: keras.Model,
+        ctx: BuildContext,
+        epochs: int,
+        after_epoch: Callable[[int], None] | None = None,
+    ) -> None:
+        """``epochs`` of distillation (``after_epoch(epoch)`` called after each: a benchmark's
+        learning curve). Output by output: on a class output, temperature-softened KL to the
+        teacher plus the hard-label loss; on any other, mean squared error to the teacher's
+        output plus the task's loss. The student keeps the teacher's output layers, so a
+        teacher output that is probabilities is one in the student too.
 
         In-memory data: the teacher's outputs are computed once; a stream's (an image folder):
         batch by batch, with the batch."""
@@ -201,6 +209,8 @@ class Distill(Stage):
                     taught = ctx.teacher.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
                     taught = taught if isinstance(taught, list) else [taught]
                     step(xs, tuple(_listed(yb, outputs)), targets_of(taught))
+                if after_epoch is not None:
+                    after_epoch(epoch)
             return
         x = _listed(as_float32(x_train), inputs)
         y = _listed(ctx.data.y_train, outputs)
@@ -210,10 +220,12 @@ class Distill(Stage):
             .shuffle(count(x_train), seed=ctx.seed)
             .batch(ctx.batch_size)
         )
-        for _ in range(epochs):
+        for epoch in range(epochs):
             for xb, yb, tb in dataset:
                 quiet.yield_point()
                 step(xb, yb, tb)
+            if after_epoch is not None:
+                after_epoch(epoch)
 
 
 def _listed(a: Arrays, names: list[str]) -> list[np.ndarray]:

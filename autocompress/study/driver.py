@@ -187,10 +187,12 @@ class Driver(Promotions):
                 self.study.enqueue_trial(params, user_attrs={"enqueued": origin})
 
     def _submit(self, executor: RayExecutor) -> None:
+        from autocompress.stages.build import effective
+
         trial = self.study.ask()
         trial.set_user_attr("driver", self.driver_id)
         try:
-            recipe = self.space.sample(trial)
+            recipe = effective(self.space.sample(trial))  # one build per distinct model
         except Exception as exc:  # e.g. an enqueued recipe outside the space
             self.running[trial.number] = trial
             self._tell_fail(trial.number, f"cannot sample a recipe: {exc}")

@@ -1,0 +1,93 @@
+"""Students from the teacher against students from scratch, and fine-tuning with the teacher
+against fine-tuning on labels alone (issue 39, items 2 and 3), on a realistic task.
+
+    .venv/bin/python benchmarks/teacher_init.py TASKS/mobilenet_v2/task.yaml [--epochs 4]
+        [--widths 0.75 0.5 0.25] [--finetune-epochs 2] [--skip students|finetune]
+
+Students: for each width and init (``teacher``: the teacher's most important channels, as
+channel pruning chooses them; ``scratch``), the Keras validation accuracy before training and
+after each distillation epoch, and the seconds the epochs took. Fine-tuning: for one recipe per
+fine-tuning technique, the Keras validation accuracy after ``--finetune-epochs`` with
+``finetune_loss: task`` and ``distill``, side by side. One worker, nothing else running; the
+teacher's own validation accuracy is printed first (the figure both tables are read against).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
+from autocompress.recipe import Recipe
+from autocompress.stages import BuildContext
+from autocompress.stages._keras import val_quality
+from autocompress.stages.build import default_stages
+from autocompress.stages.distill import Distill
+from autocompress.task import load_task
+
+FINETUNED = {
+    "channels 0.25": Recipe(channel_fraction=0.25),
+    "channels 0.5": Recipe(channel_fraction=0.5),
+    "low-rank 0.8": Recipe(rank_energy=0.8),
+    "sparsity 0.5": Recipe(sparsity=0.5),
+    "sparsity 0.8": Recipe(sparsity=0.8),
+    "16 clusters": Recipe(clusters=16),
+    "QAT": Recipe(quantization="qat"),
+}
+
+
+def students(ctx: BuildContext, widths: list[float], epochs: int) -> None:
+    print(f"\nstudents: validation accuracy after each of {epochs} distillation epochs")
+    head = "".join(f"{f'ep{e}':>8s}" for e in range(epochs + 1))
+    print(f"{'width':>6s} {'init':>8s} {'params':>8s}{head}{'seconds':>9s}")
+    stage = Distill()
+    for width in widths:
+        for init in ("teacher", "scratch"):
+            recipe = Recipe(student_width=width, student_init=init, distill_epochs=epochs)
+            student, _ = stage.student(ctx.teacher, recipe, ctx.seed)
+            curve = [val_quality(student, ctx)]
+            start = time.perf_counter()
+            stage.train(student, ctx, epochs, lambda _: curve.append(val_quality(student, ctx)))
+            seconds = time.perf_counter() - start
+            cells = "".join(f"{a:8.4f}" for a in curve)
+            params = student.count_params()
+            print(f"{width:6.2f} {init:>8s} {params:8d}{cells}{seconds:9.0f}", flush=True)
+
+
+def finetuning(ctx: BuildContext, epochs: int) -> None:
+    print(f"\nfine-tuning: validation accuracy after {epochs} epochs, by what it learns from")
+    print(f"{'recipe':>14s} {'task':>8s} {'distill':>8s} {'s_task':>7s} {'s_distill':>9s}")
+    for name, recipe in FINETUNED.items():
+        (stage,) = [s for s in default_stages() if s.applies(recipe)]
+        cells = {}
+        for loss in ("task", "distill"):
+            r = dataclasses.replace(recipe, finetune_epochs=epochs, finetune_loss=loss)
+            start = time.perf_counter()
+            model, _ = stage.apply(ctx.teacher, r, ctx)
+            seconds = time.perf_counter() - start
+            cells[loss] = (val_quality(model, ctx), seconds)
+        (a_t, s_t), (a_d, s_d) = cells["task"], cells["distill"]
+        print(f"{name:>14s} {a_t:8.4f} {a_d:8.4f} {s_t:7.0f} {s_d:9.0f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("task")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.75, 0.5, 0.25])
+    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--skip", choices=("students", "finetune"), default=None)
+    args = parser.parse_args()
+    task = load_task(args.task)
+    teacher = task.teacher.build()
+    ctx = BuildContext(data=task.data, teacher=teacher, metric=task.metric)
+    print(f"task {task.name}: teacher validation accuracy {val_quality(teacher, ctx):.4f}")
+    if args.skip != "students":
+        students(ctx, args.widths, args.epochs)
+    if args.skip != "finetune":
+        finetuning(ctx, args.finetune_epochs)
+
+
+if __name__ == "__main__":
+    main()
