@@ -51,7 +51,19 @@ def evaluate(
         peak_ram_bytes=graph.peak_ram_bytes(),
         macs=graph.macs,
         op_signature=op_signature(tflite),
+        input_shape=input_shape(tflite),
     )
+
+
+def input_shape(tflite: bytes) -> str:
+    """The file's input shapes without the batch dimension, as a user reads them: ``72x72x3``
+    (several inputs: ``, ``-separated; a dynamic dimension: ``?``)."""
+    interpreter = Interpreter(model_content=tflite)
+    shapes = []
+    for detail in interpreter.get_input_details():
+        dims = detail.get("shape_signature", detail["shape"])[1:]
+        shapes.append("x".join("?" if d < 0 else str(int(d)) for d in dims))
+    return ", ".join(shapes)
 
 
 def _latency(tflite: bytes, profile: HardwareProfile, graph: Graph) -> LatencyResult:

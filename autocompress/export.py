@@ -21,6 +21,7 @@ import numpy as np
 
 from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.data.arrays import Arrays, as_float32, count, named, unflatten
+from autocompress.data.resize import resize_images
 from autocompress.errors import InputError
 from autocompress.metrics import predicted_classes
 from autocompress.study.rundir import RunDir
@@ -73,11 +74,28 @@ def export(run: Path, trial: int, fmt: str, out: Path) -> Exported:
         "format": fmt,
         "path": str(out),
         "source_tflite_sha256": hashlib.sha256(tflite).hexdigest(),
+        "input": _input_note(tflite, document),
         "checks": checks,
     }
     audit_out = audit_path_for(out)
     atomic_write_text(audit_out, json.dumps(document, indent=1))
     return Exported(out, audit_out, checks)
+
+
+def _input_note(tflite: bytes, document: dict[str, Any]) -> dict[str, Any]:
+    """What the application feeds the model: its input shape, and for a candidate at a smaller
+    resolution how to make its images from the original ones."""
+    from autocompress.evaluate import input_shape
+
+    note: dict[str, Any] = {"shape": input_shape(tflite)}
+    resolution = document.get("recipe", {}).get("resolution", 1.0)
+    if resolution < 1.0:
+        note["resolution"] = resolution
+        note["resize"] = (
+            "the model was trained and measured on images resized to this shape with "
+            "tf.image.resize(images, (height, width), method='bilinear', antialias=True)"
+        )
+    return note
 
 
 def _edgetpu(tflite: bytes, trial: int, out: Path) -> dict[str, Any]:
@@ -187,6 +205,9 @@ def _onnx(rundir: RunDir, trial: int, tflite: bytes, out: Path) -> dict[str, Any
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
     data = proto.SerializeToString()
     x_val = named(as_float32(_validation_inputs(rundir)), model.input_names)
+    for name, t in zip(model.input_names, model.inputs):  # a smaller resolution's images
+        if len(t.shape) == 4 and tuple(x_val[name].shape[1:3]) != tuple(t.shape[1:3]):
+            x_val[name] = resize_images(x_val[name], (int(t.shape[1]), int(t.shape[2])))
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     onnx_out = dict(zip(model.output_names, session.run(None, x_val)))
     tflite_out = named(predict(tflite, x_val if len(x_val) > 1 else next(iter(x_val.values()))),

@@ -273,6 +273,9 @@ class Recipe:
             weight-only modes: ``min_max``, ``mse``, ``octav`` or ``gptq``.
         keep_as: what the ``keep_sensitive`` layers become: ``float``, or ``a16w8`` (int16
             activations, int8 weights; in an int8 file only, elsewhere they stay float).
+        resolution: share of the model's input height and width the candidate runs at (1.0 =
+            its own size); its file takes the smaller images (models with one image input
+            whose weights do not depend on its size: convolutional up to a global pooling).
         finetune_loss: what the fine-tuning of channel pruning, low-rank, pruning, clustering
             and QAT learns from: ``task`` (the task's loss on its labels) or ``distill`` (the
             same with the teacher's softened outputs beside it, as distillation trains a
@@ -319,6 +322,13 @@ class Recipe:
     keep_sensitive: int = dimension(0, check=_keep, stage="convert", order=lower)
     ptq_algorithm: str = dimension("min_max", check=_one_of(PTQ_ALGORITHMS), stage="convert")
     keep_as: str = dimension("float", check=_one_of(KEEP_AS), stage="convert")
+    resolution: float = dimension(
+        1.0,
+        check=_in_range(0, 1, True, False, " (1.0 = the model's own input size)"),
+        stage="resolution",
+        order=lower,
+        trains=True,
+    )
     finetune_loss: str = dimension(
         "task", check=_one_of(FINETUNE_LOSSES), stage="fine-tune", order=ignored, trains=True
     )

@@ -70,6 +70,9 @@ class Measurement:
     # What the file runs (autocompress.hardware.signature): files with the same key share one
     # measured latency. "" in older runs.
     op_signature: str = ""
+    # The file's input shapes without the batch dimension ("96x96x3"; a recipe's resolution
+    # below 1.0 makes it smaller). "" in older runs.
+    input_shape: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ class TrialRecord:
             macs=m.get("macs", 0),
             test_quality=m.get("test_quality", m.get("test_accuracy")),
             op_signature=m.get("op_signature", ""),
+            input_shape=m.get("input_shape", ""),
         )
         return cls(
             recipe=Recipe.from_dict(data["recipe"]),

@@ -49,7 +49,15 @@ def for_display(
     if "level" in out.columns:
         out["level"] = out["level"].astype("Int64")
     out["recipe"] = [recipe(row) for _, row in shown.iterrows()]
-    for c in (val, quality.test_column, "drop", "drop_bound", "gzip_bytes", "size_bytes"):
+    for c in (
+        val,
+        quality.test_column,
+        "drop",
+        "drop_bound",
+        "input_shape",
+        "gzip_bytes",
+        "size_bytes",
+    ):
         if c in shown.columns:
             out[c] = shown[c]
     for c in shown.columns:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from functools import partial
 
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
 from autocompress.recipe import Recipe
@@ -37,6 +38,10 @@ FINETUNED = {
 }
 
 
+def _note(curve: list[float], student: object, ctx: BuildContext, epoch: int) -> None:
+    curve.append(val_quality(student, ctx))  # type: ignore[arg-type]
+
+
 def students(ctx: BuildContext, widths: list[float], epochs: int) -> None:
     print(f"\nstudents: validation accuracy after each of {epochs} distillation epochs")
     head = "".join(f"{f'ep{e}':>8s}" for e in range(epochs + 1))
@@ -48,7 +53,7 @@ def students(ctx: BuildContext, widths: list[float], epochs: int) -> None:
             student, _ = stage.student(ctx.teacher, recipe, ctx.seed)
             curve = [val_quality(student, ctx)]
             start = time.perf_counter()
-            stage.train(student, ctx, epochs, lambda _: curve.append(val_quality(student, ctx)))
+            stage.train(student, ctx, epochs, partial(_note, curve, student, ctx))
             seconds = time.perf_counter() - start
             cells = "".join(f"{a:8.4f}" for a in curve)
             params = student.count_params()

@@ -13,6 +13,7 @@ from autocompress.metrics import ACCURACY, Metric
 if TYPE_CHECKING:
     import tf_keras
 
+    from autocompress.data.arrays import Inputs
     from autocompress.recipe import Recipe
     from autocompress.records import StageRecord
     from autocompress.task import TaskData
@@ -42,6 +43,13 @@ class BuildContext:
     loss: str | None = None
     # Each stage's Keras-side validation quality as a fact (``keras_val_<metric>``).
     keras_validation: bool = True
+    # The full-size training inputs where ``data`` holds them resized (a recipe's resolution
+    # below 1.0, :mod:`autocompress.data.resize`): what the teacher's outputs are computed on.
+    teacher_x_train: Inputs | None = None
+
+    def teacher_inputs(self) -> Inputs:
+        """The training inputs as the teacher takes them (same samples, same order)."""
+        return self.data.x_train if self.teacher_x_train is None else self.teacher_x_train
 
 
 class CandidateStopped(Exception):

@@ -10,6 +10,7 @@ import numpy as np
 import tf_keras as keras
 
 from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered, take
+from autocompress.data.resize import batches_with_originals
 from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
@@ -201,7 +202,7 @@ def fine_tune(
         )
         return time.perf_counter() - start
     if teach:
-        taught = keras_predict(ctx.teacher, x, (inputs, outputs))
+        taught = keras_predict(ctx.teacher, ctx.teacher_inputs(), (inputs, outputs))
         y = _with_teacher(ctx, y, taught)
     model.fit(
         ordered(x, inputs),
@@ -252,10 +253,10 @@ def _stream_feed(
     ``teach``, the teacher's outputs on each batch packed beside its targets."""
     epoch = 0
     while True:
-        for xb, yb in x.batches(ctx.batch_size, seed=ctx.seed + epoch):
+        for xb, xt, yb in batches_with_originals(x, ctx.batch_size, ctx.seed + epoch):
             feed = ordered(as_float32(xb), inputs)
             if teach:
-                taught = ctx.teacher.predict_on_batch(feed)
+                taught = ctx.teacher.predict_on_batch(ordered(as_float32(xt), inputs))
                 if isinstance(taught, list | tuple):
                     taught = dict(zip(outputs, taught))
                 yb = _with_teacher(ctx, yb, taught)

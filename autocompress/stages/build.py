@@ -1,5 +1,6 @@
-"""The candidate pipeline: distill -> channel pruning -> low-rank -> prune -> cluster -> QAT ->
-convert, in that order: structural changes first, then what acts on the remaining weights.
+"""The candidate pipeline: resolution -> distill -> channel pruning -> low-rank -> prune -> cluster
+-> QAT -> convert, in that order: structural changes first, then what acts on the remaining
+weights. A resolution below 1.0 resizes the data every later stage and the conversion see.
 
 Pruning before clustering lets clustering preserve the zeros; QAT comes last among the Keras stages
 so it can preserve both. Each stage works on a clone, so the teacher is never modified.
@@ -21,6 +22,7 @@ from autocompress.stages.lowrank import LowRank
 from autocompress.stages.prune import Prune
 from autocompress.stages.quantize import QuantizeAware
 from autocompress.stages.refill import Template
+from autocompress.stages.resolution import Resolution, image_shape
 
 if TYPE_CHECKING:
     import tf_keras
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 # Stages whose outputs are plain Keras models. QAT models hold tfmot wrappers that do not
 # round-trip through a JSON config, and the conversion is cheap next to training.
-CACHED_STAGES = ("distill", "channels", "lowrank", "prune", "cluster")
+CACHED_STAGES = ("resolution", "distill", "channels", "lowrank", "prune", "cluster")
 
 
 class Candidate(NamedTuple):
@@ -43,7 +45,7 @@ class Candidate(NamedTuple):
 
 
 def default_stages() -> list[Stage]:
-    return [Distill(), ChannelPrune(), LowRank(), Prune(), Cluster(), QuantizeAware()]
+    return [Resolution(), Distill(), ChannelPrune(), LowRank(), Prune(), Cluster(), QuantizeAware()]
 
 
 def effective(recipe: Recipe, stages: list[Stage] | None = None) -> Recipe:
@@ -150,6 +152,8 @@ def build_candidate(
     chain (earlier stages contribute their records only), and stores what it builds.
     """
     plan = cache_plan(recipe, key, stages)
+    if recipe.resolution < 1.0:  # every stage and the conversion see the resized images
+        ctx = at_resolution(ctx, recipe.resolution)
     start, model = 0, teacher
     records: list[StageRecord] = []
     if cache is not None:
@@ -169,6 +173,17 @@ def build_candidate(
         tflite, record = convert(model, recipe, ctx)
     records.append(record)
     return Candidate(tflite, records, model)
+
+
+def at_resolution(ctx: BuildContext, resolution: float) -> BuildContext:
+    """The build context with its images at ``resolution`` of the teacher's input size; the
+    teacher still computes its outputs on the full-size training images."""
+    from autocompress.data.resize import data_at, scaled_size
+
+    size = scaled_size(image_shape(ctx.teacher), resolution)
+    return dataclasses.replace(
+        ctx, data=data_at(ctx.data, size), teacher_x_train=ctx.teacher_inputs()
+    )
 
 
 def _from_float(

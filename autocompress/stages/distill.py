@@ -28,6 +28,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered
+from autocompress.data.resize import batches_with_originals
 from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
@@ -203,10 +204,12 @@ class Distill(Stage):
         x_train = ctx.data.x_train
         if isinstance(x_train, Stream):
             for epoch in range(epochs):
-                for xb, yb in x_train.batches(ctx.batch_size, seed=ctx.seed + epoch):
+                seed = ctx.seed + epoch
+                for xb, xt, yb in batches_with_originals(x_train, ctx.batch_size, seed):
                     quiet.yield_point()
                     xs = tuple(_listed(as_float32(xb), inputs))
-                    taught = ctx.teacher.predict_on_batch(list(xs) if len(xs) > 1 else xs[0])
+                    ts = _listed(as_float32(xt), inputs)
+                    taught = ctx.teacher.predict_on_batch(ts if len(ts) > 1 else ts[0])
                     taught = taught if isinstance(taught, list) else [taught]
                     step(xs, tuple(_listed(yb, outputs)), targets_of(taught))
                 if after_epoch is not None:
@@ -214,7 +217,9 @@ class Distill(Stage):
             return
         x = _listed(as_float32(x_train), inputs)
         y = _listed(ctx.data.y_train, outputs)
-        taught = _listed(keras_predict(ctx.teacher, x_train, (inputs, outputs)), outputs)
+        taught = _listed(
+            keras_predict(ctx.teacher, ctx.teacher_inputs(), (inputs, outputs)), outputs
+        )
         dataset = (
             tf.data.Dataset.from_tensor_slices((tuple(x), tuple(y), targets_of(taught)))
             .shuffle(count(x_train), seed=ctx.seed)

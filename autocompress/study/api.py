@@ -32,7 +32,7 @@ from autocompress.study.constraints import Limits
 from autocompress.study.driver import Driver, Progress, SearchOptions
 from autocompress.study.early_stop import DEFAULT_MARGIN
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
-from autocompress.study.promotion import chance
+from autocompress.study.promotion import chance_bound
 from autocompress.study.rundir import RunDir, atomic_write_bytes
 from autocompress.study.samplers import make_sampler
 from autocompress.study.storage import exclusive, open_study
@@ -261,7 +261,7 @@ def search(
         assert ctx.reference is not None and ctx.reference.score is not None  # computed above
         teacher_quality = ctx.reference.score.value
         limits = dataclasses.replace(
-            options.limits, baseline=teacher_quality, chance=_chance_bound(ctx, teacher_quality)
+            options.limits, baseline=teacher_quality, chance=chance_bound(ctx, teacher_quality)
         )
         options = dataclasses.replace(options, limits=limits)
         driver = Driver(
@@ -285,8 +285,22 @@ def _space(space: SearchSpace | str | Path) -> SearchSpace:
 
 def _drop_unsupported(space: SearchSpace, task: Task) -> SearchSpace:
     """Take ``prune_mode: xnnpack`` out of the space when the teacher's architecture (which
-    every student shares) has no subgraph XNNPACK's sparse inference can use: every such
-    trial would fail."""
+    every student shares) has no subgraph XNNPACK's sparse inference can use, and resolutions
+    below 1.0 when its weights follow its input size: every such trial would fail. A space
+    that offers nothing else is refused."""
+    from autocompress.stages.resolution import resolution_problem
+
+    res = next(p for p in space.params if p.name == "resolution")
+    if min(res.choices or (res.low,)) < 1.0:
+        problem = resolution_problem(task.teacher.build())
+        if problem is not None and 1.0 not in (res.choices or ()):
+            raise InputError(
+                space.source, f"resolution below 1.0 does not fit the model: {problem}"
+            )
+        if problem is not None:
+            log.warning("resolution below 1.0 left out of the search: %s", problem)
+            for value in res.choices or ():
+                space = space.without_choice("resolution", value) if value < 1.0 else space
     if not space.offers("prune_mode", "xnnpack"):
         return space
     from autocompress.stages.prune import xnnpack_unsupported
@@ -419,21 +433,3 @@ def _log_to(path: Path) -> Iterator[None]:
         log.propagate = True
         log.removeHandler(handler)
         handler.close()
-
-
-def _chance_bound(ctx: TrialContext, teacher_quality: float) -> float | None:
-    """The validation quality a candidate must beat to be on a front (constraints'
-    ``user.above_chance``), in the metric's units; None where the metric has no such bound or
-    the teacher itself does not beat it (then it would empty every front)."""
-    signed = chance(ctx)
-    if signed is None:
-        return None
-    sign = ctx.task.metric.quality.sign
-    if sign * teacher_quality <= signed:
-        log.warning(
-            "the teacher's validation %s (%.4g) is not above what a constant answer scores "
-            "(%.4g): candidates are not held to it",
-            ctx.task.metric.name, teacher_quality, sign * signed,
-        )  # fmt: skip
-        return None
-    return sign * signed

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from autocompress.audit import TeacherReference
+from autocompress.data.resize import Size, data_at, resized, scaled_size
 from autocompress.hardware import HardwareProfile, quiet
 from autocompress.models.tflite import TfliteTeacher
 from autocompress.recipe import Recipe
@@ -148,7 +149,9 @@ def _build_and_measure(
     else:
         (tflite, stages), keras = _build_tflite(ctx, recipe), _KerasModel()
     laps.lap("build")
-    data, metric = ctx.task.data, ctx.task.metric
+    data, metric, size = ctx.task.data, ctx.task.metric, _input_size(ctx, recipe)
+    if size is not None:  # the file takes smaller images: evaluated on them resized
+        data = data_at(data, size, train=False)
     outputs = predict(tflite, data.x_val)
     score = metric.score(data.y_val, outputs)  # one scoring for the measurement, audit, evidence
     laps.lap("validation")
@@ -175,7 +178,7 @@ def _build_and_measure(
         labels=data.y_val,
         candidate=outputs,
         teacher=ref.clean,
-        candidate_noisy=predict(tflite, _noisy_inputs(ctx)),
+        candidate_noisy=predict(tflite, _noisy_inputs(ctx, size)),
         teacher_noisy=ref.noisy,
         noise_sigma=NOISE_SIGMA,
         candidate_score=score,
@@ -214,11 +217,23 @@ def _kept(ctx: TrialContext, name: str, make: Callable[[], Any]) -> Any:
     return _KEPT[name]
 
 
-def _noisy_inputs(ctx: TrialContext) -> Any:
-    """The audit's noisy validation inputs (the same for every candidate of a search)."""
+def _noisy_inputs(ctx: TrialContext, size: Size | None = None) -> Any:
+    """The audit's noisy validation inputs (the same for every candidate of a search), resized
+    to ``size`` for a candidate that takes smaller images."""
     from autocompress.audit import NOISE_SIGMA, noisy
 
-    return _kept(ctx, "noisy", lambda: noisy(ctx.task.data, NOISE_SIGMA, ctx.seed))
+    x = _kept(ctx, "noisy", lambda: noisy(ctx.task.data, NOISE_SIGMA, ctx.seed))
+    return x if size is None else resized(x, size)
+
+
+def _input_size(ctx: TrialContext, recipe: Recipe) -> Size | None:
+    """The (height, width) the candidate's file takes where its resolution is below 1.0."""
+    if recipe.resolution >= 1.0:
+        return None
+    from autocompress.stages.resolution import image_shape
+
+    teacher = _kept(ctx, "teacher", ctx.task.teacher.build)
+    return scaled_size(image_shape(teacher), recipe.resolution)
 
 
 class _Laps:

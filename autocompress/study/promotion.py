@@ -144,3 +144,21 @@ def chance(ctx: TrialContext) -> float | None:
     classes = shape[-1] if shape else None
     value = metric.chance(data.y_train, data.y_val, classes)
     return None if value is None else metric.quality.sign * value
+
+
+def chance_bound(ctx: TrialContext, teacher_quality: float) -> float | None:
+    """The validation quality a candidate must beat to be on a front (constraints'
+    ``user.above_chance``), in the metric's units; None where the metric has no such bound or
+    the teacher itself does not beat it (then it would empty every front)."""
+    signed = chance(ctx)
+    if signed is None:
+        return None
+    sign = ctx.task.metric.quality.sign
+    if sign * teacher_quality <= signed:
+        log.warning(
+            "the teacher's validation %s (%.4g) is not above what a constant answer scores "
+            "(%.4g): candidates are not held to it",
+            ctx.task.metric.name, teacher_quality, sign * signed,
+        )  # fmt: skip
+        return None
+    return sign * signed

@@ -63,6 +63,8 @@ def trial_row(
     row.update(size_bytes=m.size_bytes, gzip_bytes=m.gzip_bytes)
     if m.test_quality is not None:
         row[quality.test_column] = m.test_quality
+    if m.input_shape:
+        row["input_shape"] = m.input_shape
     row["peak_ram_bytes"] = m.peak_ram_bytes
     row["macs"] = m.macs
     constraints = dict(trial.user_attrs.get("constraint_values", {}))  # > 0: violated
@@ -137,6 +139,7 @@ def front_columns(quality: Quality = DEFAULT_QUALITY) -> list[str]:
         *(f for f in RECIPE_FIELDS if f not in EPOCH_FIELDS),
         quality.column,
         quality.test_column,
+        "input_shape",
         "size_bytes",
         "gzip_bytes",
     ]
