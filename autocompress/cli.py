@@ -172,9 +172,32 @@ def _parser() -> argparse.ArgumentParser:
         help="with --max-drop: the fastest (default) or the smallest model within it",
     )
     p.add_argument("--wide", action="store_true", help="print every column")
+    p.add_argument(
+        "--finish",
+        action="store_true",
+        help="train the chosen model 3x longer first (see `finish --help`); it is then the choice",
+    )
     p.add_argument("--export", default=None, help="export the chosen model to this path")
     p.add_argument("--format", default="tflite", help="export format (see `export --help`)")
     p.set_defaults(func=commands.cmd_pick)
+
+    f = sub.add_parser(
+        "finish",
+        help="rebuild one trial with longer training, keeping each training's best epoch",
+    )
+    f.add_argument("run", help="run directory (searched with `autocompress search`)")
+    f.add_argument("--trial", type=int, required=True, help="the trial to finish")
+    f.add_argument(
+        "--multiplier", type=int, default=3, help="times the search's epochs (default 3)"
+    )
+    f.add_argument(
+        "--patience",
+        type=int,
+        default=2,
+        help="stop a training after this many epochs without a better validation quality",
+    )
+    f.add_argument("--wide", action="store_true", help="print every column")
+    f.set_defaults(func=commands.cmd_finish)
 
     x = sub.add_parser("export", help="export one trial of a run for its target")
     x.add_argument("run", help="run directory")

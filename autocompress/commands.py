@@ -39,7 +39,65 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+# The search's own arguments, kept in its run directory: what `finish` rebuilds a trial with.
+SEARCH_ARGS = "search_args.json"
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    _keep_arguments(args)
+    return _search(args)
+
+
+def _keep_arguments(args: argparse.Namespace) -> None:
+    """Write the search's arguments (files as absolute paths) into its run directory."""
+    import json
+
+    from autocompress._files import atomic_write_text
+
+    kept = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    for key in ("task", "space", "enqueue"):
+        if kept.get(key) and Path(kept[key]).exists():
+            kept[key] = str(Path(kept[key]).resolve())
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(args.out) / SEARCH_ARGS, json.dumps(kept, indent=1))
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    from autocompress.results import for_display, run_quality
+
+    row = finish_trial(Path(args.run), args.trial, args.multiplier, args.patience)
+    print(f"trial {int(row['trial'])}: trial {args.trial} trained {args.multiplier}x longer")
+    print(_format(for_display(row.to_frame().T, wide=args.wide, quality=run_quality(args.run))))
+    return 0
+
+
+def finish_trial(run: Path, trial: int, multiplier: int = 3, patience: int = 2) -> Any:
+    """Rebuild ``trial`` of the run with longer training (:mod:`autocompress.study.finish`),
+    with the arguments the run was searched with; its row of ``trials.csv``."""
+    import json
+
+    from autocompress.results import load_trials
+    from autocompress.study.finish import FINISHED_FROM, Finish
+
+    stored = run / SEARCH_ARGS
+    if not stored.is_file():
+        raise InputError(
+            str(run),
+            f"holds no {SEARCH_ARGS} (searched from Python, or before `finish` existed): call "
+            "autocompress.search(..., finish=Finish(trial)) with the search's arguments",
+        )
+    saved = argparse.Namespace(**json.loads(stored.read_text()))
+    saved.out = str(run)
+    _search(saved, Finish(trial, multiplier, patience))
+    trials = load_trials(run)
+    marked = trials[FINISHED_FROM] if FINISHED_FROM in trials else trials["trial"] * 0 - 1
+    done = trials[(marked == trial) & (trials["state"] == "COMPLETE")]
+    if done.empty:
+        raise InputError(str(run), f"the finishing run of trial {trial} built no model")
+    return done.iloc[-1]
+
+
+def _search(args: argparse.Namespace, finish: Any = None) -> int:
     from autocompress.study.api import SearchSettings, search
 
     quiet_native_startup()
@@ -75,16 +133,18 @@ def cmd_search(args: argparse.Namespace) -> int:
         profiles=args.profiles or ["cpu-host"],
         settings=settings,
         on_progress=progress,
+        finish=finish,
     )
     progress.close()
+    from autocompress.report import write_report
     from autocompress.results import for_display, run_quality
 
-    print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
-    print(_format(for_display(result.front, wide=False, quality=run_quality(result.out_dir))))
-    from autocompress.report import write_report
-
+    if finish is None:
+        print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
+        print(_format(for_display(result.front, wide=False, quality=run_quality(result.out_dir))))
     page = write_report(result.out_dir, storage=args.storage)
-    print(f"\nresults in {result.out_dir}/ (trials.csv, pareto.csv, models/); report: {page}")
+    if finish is None:
+        print(f"\nresults in {result.out_dir}/ (trials.csv, pareto.csv, models/); report: {page}")
     return 0
 
 
@@ -149,6 +209,10 @@ def cmd_pick(args: argparse.Namespace) -> int:
             "(the baseline's minus 0.05)",
             file=sys.stderr,
         )
+    if args.finish:
+        choice = finish_trial(Path(args.run), int(choice["trial"]))
+        print(f"finished (trial {int(choice['trial'])}, trained 3x longer):")
+        print(_format(for_display(choice.to_frame().T, wide=args.wide, quality=quality)))
     if args.export:
         _print_export(Path(args.run), int(choice["trial"]), args.format, Path(args.export))
     return 0

@@ -46,6 +46,9 @@ class BuildContext:
     # The full-size training inputs where ``data`` holds them resized (a recipe's resolution
     # below 1.0, :mod:`autocompress.data.resize`): what the teacher's outputs are computed on.
     teacher_x_train: Inputs | None = None
+    # A finishing run's patience: every training stops after this many epochs without a better
+    # validation quality and keeps its best epoch (0: every epoch runs, the last is kept).
+    patience: int = 0
 
     def teacher_inputs(self) -> Inputs:
         """The training inputs as the teacher takes them (same samples, same order)."""

@@ -186,6 +186,8 @@ def fine_tune(
         return time.perf_counter() - start
     x, y = ctx.data.x_train, ctx.data.y_train
     extra = [GiveWay(), *([_Gate(model, ctx, stage)] if ctx.gate is not None else [])]
+    if ctx.patience:  # a finishing run: stop when validation stops improving, keep the best
+        extra.append(BestEpoch(model, ctx))
     teach = recipe.finetune_loss == "distill"
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -297,6 +299,38 @@ class GiveWay(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         quiet.yield_point()
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """The epoch with the best validation quality (the task's metric) is the one kept: training
+    stops after ``ctx.patience`` epochs without a better one, and the model gets the best
+    epoch's weights back (a finishing run, ``autocompress finish``)."""
+
+    def __init__(self, target: keras.Model, ctx: BuildContext) -> None:
+        super().__init__()
+        self._target, self._ctx = target, ctx
+        self.best: float | None = None
+        self.best_epoch, self._weights, self.waited = -1, None, 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.improved(epoch):
+            return
+        if self.waited >= self._ctx.patience:
+            self._target.stop_training = True
+
+    def improved(self, epoch: int) -> bool:
+        """Score the model after ``epoch``; keep its weights when they are the best so far."""
+        value = val_quality(self._target, self._ctx)
+        if self.best is None or self._ctx.metric.quality.drop(self.best, value) < 0:
+            self.best, self.best_epoch, self.waited = value, epoch, 0
+            self._weights = [w.copy() for w in self._target.get_weights()]
+            return True
+        self.waited += 1
+        return False
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._weights is not None:
+            self._target.set_weights(self._weights)
 
 
 class _Gate(keras.callbacks.Callback):

@@ -34,6 +34,7 @@ from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import (
+    BestEpoch,
     class_output,
     clone_with_weights,
     head_layers,
@@ -172,7 +173,7 @@ class Distill(Stage):
 
         In-memory data: the teacher's outputs are computed once; a stream's (an image folder):
         batch by batch, with the batch."""
-        inputs, outputs = io_names(ctx)
+        outputs = io_names(ctx)[1]
         probs = [outputs_probabilities(ctx.teacher, i) for i in range(len(outputs))]
         classes = [class_output(ctx, name) for name in outputs]
 
@@ -201,6 +202,28 @@ class Distill(Stage):
             grads = tape.gradient(loss, student.trainable_variables)
             optimizer.apply_gradients(zip(grads, student.trainable_variables))
 
+        best = BestEpoch(student, ctx) if ctx.patience else None
+
+        def stop_after(epoch: int) -> bool:
+            if after_epoch is not None:
+                after_epoch(epoch)
+            return best is not None and not best.improved(epoch) and best.waited >= ctx.patience
+
+        self._epochs(ctx, epochs, step, targets_of, stop_after)
+        if best is not None:
+            best.on_train_end()  # the best epoch's weights
+
+    def _epochs(
+        self,
+        ctx: BuildContext,
+        epochs: int,
+        step: Callable[[tuple, tuple, tuple], None],
+        targets_of: Callable[[list[np.ndarray]], tuple],
+        stop_after: Callable[[int], bool],
+    ) -> None:
+        """The training passes: in-memory data with the teacher's outputs computed once, a
+        stream's batch by batch (the teacher on the full-size batch)."""
+        inputs, outputs = io_names(ctx)
         x_train = ctx.data.x_train
         if isinstance(x_train, Stream):
             for epoch in range(epochs):
@@ -212,8 +235,8 @@ class Distill(Stage):
                     taught = ctx.teacher.predict_on_batch(ts if len(ts) > 1 else ts[0])
                     taught = taught if isinstance(taught, list) else [taught]
                     step(xs, tuple(_listed(yb, outputs)), targets_of(taught))
-                if after_epoch is not None:
-                    after_epoch(epoch)
+                if stop_after(epoch):
+                    break
             return
         x = _listed(as_float32(x_train), inputs)
         y = _listed(ctx.data.y_train, outputs)
@@ -229,8 +252,8 @@ class Distill(Stage):
             for xb, yb, tb in dataset:
                 quiet.yield_point()
                 step(xb, yb, tb)
-            if after_epoch is not None:
-                after_epoch(epoch)
+            if stop_after(epoch):
+                break
 
 
 def _listed(a: Arrays, names: list[str]) -> list[np.ndarray]:

@@ -31,6 +31,7 @@ from autocompress.space import SearchSpace, load_recipes, resolve_space
 from autocompress.study.constraints import Limits
 from autocompress.study.driver import Driver, Progress, SearchOptions
 from autocompress.study.early_stop import DEFAULT_MARGIN
+from autocompress.study.finish import Finish, prepare
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.promotion import chance_bound
 from autocompress.study.rundir import RunDir, atomic_write_bytes
@@ -174,6 +175,7 @@ def search(
     trial_fn: Callable[[TrialContext, TrialRequest], TrialOutcome] | None = None,
     metric: str | Callable[[Any, Any], Any] | Metric | None = None,
     direction: str | None = None,
+    finish: Finish | None = None,
     **overrides: Any,
 ) -> SearchResult:
     """Run (or resume) a compression search and return its Pareto front.
@@ -191,6 +193,8 @@ def search(
         metric, direction: the quality measure, replacing the task's: a built-in name, a
             ``file.py:function`` / ``module:function``, a :class:`~autocompress.metrics.Metric`
             or a callable ``(y_true, y_pred) -> float`` (then ``direction`` is required).
+        finish: instead of searching, rebuild one trial of the run with longer training
+            (:mod:`autocompress.study.finish`); the other arguments must be the search's.
     """
     try:
         s = dataclasses.replace(settings or SearchSettings(), **overrides)
@@ -263,9 +267,12 @@ def search(
         limits = dataclasses.replace(
             options.limits, baseline=teacher_quality, chance=chance_bound(ctx, teacher_quality)
         )
-        options = dataclasses.replace(options, limits=limits)
+        options, budget = dataclasses.replace(options, limits=limits), s.trials
+        if finish is not None:
+            space_spec, options, budget = prepare(opened.study, space_spec, options, finish)
+            ctx = dataclasses.replace(ctx, patience=finish.patience)
         driver = Driver(
-            opened, space_spec, ctx, rundir, s.trials, s.timeout, s.workers, on_progress, options
+            opened, space_spec, ctx, rundir, budget, s.timeout, s.workers, on_progress, options
         )
         driver.run(s.ray_address)
         quality = task_obj.metric.quality

@@ -49,6 +49,9 @@ class TrialContext:
     # The search's quiet window (autocompress.hardware.quiet): measured latencies wait for the
     # other trials on the node to give way; "" when no profile is measured.
     quiet_key: str = ""
+    # A finishing run (autocompress.study.finish): each training keeps its best epoch and
+    # stops after this many without a better one; 0 in a search.
+    patience: int = 0
 
     @property
     def integer_io(self) -> bool:
@@ -302,6 +305,7 @@ def _build_keras(
         loss=ctx.task.loss,
         calibration_samples=ctx.task.calibration_samples,
         keras_validation=False,  # the file's quality is measured; nothing reads the Keras one
+        patience=ctx.patience,
     )
     tflite, stages, final = build_candidate(
         teacher, recipe, build_ctx, cache=cache, key=ctx.cache_key

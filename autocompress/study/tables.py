@@ -48,6 +48,8 @@ def trial_row(
     if "level" in trial.user_attrs:  # a multi-fidelity build: the highest level it counts for
         row["level"] = trial.user_attrs.get("last_level", trial.user_attrs["level"])
         row["candidate"] = trial.user_attrs.get("candidate", trial.user_attrs.get("promoted_from"))
+    if "finished_from" in trial.user_attrs:  # a finishing run's (autocompress.study.finish)
+        row["finished_from"] = trial.user_attrs["finished_from"]
     data = trial.user_attrs.get("record")
     if data is None:
         # Raw Optuna values, rounded as the search space rounds the recipes it builds.
