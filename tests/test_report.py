@@ -121,3 +121,20 @@ def test_front_members_below_the_floor_are_hidden_by_show(first_run, tmp_path, c
     assert "below the validation accuracy floor" not in capsys.readouterr().out
     assert main(["show", str(run), "--all"]) == 0
     assert "0.01" in capsys.readouterr().out
+
+
+def test_a_run_from_before_the_new_dimensions_still_opens(run: Path) -> None:
+    """A run whose trials.csv predates student_init, finetune_loss, resolution, input_shape
+    and finishing runs: show, pick and the report read it (issue 39)."""
+    import pandas as pd
+
+    from tests.test_cli import cli
+
+    new = ["student_init", "finetune_loss", "resolution", "input_shape", "finished_from"]
+    for name in ("trials.csv", "pareto.csv"):
+        table = pd.read_csv(run / name)
+        table.drop(columns=[c for c in new if c in table.columns]).to_csv(run / name, index=False)
+    assert cli("show", str(run)).returncode == 0
+    picked = cli("pick", str(run), "--max-drop", "50%")
+    assert picked.returncode == 0, picked.stderr
+    assert cli("report", str(run)).returncode == 0
