@@ -17,13 +17,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 from autocompress.errors import InputError  # noqa: E402
-from autocompress.recipe import Recipe
+from autocompress.recipe import Recipe  # noqa: E402
 from autocompress.records import StageRecord, TrialRecord  # noqa: E402
 
 if TYPE_CHECKING:
-    from autocompress.study.api import SearchResult, SearchSettings, search
+    from autocompress.study.api import Finish, SearchResult, SearchSettings, search
 
-_SEARCH_API = ("SearchResult", "SearchSettings", "search")
+_SEARCH_API = ("Finish", "SearchResult", "SearchSettings", "search")
 
 
 def __getattr__(name: str) -> Any:
@@ -35,6 +35,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Finish",
     "InputError",
     "Recipe",
     "SearchResult",
