@@ -300,8 +300,7 @@ class Driver(Promotions):
             for name, value in self._sampler_constraints(earlier.user_attrs).items():
                 trial.set_constraint(name, value)
             self.running.pop(trial.number)
-            self.study.tell(trial, list(earlier.values))
-            self.ledger.note(trial)
+            self.ledger.note(self.study.tell(trial, list(earlier.values)))
             self._write_tables()
             return True
         earlier = self.ledger.stopped_by_recipe.get(key)
@@ -354,8 +353,7 @@ class Driver(Promotions):
         trial.set_user_attr("constraint_values", constraints)  # all: each profile's front
         for key, value in for_sampler(constraints, primary).items():
             trial.set_constraint(key, value)
-        self.study.tell(trial, values)
-        self.ledger.note(trial)
+        self.ledger.note(self.study.tell(trial, values))
         log.info("trial %d complete: %s", outcome.number, record.recipe)
         self._write_tables()
 
@@ -384,8 +382,7 @@ class Driver(Promotions):
         if trial is None:
             return False
         trial.set_user_attr(key, reason)
-        self.study.tell(trial, state=state)
-        self.ledger.note(trial)
+        self.ledger.note(self.study.tell(trial, state=state))
         self._write_tables()
         return True
 

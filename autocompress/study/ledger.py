@@ -57,9 +57,8 @@ class Ledger:
                 others += "promoted_from" not in t.user_attrs
         self.others_running = others
 
-    def note(self, trial: optuna.Trial | FrozenTrial) -> None:
-        """Take in one trial this driver has just told (read back from the storage)."""
-        frozen = self.study._storage.get_trial(trial._trial_id)
+    def note(self, frozen: FrozenTrial) -> None:
+        """Take in one trial this driver has just told (what ``study.tell`` returned)."""
         if frozen.state in FINISHED:
             self._take(frozen)
 

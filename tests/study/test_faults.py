@@ -58,7 +58,6 @@ def test_dead_worker_is_a_bounded_failure_and_others_go_on(tiny_task) -> None:
         while executor.in_flight and time.monotonic() < deadline:
             for outcome in executor.wait(timeout=1.0):
                 outcomes[outcome.number] = outcome
-    assert MAX_RETRIES == 1
     assert set(outcomes) == {0, 1}  # the crash did not hang or retry forever
     assert "Worker" in outcomes[0].error or "died" in outcomes[0].error.lower()
     assert outcomes[1].error == "ok: not built in this test"
