@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autocompress.detection import box_iou
 from autocompress.errors import InputError
 from autocompress.metrics import (
     ACCURACY,
@@ -18,6 +17,7 @@ from autocompress.metrics import (
     from_function,
     get_metric,
 )
+from autocompress.metrics.detection import box_iou
 
 
 def _onehot(classes: list[int], n: int) -> np.ndarray:

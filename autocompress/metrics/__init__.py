@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from autocompress._imports import load_function
 from autocompress.data.arrays import Arrays
-from autocompress.detection import map50
 from autocompress.errors import InputError
+from autocompress.metrics.detection import map50
 
 MetricFn = Callable[[Any, Any], Any]
 
@@ -333,16 +334,7 @@ def auc(y_true: Arrays, y_pred: Arrays) -> float:
         raise ValueError("auc needs binary labels 0 / 1")
     if n_pos == 0 or n_neg == 0:
         raise ValueError("auc needs both classes among the labels")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average ranks over ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
+    ranks = rankdata(scores)  # ties share their average rank
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
