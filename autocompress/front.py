@@ -7,6 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def dominating(points: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Which rows of ``points`` dominate ``point`` (all minimised): no worse in every
+    objective and better in one. The one definition of dominance in the package."""
+    return np.all(points <= point, axis=1) & np.any(points < point, axis=1)
+
+
+def dominated(points: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Which rows of ``points`` ``point`` dominates (all minimised)."""
+    return np.all(point <= points, axis=1) & np.any(point < points, axis=1)
+
+
 def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     """Boolean mask of the rows of ``values`` (n x k) that no other row dominates.
 
@@ -21,9 +32,7 @@ def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     n = len(v)
     mask = np.ones(n, dtype=bool)
     for i in range(n):
-        no_worse = np.all(v <= v[i], axis=1)
-        better = np.any(v < v[i], axis=1)
-        if np.any(no_worse & better):
+        if np.any(dominating(v, v[i])):
             mask[i] = False
     return mask
 

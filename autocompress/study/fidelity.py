@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 
 from autocompress.errors import InputError
+from autocompress.front import dominating
+from autocompress.front import hypervolume as front_hypervolume
 from autocompress.recipe import Recipe
 
 # (quality, latency_ms, size) per candidate; quality is the task's metric times its direction's
@@ -55,12 +57,7 @@ def front_indices(points: np.ndarray) -> np.ndarray:
     level = 0
     while remaining.size:
         sub = values[remaining]
-        dominated = np.array(
-            [
-                np.any(np.all(sub <= sub[i], axis=1) & np.any(sub < sub[i], axis=1))
-                for i in range(len(sub))
-            ]
-        )
+        dominated = np.array([np.any(dominating(sub, sub[i])) for i in range(len(sub))])
         fronts[remaining[~dominated]] = level
         remaining = remaining[dominated]
         level += 1
@@ -68,30 +65,9 @@ def front_indices(points: np.ndarray) -> np.ndarray:
 
 
 def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
-    """Hypervolume (minimisation) of 3-D points against ``reference``, by slicing the first
-    objective and summing 2-D areas; points beyond the reference add nothing."""
-    pts = np.asarray(points, dtype=float)
-    pts = pts[np.all(pts < reference, axis=1)]
-    if not len(pts):
-        return 0.0
-    xs = np.unique(pts[:, 0])
-    bounds = np.append(xs[1:], reference[0])
-    volume = 0.0
-    for x, upper in zip(xs, bounds):
-        active = pts[pts[:, 0] <= x][:, 1:]
-        volume += (upper - x) * _area(active, reference[1:])
-    return volume
-
-
-def _area(points: np.ndarray, reference: np.ndarray) -> float:
-    order = np.argsort(points[:, 0])
-    area, best_y = 0.0, reference[1]
-    xs = points[order]
-    for i, (x, y) in enumerate(xs):
-        upper = xs[i + 1][0] if i + 1 < len(xs) else reference[0]
-        best_y = min(best_y, y)
-        area += max(0.0, upper - x) * max(0.0, reference[1] - best_y)
-    return area
+    """Hypervolume (minimisation) of 3-D points against ``reference``
+    (:func:`autocompress.front.hypervolume`); points beyond the reference add nothing."""
+    return front_hypervolume(points, [False] * 3, reference)
 
 
 def contributions(points: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from autocompress.errors import InputError
+from autocompress.front import dominated, dominating
 
 SAMPLERS = ("tpe", "tpe-multivariate", "nsga2", "random")
 WINDOW = 300  # finished trials TPE learns from, besides the front
@@ -64,9 +65,9 @@ class _Front:
             self.seen.add(trial.number)
             point = self.signs * np.asarray(trial.values, dtype=float)
             p = self.points
-            if np.any(np.all(p <= point, axis=1) & np.any(p < point, axis=1)):
+            if np.any(dominating(p, point)):
                 continue
-            keep = ~(np.all(point <= p, axis=1) & np.any(point < p, axis=1))
+            keep = ~dominated(p, point)
             self.numbers = [n for n, k in zip(self.numbers, keep) if k] + [trial.number]
             self.points = np.vstack([p[keep], point])
             self._shown = None
