@@ -13,6 +13,7 @@ from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, o
 from autocompress.data.resize import batches_with_originals
 from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
+from autocompress.models.graph import inbound_names, output_names
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
 from autocompress.stages.teaching import taught_loss, taught_targets
@@ -72,7 +73,7 @@ def excluded_layers(model: keras.Model, recipe: Recipe) -> set[str]:
 
 def output_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """The layer of each model output, in output order."""
-    return [t._keras_history.layer for t in model.outputs]
+    return [model.get_layer(name) for name in output_names(model)]
 
 
 def head_layers(model: keras.Model) -> set[str]:
@@ -81,17 +82,17 @@ def head_layers(model: keras.Model) -> set[str]:
     concatenated output). Distillation keeps their widths."""
     found: set[str] = set()
     seen: set[str] = set()
-    stack = output_layers(model)
+    feeds = inbound_names(model)
+    stack = output_names(model)
     while stack:
-        layer = stack.pop()
-        if layer.name in seen:
+        name = stack.pop()
+        if name in seen:
             continue
-        seen.add(layer.name)
-        if isinstance(layer, WEIGHTED_LAYERS):
-            found.add(layer.name)
-        elif layer._inbound_nodes:
-            inbound = layer._inbound_nodes[0].inbound_layers
-            stack.extend(inbound if isinstance(inbound, list | tuple) else [inbound])
+        seen.add(name)
+        if isinstance(model.get_layer(name), WEIGHTED_LAYERS):
+            found.add(name)
+        else:
+            stack.extend(feeds.get(name, []))
     return found
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
+from autocompress.models.graph import inbound_names, output_names
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages._keras import excluded_layers, fine_tune, val_facts
@@ -42,10 +43,10 @@ CHANNELWISE = (
 )
 
 
-def _inputs(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    """The layers feeding ``layer`` (its first inbound node: stage models are fresh graphs)."""
-    inbound = layer._inbound_nodes[0].inbound_layers
-    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+def _inputs(graph: dict[str, list[str]], layer: keras.layers.Layer) -> list[str]:
+    """The names of the layers feeding ``layer`` (its first call: stage models are fresh
+    graphs), from :func:`autocompress.models.graph.inbound_names`."""
+    return graph.get(layer.name, [])
 
 
 class _Groups:
@@ -84,12 +85,12 @@ def _analyse(model: keras.Model, skip: set[str]) -> tuple[_Groups, dict[str, str
     """Which producer group each layer's output channels come from (None: not prunable)."""
     groups = _Groups()
     source: dict[str, str | None] = {}
-    outputs = {t._keras_history.layer.name for t in model.outputs}
+    outputs, graph = set(output_names(model)), inbound_names(model)
     for layer in model.layers:
         if isinstance(layer, L.InputLayer):
             source[layer.name] = None
             continue
-        feeds = [source.get(p.name) for p in _inputs(layer)]
+        feeds = [source.get(name) for name in _inputs(graph, layer)]
         if isinstance(layer, L.DepthwiseConv2D):
             if layer.depth_multiplier != 1:
                 for f in feeds:
@@ -162,11 +163,12 @@ def _channel_map(
 ) -> dict[str, tuple[np.ndarray, int] | None]:
     """For each layer's output: (kept indices along its last axis, original size) or None."""
     out: dict[str, tuple[np.ndarray, int] | None] = {}
+    graph, by_name = inbound_names(model), {layer.name: layer for layer in model.layers}
     for layer in model.layers:
         if isinstance(layer, L.InputLayer):
             out[layer.name] = None
             continue
-        ins = [out.get(p.name) for p in _inputs(layer)]
+        ins = [out.get(name) for name in _inputs(graph, layer)]
         if layer.name in kept:
             out[layer.name] = (kept[layer.name], int(layer.kernel.shape[-1]))
         elif isinstance(layer, (L.DepthwiseConv2D, *CHANNELWISE, L.Add)):
@@ -176,8 +178,8 @@ def _channel_map(
                 out[layer.name] = None
                 continue
             parts, offset = [], 0
-            for p, i in zip(_inputs(layer), ins):
-                size = int(p.output_shape[-1])
+            for name, i in zip(_inputs(graph, layer), ins):
+                size = int(by_name[name].output_shape[-1])
                 parts.append((i[0] if i else np.arange(size)) + offset)
                 offset += size
             out[layer.name] = (np.concatenate(parts), offset)
@@ -195,7 +197,7 @@ def prune_channels(
     model: keras.Model, kept: dict[str, np.ndarray]
 ) -> tuple[keras.Model, dict[str, list[int]]]:
     """A new, narrower model keeping ``kept`` channels of each producer; widths before/after."""
-    cmap = _channel_map(model, kept)
+    cmap, graph = _channel_map(model, kept), inbound_names(model)
     config = json.loads(model.to_json())
     for entry in config["config"]["layers"]:
         name = entry["config"]["name"]
@@ -209,7 +211,7 @@ def prune_channels(
         weights = [w.copy() for w in old.get_weights()]
         if not weights:
             continue
-        ins = [cmap.get(p.name) for p in _inputs(old)] if not isinstance(old, L.InputLayer) else []
+        ins = [cmap.get(name) for name in _inputs(graph, old)]
         inp = ins[0] if ins else None
         if isinstance(old, L.DepthwiseConv2D):
             if inp is not None:
