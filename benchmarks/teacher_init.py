@@ -2,7 +2,8 @@
 against fine-tuning on labels alone (issue 39, items 2 and 3), on a realistic task.
 
     .venv/bin/python benchmarks/teacher_init.py TASKS/mobilenet_v2/task.yaml [--epochs 4]
-        [--widths 0.75 0.5 0.25] [--finetune-epochs 2] [--skip students|finetune]
+        [--widths 0.75 0.5 0.25] [--inits teacher scratch] [--lr LR] [--finetune-epochs 2]
+        [--skip students|finetune]
 
 Students: for each width and init (``teacher``: the teacher's most important channels, as
 channel pruning chooses them; ``scratch``), the Keras validation accuracy before training and
@@ -42,13 +43,16 @@ def _note(curve: list[float], student: object, ctx: BuildContext, epoch: int) ->
     curve.append(val_quality(student, ctx))  # type: ignore[arg-type]
 
 
-def students(ctx: BuildContext, widths: list[float], epochs: int) -> None:
+def students(
+    ctx: BuildContext, widths: list[float], epochs: int, inits: list[str], lr: float | None
+) -> None:
     print(f"\nstudents: validation accuracy after each of {epochs} distillation epochs")
     head = "".join(f"{f'ep{e}':>8s}" for e in range(epochs + 1))
     print(f"{'width':>6s} {'init':>8s} {'params':>8s}{head}{'seconds':>9s}")
-    stage = Distill()
+    stage = Distill() if lr is None else Distill(lr=lr)
+    print(f"(Adam {stage.lr:g})")
     for width in widths:
-        for init in ("teacher", "scratch"):
+        for init in inits:
             recipe = Recipe(student_width=width, student_init=init, distill_epochs=epochs)
             student, _ = stage.student(ctx.teacher, recipe, ctx.seed)
             curve = [val_quality(student, ctx)]
@@ -83,13 +87,15 @@ def main() -> None:
     parser.add_argument("--widths", type=float, nargs="+", default=[0.75, 0.5, 0.25])
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--skip", choices=("students", "finetune"), default=None)
+    parser.add_argument("--inits", nargs="+", default=["teacher", "scratch"])
+    parser.add_argument("--lr", type=float, default=None, help="distillation's (default: its own)")
     args = parser.parse_args()
     task = load_task(args.task)
     teacher = task.teacher.build()
     ctx = BuildContext(data=task.data, teacher=teacher, metric=task.metric)
     print(f"task {task.name}: teacher validation accuracy {val_quality(teacher, ctx):.4f}")
     if args.skip != "students":
-        students(ctx, args.widths, args.epochs)
+        students(ctx, args.widths, args.epochs, args.inits, args.lr)
     if args.skip != "finetune":
         finetuning(ctx, args.finetune_epochs)
 
