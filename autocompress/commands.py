@@ -44,8 +44,17 @@ SEARCH_ARGS = "search_args.json"
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """Search, then keep its arguments in the run directory: also when it was interrupted,
+    never when the input was refused (a refused search changes nothing there)."""
+    try:
+        code = _search(args)
+    except InputError:
+        raise
+    except BaseException:
+        _keep_arguments(args)
+        raise
     _keep_arguments(args)
-    return _search(args)
+    return code
 
 
 def _keep_arguments(args: argparse.Namespace) -> None:

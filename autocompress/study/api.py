@@ -276,7 +276,7 @@ def search(
         )
         driver.run(s.ray_address)
         quality = task_obj.metric.quality
-        table = trials_frame(opened.study, quality)
+        table = trials_frame(opened.study, quality, driver.retimed)  # as trials.csv has it
         return SearchResult(
             front=front_frame(table, hw[0].name, quality),
             trials=table,

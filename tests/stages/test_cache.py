@@ -159,6 +159,7 @@ def test_a_longer_distillation_continues_a_cached_shorter_one(tiny_task: Task) -
     def acc(tflite: bytes) -> float:
         return quality(tflite, ctx.data.x_val, ctx.data.y_val, ACCURACY)
 
-    # 2 + 10 epochs learn what 12 do (measured: 0.74 against 0.76; 0.14 after 2 epochs).
-    assert acc(continued) > acc(first) + 0.3
+    # 2 + 10 epochs learn what 12 do, and more than 2 (measured with a student from the
+    # teacher at Adam 6e-3: 0.855 after 2 epochs, 0.915 after 2 + 10).
+    assert acc(continued) > acc(first)
     assert abs(acc(continued) - acc(fresh)) < 0.1
