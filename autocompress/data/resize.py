@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from autocompress.data.stream import Arrays, Stream
+from autocompress.data.stream import Arrays, Derived, Stream
 
 if TYPE_CHECKING:
     from autocompress.data.arrays import Inputs
@@ -44,18 +44,11 @@ def resize_images(x: np.ndarray, size: Size) -> np.ndarray:
     return out.astype(x.dtype) if np.issubdtype(x.dtype, np.floating) else out
 
 
-class Resized(Stream):
+class Resized(Derived):
     """A stream's images at ``size``, read batch by batch from the full-size stream."""
 
     def __init__(self, base: Stream, size: Size) -> None:
         self.base, self.size = base, size
-
-    @property
-    def targets(self) -> Arrays:
-        return self.base.targets
-
-    def __len__(self) -> int:
-        return len(self.base)
 
     def batches(self, size: int, seed: int | None = None) -> Iterator[tuple[Arrays, Arrays]]:
         for x, y in self.base.batches(size, seed):

@@ -64,7 +64,21 @@ class Stream(abc.ABC):
         return _Noisy(self, scale, seed)
 
 
-class _Noisy(Stream):
+class Derived(Stream):
+    """A stream made from another one sample for sample: the same targets and length, its
+    inputs changed as they are read (noise, a resize)."""
+
+    base: Stream
+
+    @property
+    def targets(self) -> Arrays:
+        return self.base.targets
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+class _Noisy(Derived):
     """A stream's inputs plus Gaussian noise (the audit's robustness check)."""
 
     def __init__(self, base: Stream, sigma: float, seed: int) -> None:
@@ -75,13 +89,6 @@ class _Noisy(Stream):
         self.scale = (
             sigma * float(np.std(np.concatenate([p.ravel() for p in floats]))) if floats else 0.0
         )
-
-    @property
-    def targets(self) -> Arrays:
-        return self.base.targets
-
-    def __len__(self) -> int:
-        return len(self.base)
 
     def batches(self, size: int, seed: int | None = None) -> Iterator[tuple[Arrays, Arrays]]:
         for i, (x, y) in enumerate(self.base.batches(size, seed)):
