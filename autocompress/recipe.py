@@ -357,6 +357,9 @@ TYPES: dict[str, type] = {name: _TYPES[name] for name in RECIPE_FIELDS}
 OFF: dict[str, Any] = Recipe().to_dict()
 # Training lengths: part of a recipe, but not what distinguishes one compressed model from another.
 EPOCH_FIELDS = tuple(name for name, d in DIMENSIONS.items() if d.epochs)
+# Training choices (how a candidate is trained, not how compressed it is): off where no stage of
+# a recipe reads them (autocompress.stages.build.effective).
+CHOICE_FIELDS = tuple(name for name, d in DIMENSIONS.items() if d.order is ignored and not d.epochs)
 # Values other than the off value that need a trainable model (a .tflite teacher refuses them).
 TRAINING_FIELDS = tuple(name for name, d in DIMENSIONS.items() if d.trains and not d.epochs)
 

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autocompress.audit import audit_document
-from autocompress.recipe import EPOCH_FIELDS, Recipe
+from autocompress.recipe import CHOICE_FIELDS, EPOCH_FIELDS, Recipe
 from autocompress.space import SearchSpace
 from autocompress.study.constraints import constraint_values, for_sampler
 from autocompress.study.early_stop import EarlyStop, FrontMember, front_members
@@ -174,10 +174,11 @@ class Driver(Promotions):
         first = [(BASELINE, "baseline")]
         if self.options.warm_start:
             first += [(r, "well-known") for r in WELL_KNOWN]
-        queue = [
-            (self.space.params_of(r, ignore=EPOCH_FIELDS), origin)
+        free = (*EPOCH_FIELDS, *CHOICE_FIELDS)  # a training choice of a recipe that trains
+        queue = [  # nothing is off whatever the space says (stages.build.effective)
+            (self.space.params_of(r, ignore=free), origin)
             for r, origin in first
-            if self.space.contains(r, ignore=EPOCH_FIELDS)
+            if self.space.contains(r, ignore=free)
         ]
         queue += [(params, "user") for params in self.options.enqueue]
         seen: list[dict[str, object]] = []

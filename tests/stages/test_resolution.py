@@ -136,11 +136,15 @@ def test_search_show_pick_and_export_say_the_input_size(
     ray_cluster, pooled_task: Path, tmp_path: Path
 ) -> None:
     space = tmp_path / "space.yaml"
-    space.write_text("resolution: [1.0, 0.5]\nfinetune_epochs: 1\nquantization: [none]\n")
+    space.write_text(
+        "resolution: [1.0, 0.5]\nfinetune_epochs: 1\nfinetune_loss: distill\nquantization: [none]\n"
+    )
     out = tmp_path / "run"
     proc = search_here(pooled_task / "task.yaml", out, space=space, trials=3)
     assert proc.returncode == 0, proc.stderr
     trials = pd.read_csv(out / "trials.csv")
+    # The baseline first, though the space fixes a training choice it does not make.
+    assert (trials.loc[0, "resolution"], trials.loc[0, "finetune_loss"]) == (1.0, "task")
     shapes = dict(zip(trials["resolution"], trials["input_shape"]))
     assert shapes == {1.0: "16x16x1", 0.5: "8x8x1"}
     half = int(trials.loc[trials["resolution"] == 0.5, "trial"].iloc[0])
