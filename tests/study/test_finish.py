@@ -89,6 +89,10 @@ def test_finish_trains_longer_and_every_command_sees_it(searched: Path, tmp_path
     again = cli("finish", str(searched), "--trial", str(chosen))  # finished already: no build
     assert again.returncode == 0 and len(pd.read_csv(searched / "trials.csv")) == len(trials)
     assert f"trial {int(row['trial'])}" in again.stdout
+    picked = cli("pick", str(searched), "--finish")  # the choice, finished, is the answer
+    assert picked.returncode == 0, picked.stderr
+    newest = int(pd.read_csv(searched / "trials.csv")["trial"].max())
+    assert f"finished (trial {newest}" in picked.stdout
 
 
 def test_finish_refuses_what_it_cannot_finish(searched: Path, tmp_path: Path) -> None:
