@@ -189,24 +189,26 @@ def fine_tune(
     extra = [GiveWay(), *([_Gate(model, ctx, stage)] if ctx.gate is not None else [])]
     if ctx.patience:  # a finishing run: stop when validation stops improving, keep the best
         extra.append(BestEpoch(model, ctx))
-    teach = recipe.finetune_loss == "distill"
+    # Each output's (name, class output?, probabilities?), worked out once: what packing the
+    # teacher's outputs beside the targets needs, batch after batch.
+    taught_by = _taught_outputs(ctx) if recipe.finetune_loss == "distill" else None
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=_taught_losses(ctx) if teach else loss_for(ctx),
+        loss=_taught_losses(ctx, taught_by) if taught_by else loss_for(ctx),
     )
     inputs, outputs = io_names(ctx)
     if isinstance(x, Stream):  # batches read as the fit goes, shuffled per epoch
         model.fit(
-            _stream_feed(x, ctx, inputs, outputs, teach),
+            _stream_feed(x, ctx, inputs, outputs, taught_by),
             steps_per_epoch=steps_per_epoch(ctx),
             epochs=epochs,
             verbose=0,
             callbacks=[*(callbacks or []), *extra],
         )
         return time.perf_counter() - start
-    if teach:
+    if taught_by:
         taught = keras_predict(ctx.teacher, ctx.teacher_inputs(), (inputs, outputs))
-        y = _with_teacher(ctx, y, taught)
+        y = _with_teacher(taught_by, y, taught)
     model.fit(
         ordered(x, inputs),
         ordered(y, outputs),
@@ -250,48 +252,54 @@ def calibrate(model: keras.Model, ctx: BuildContext, callbacks: list[Any]) -> No
 
 
 def _stream_feed(
-    x: Stream, ctx: BuildContext, inputs: list[str], outputs: list[str], teach: bool = False
+    x: Stream,
+    ctx: BuildContext,
+    inputs: list[str],
+    outputs: list[str],
+    taught_by: list[tuple[str, bool, bool]] | None = None,
 ) -> Iterator[tuple[Any, Any]]:
     """Training batches of a stream, epoch after epoch (each shuffled by its own seed); with
-    ``teach``, the teacher's outputs on each batch packed beside its targets."""
+    ``taught_by`` (:func:`_taught_outputs`), the teacher's outputs on each batch packed beside
+    its targets."""
     epoch = 0
     while True:
         for xb, xt, yb in batches_with_originals(x, ctx.batch_size, ctx.seed + epoch):
             feed = ordered(as_float32(xb), inputs)
-            if teach:
+            if taught_by:
                 taught = ctx.teacher.predict_on_batch(ordered(as_float32(xt), inputs))
                 if isinstance(taught, list | tuple):
                     taught = dict(zip(outputs, taught))
-                yb = _with_teacher(ctx, yb, taught)
+                yb = _with_teacher(taught_by, yb, taught)
             yield feed, ordered(yb, outputs)
         epoch += 1
 
 
-def _taught_losses(ctx: BuildContext) -> Any:
-    """:func:`loss_for`'s losses, each taught by the teacher (one for one output)."""
+def _taught_outputs(ctx: BuildContext) -> list[tuple[str, bool, bool]]:
+    """Each output's name, whether it is a class output, whether the teacher's is
+    probabilities (rather than logits)."""
     outputs = io_names(ctx)[1]
+    return [
+        (name, class_output(ctx, name), outputs_probabilities(ctx.teacher, i))
+        for i, name in enumerate(outputs)
+    ]
+
+
+def _taught_losses(ctx: BuildContext, taught_by: list[tuple[str, bool, bool]]) -> Any:
+    """:func:`loss_for`'s losses, each taught by the teacher (one for one output)."""
     plain = loss_for(ctx)
     plain = plain if isinstance(plain, list) else [plain]
-    losses = [
-        taught_loss(loss, class_output(ctx, name), outputs_probabilities(ctx.teacher, i))
-        for i, (name, loss) in enumerate(zip(outputs, plain))
-    ]
+    losses = [taught_loss(loss, c, p) for loss, (_, c, p) in zip(plain, taught_by)]
     return losses[0] if len(losses) == 1 else losses
 
 
-def _with_teacher(ctx: BuildContext, y: Arrays, taught: Arrays) -> Arrays:
+def _with_teacher(taught_by: list[tuple[str, bool, bool]], y: Arrays, taught: Arrays) -> Arrays:
     """Targets ``y`` with the teacher's outputs ``taught`` packed beside them, output by
     output (:func:`autocompress.stages.teaching.taught_targets`)."""
-    outputs = io_names(ctx)[1]
-    ys = y if isinstance(y, dict) else {outputs[0]: y}
-    ts = taught if isinstance(taught, dict) else {outputs[0]: taught}
-    packed = {
-        name: taught_targets(
-            ys[name], ts[name], class_output(ctx, name), outputs_probabilities(ctx.teacher, i)
-        )
-        for i, name in enumerate(outputs)
-    }
-    return packed if isinstance(y, dict) else packed[outputs[0]]
+    first = taught_by[0][0]
+    ys = y if isinstance(y, dict) else {first: y}
+    ts = taught if isinstance(taught, dict) else {first: taught}
+    packed = {name: taught_targets(ys[name], ts[name], c, p) for name, c, p in taught_by}
+    return packed if isinstance(y, dict) else packed[first]
 
 
 class GiveWay(keras.callbacks.Callback):
