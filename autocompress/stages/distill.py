@@ -65,14 +65,14 @@ def student_config(teacher: keras.Model, width: float) -> tuple[str, dict[str, i
     return json.dumps(config), widths
 
 
-def teacher_student(
+def teacher_channels(
     teacher: keras.Model, width: float
-) -> tuple[keras.Model, dict[str, int], dict[str, str]]:
-    """The teacher narrowed to ``width`` keeping its most important channels: the student, the
-    new width of each narrowed layer, and the layers left whole with why."""
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The teacher's channels a student of ``width`` keeps (channel pruning's choice), and what
+    that student is: the new width of each narrowed layer, the layers left whole with why."""
     kept, left = choose_channels(teacher, 1.0 - width)
-    student, widths = prune_channels(teacher, kept)
-    return student, {name: after for name, (_, after) in widths.items()}, left
+    widths = {name: len(channels) for name, channels in kept.items()}
+    return kept, {"init": "teacher", "widths": widths, "left": left}
 
 
 class Distill(Stage):
@@ -111,13 +111,19 @@ class Distill(Stage):
         self, teacher: keras.Model, recipe: Recipe, seed: int
     ) -> tuple[keras.Model, dict[str, Any]]:
         """The untrained student of ``recipe`` and what it is (widths; layers left whole)."""
+        plan, made = self._plan(teacher, recipe)
         if recipe.student_init == "teacher":
-            student, widths, left = teacher_student(teacher, recipe.student_width)
-            return student, {"init": "teacher", "widths": widths, "left": left}
-        config_json, widths = student_config(teacher, recipe.student_width)
+            return prune_channels(teacher, plan)[0], made
         keras.utils.set_random_seed(seed)
-        student = keras.models.model_from_json(config_json)
-        return student, {"init": "scratch", "widths": widths}
+        return keras.models.model_from_json(plan), made
+
+    def _plan(self, teacher: keras.Model, recipe: Recipe) -> tuple[Any, dict[str, Any]]:
+        """The student of ``recipe`` before it is built -- the teacher's channels it keeps, or
+        its config from scratch -- and what it is."""
+        if recipe.student_init == "teacher":
+            return teacher_channels(teacher, recipe.student_width)
+        config_json, widths = student_config(teacher, recipe.student_width)
+        return config_json, {"init": "scratch", "widths": widths}
 
     def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
@@ -147,7 +153,7 @@ class Distill(Stage):
         start = time.perf_counter()
         self.train(student, ctx, recipe.distill_epochs - epochs_done)
         fit = round(time.perf_counter() - start, 3)
-        made = self.student(ctx.teacher, recipe, ctx.seed)[1]
+        made = self._plan(ctx.teacher, recipe)[1]  # what the student is (not built again)
         facts = self._facts(ctx.teacher, student, recipe, ctx)
         return student, {**facts, "fit_seconds": fit, **made}
 
