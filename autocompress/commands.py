@@ -99,8 +99,9 @@ def finish_trial(run: Path, trial: int, multiplier: int = 3, patience: int = 2) 
     saved.out = str(run)
     _search(saved, Finish(trial, multiplier, patience))
     trials = load_trials(run)
-    marked = trials[FINISHED_FROM] if FINISHED_FROM in trials else trials["trial"] * 0 - 1
-    done = trials[(marked == trial) & (trials["state"] == "COMPLETE")]
+    done = trials.iloc[0:0]
+    if FINISHED_FROM in trials:
+        done = trials[(trials[FINISHED_FROM] == trial) & (trials["state"] == "COMPLETE")]
     if done.empty:
         raise InputError(str(run), f"the finishing run of trial {trial} built no model")
     return done.iloc[-1]

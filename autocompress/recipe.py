@@ -39,7 +39,7 @@ class QuantMode:
         integer_io: inputs and outputs can be made integer (a full-integer file).
         trains: needs fine-tuning of a trainable model (QAT).
         colour: the report's colour for the mode.
-        doc: what the mode is, for ``Recipe``'s documentation and error messages.
+        doc: what the mode is (the table documents itself; nothing reads it).
     """
 
     name: str
@@ -65,7 +65,7 @@ QUANT_MODES: tuple[QuantMode, ...] = (
         integer_io=True,
         colour="#d62728",
         doc="full-integer post-training quantization, calibrated",
-    ),  # fmt: skip
+    ),
     QuantMode(
         "int8_symmetric",
         litert=True,
@@ -75,7 +75,7 @@ QUANT_MODES: tuple[QuantMode, ...] = (
         integer_io=True,
         colour="#ff9896",
         doc="int8 with every zero point 0, as TensorRT takes it (LiteRT Quantizer)",
-    ),  # fmt: skip
+    ),
     QuantMode(
         "int16x8",
         litert=True,
@@ -83,7 +83,7 @@ QUANT_MODES: tuple[QuantMode, ...] = (
         integer_io=True,
         colour="#8c564b",
         doc="int16 activations, int8 weights",
-    ),  # fmt: skip
+    ),
     QuantMode(
         "w4a8",
         litert=True,
@@ -92,7 +92,7 @@ QUANT_MODES: tuple[QuantMode, ...] = (
         int8_activations=True,
         colour="#bcbd22",
         doc="int8 activations, int4 weights on convolutions and fully connected layers",
-    ),  # fmt: skip
+    ),
     QuantMode(
         "weight_int8",
         litert=True,
@@ -100,7 +100,7 @@ QUANT_MODES: tuple[QuantMode, ...] = (
         algorithm=True,
         colour="#e377c2",
         doc="weight-only int8, float compute (LiteRT Quantizer)",
-    ),  # fmt: skip
+    ),
     QuantMode(
         "weight_int4",
         litert=True,
@@ -108,7 +108,7 @@ QUANT_MODES: tuple[QuantMode, ...] = (
         algorithm=True,
         colour="#17becf",
         doc="weight-only int4, float compute (LiteRT Quantizer)",
-    ),  # fmt: skip
+    ),
     QuantMode("qat", trains=True, colour="#9467bd", doc="quantization-aware training"),
 )
 MODES: dict[str, QuantMode] = {m.name: m for m in QUANT_MODES}

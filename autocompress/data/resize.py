@@ -51,8 +51,8 @@ class Resized(Derived):
         self.base, self.size = base, size
 
     def batches(self, size: int, seed: int | None = None) -> Iterator[tuple[Arrays, Arrays]]:
-        for x, y in self.base.batches(size, seed):
-            yield _resized(x, self.size), y
+        for x, _, y in self.batches_with_originals(size, seed):
+            yield x, y
 
     def batches_with_originals(
         self, size: int, seed: int | None = None

@@ -22,7 +22,7 @@ from autocompress.stages.lowrank import LowRank
 from autocompress.stages.prune import Prune
 from autocompress.stages.quantize import QuantizeAware
 from autocompress.stages.refill import Template
-from autocompress.stages.resolution import Resolution, image_shape
+from autocompress.stages.resolution import Resolution, input_size
 
 if TYPE_CHECKING:
     import tf_keras
@@ -178,9 +178,9 @@ def build_candidate(
 def at_resolution(ctx: BuildContext, resolution: float) -> BuildContext:
     """The build context with its images at ``resolution`` of the teacher's input size; the
     teacher still computes its outputs on the full-size training images."""
-    from autocompress.data.resize import data_at, scaled_size
+    from autocompress.data.resize import data_at
 
-    size = scaled_size(image_shape(ctx.teacher), resolution)
+    size = input_size(ctx.teacher, resolution)
     return dataclasses.replace(
         ctx, data=data_at(ctx.data, size), teacher_x_train=ctx.teacher_inputs()
     )

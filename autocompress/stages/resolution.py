@@ -36,6 +36,11 @@ def image_shape(model: keras.Model) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
+def input_size(model: keras.Model, resolution: float) -> Size:
+    """The (height, width) a candidate of ``resolution`` takes: the model's own, scaled."""
+    return scaled_size(image_shape(model), resolution)
+
+
 def at_input_size(model: keras.Model, size: Size) -> keras.Model:
     """The same layers and weights, built for images of ``size``; ValueError naming the layer
     whose weights or output follow the input size."""
@@ -72,7 +77,7 @@ def at_input_size(model: keras.Model, size: Size) -> keras.Model:
 def resolution_problem(model: keras.Model) -> str | None:
     """Why ``model`` cannot run at a smaller input size, or None when it can."""
     try:
-        at_input_size(model, scaled_size(image_shape(model), 0.5))
+        at_input_size(model, input_size(model, 0.5))
     except ValueError as exc:
         return str(exc)
     return None
@@ -105,7 +110,7 @@ class Resolution(Stage):
     def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, dict[str, Any]]:
-        size = scaled_size(image_shape(model), recipe.resolution)
+        size = input_size(model, recipe.resolution)
         small = at_input_size(model, size)
         fit = fine_tune(small, ctx, recipe, self.lr, stage=self.name)
         facts = {

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from autocompress.audit import TeacherReference
-from autocompress.data.resize import Size, data_at, resized, scaled_size
+from autocompress.data.resize import Size, data_at, resized
 from autocompress.hardware import HardwareProfile, quiet
 from autocompress.models.tflite import TfliteTeacher
 from autocompress.recipe import Recipe
@@ -233,10 +233,9 @@ def _input_size(ctx: TrialContext, recipe: Recipe) -> Size | None:
     """The (height, width) the candidate's file takes where its resolution is below 1.0."""
     if recipe.resolution >= 1.0:
         return None
-    from autocompress.stages.resolution import image_shape
+    from autocompress.stages.resolution import input_size
 
-    teacher = _kept(ctx, "teacher", ctx.task.teacher.build)
-    return scaled_size(image_shape(teacher), recipe.resolution)
+    return input_size(_kept(ctx, "teacher", ctx.task.teacher.build), recipe.resolution)
 
 
 class _Laps:
