@@ -323,6 +323,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     from autocompress.hardware import load_profile, read_tflite
     from autocompress.hardware.isolated import latency_in_subprocess
+    from autocompress.hardware.limits import over_limits
 
     path = Path(args.model)
     if not path.is_file():
@@ -345,12 +346,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         **({"p90_ms": result.p90_ms, "runs": result.runs} if result.runs else {}),
         **result.details,
     }
-    fits = []
-    if profile.max_model_bytes is not None:
-        fits.append(("max_model_bytes", len(data) <= profile.max_model_bytes))
-    if profile.max_ram_bytes is not None:
-        fits.append(("max_ram_bytes", out["peak_ram_bytes"] <= profile.max_ram_bytes))
-    out["fits"] = dict(fits)
+    limits = over_limits(profile, len(data), out["peak_ram_bytes"], result)
+    out["fits"] = {
+        name.split(".", 1)[1]: value <= 0 for name, value in limits.items() if "max_" in name
+    }
     if args.json:
         print(json.dumps(out))
         return 0

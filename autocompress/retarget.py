@@ -21,6 +21,8 @@ from autocompress._files import atomic_write_text
 from autocompress.device import PROFILES_DIR
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, latency, load_profile, read_tflite
+from autocompress.hardware.limits import over_limits
+from autocompress.hardware.limits import violated as over
 from autocompress.study.rundir import RunDir
 
 
@@ -56,11 +58,7 @@ def retarget(run: Path, profile: str | Path | HardwareProfile) -> Retargeted:
         data = path.read_bytes()
         graph = read_tflite(data, str(path))
         result = latency(data, hw, graph)
-        violated = [] if result.deployable else [f"{hw.name}.deployable"]
-        if hw.max_model_bytes is not None and len(data) > hw.max_model_bytes:
-            violated.append(f"{hw.name}.max_model_bytes")
-        if hw.max_ram_bytes is not None and graph.peak_ram_bytes() > hw.max_ram_bytes:
-            violated.append(f"{hw.name}.max_ram_bytes")
+        violated = over(over_limits(hw, len(data), graph.peak_ram_bytes(), result))
         rows.append(
             {
                 "trial": int(row["trial"]),

@@ -22,6 +22,7 @@ def _backends() -> dict[str, Backend]:
     from autocompress.hardware.measure import measure_latency
     from autocompress.hardware.roofline import simulate_roofline
     from autocompress.hardware.tensorrt import simulate_tensorrt
+    from autocompress.hardware.tflm import simulate_tflm
 
     return {
         "measure": measure_latency,
@@ -29,6 +30,7 @@ def _backends() -> dict[str, Backend]:
         "edgetpu": simulate_edgetpu,
         "gpu-delegate": simulate_gpu_delegate,
         "tensorrt": simulate_tensorrt,
+        "tflm": simulate_tflm,
     }
 
 

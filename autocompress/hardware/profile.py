@@ -8,9 +8,16 @@ A profile names the latency backend for a target and that backend's constants:
   ``host``, the CPU that runs what does not map);
 * ``gpu-delegate``: simulate TFLite's GPU delegate on a phone GPU (sections ``gpu`` and ``host``,
   the CPU that runs the ops the delegate leaves);
-* ``tensorrt``: simulate a TensorRT engine built from the network (section ``gpu``).
+* ``tensorrt``: simulate a TensorRT engine built from the network (section ``gpu``);
+* ``tflm``: a microcontroller running TensorFlow Lite for Microcontrollers: TFLM itself prepares
+  the file and plans its arena, a cycle model gives the latency (section ``mcu``; needs the
+  optional ``tflite-micro`` package, ``pip install 'autocompress[mcu]'``).
 
-Optional limits ``max_model_bytes`` and ``max_ram_bytes`` make bigger candidates infeasible.
+Optional limits ``max_model_bytes`` and ``max_ram_bytes`` make bigger candidates infeasible (on
+a ``tflm`` profile they hold the flash and the RAM the board needs for the file: see
+:mod:`autocompress.hardware.limits`). ``quantization`` lists the only modes the target runs (a
+search whose first profile has it offers no other), ``integer_io`` asks for integer inputs and
+outputs (the Edge TPU's default).
 Users add a target by copying a file and editing its constants.
 """
 
@@ -103,6 +110,34 @@ class GPUSettings:
 
 
 @dataclass(frozen=True)
+class MCUSettings:
+    """A microcontroller running TFLM (:mod:`autocompress.hardware.tflm`).
+
+    Each op costs ``op_cycles`` plus its MACs at ``cycles_per_mac`` (times ``mac_cost`` of its
+    op type; fully connected ops at ``cycles_per_fc_mac``: their weights stream from flash once
+    per inference) plus ``cycles_per_output`` per output element of a MAC op (requantization)
+    plus ``element_cycles`` per element operation of the others; latency is cycles over
+    ``clock_hz``. ``kernels`` says which kernels the constants describe (TFLM's reference
+    kernels, CMSIS-NN, a vendor's). RAM is TFLM's arena plus ``runtime_ram_bytes`` (the
+    interpreter, stack, application buffers); flash is the file plus ``runtime_flash_bytes``
+    (TFLM, kernels and application code). ``compute`` lists the compute kinds the kernels run
+    (an op computing in another kind makes the file not deployable).
+    """
+
+    clock_hz: float
+    cycles_per_mac: float
+    cycles_per_fc_mac: float
+    runtime_ram_bytes: int
+    runtime_flash_bytes: int
+    kernels: str = ""
+    cycles_per_output: float = 10.0
+    op_cycles: float = 2000.0
+    element_cycles: float = 4.0
+    mac_cost: dict[str, float] = field(default_factory=lambda: {"DEPTHWISE_CONV_2D": 2.0})
+    compute: tuple[str, ...] = ("int8", "int16x8")
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     """One deployment target."""
 
@@ -114,8 +149,11 @@ class HardwareProfile:
     edgetpu: EdgeTPUSettings | None = None
     gpu: GPUSettings | None = None
     host: RooflineSettings | None = None
+    mcu: MCUSettings | None = None
     max_model_bytes: int | None = None
     max_ram_bytes: int | None = None
+    quantization: tuple[str, ...] = ()  # the only modes the target runs; empty: any
+    integer_io: bool = False  # quantized files get integer inputs and outputs
     source: str = "<dict>"
 
     @classmethod
@@ -129,8 +167,11 @@ class HardwareProfile:
             "edgetpu",
             "gpu",
             "host",
+            "mcu",
             "max_model_bytes",
             "max_ram_bytes",
+            "quantization",
+            "integer_io",
         }
         check_keys(source, data, known, {"name", "backend"})
         name, backend = data["name"], data["backend"]
@@ -142,6 +183,7 @@ class HardwareProfile:
             "edgetpu": ("edgetpu", "host"),
             "gpu-delegate": ("gpu", "host"),
             "tensorrt": ("gpu",),
+            "tflm": ("mcu",),
         }
         if not isinstance(backend, str) or backend not in needs:
             raise InputError(source, f"backend {backend!r} is not one of {', '.join(needs)}")
@@ -154,6 +196,11 @@ class HardwareProfile:
         limits = {
             k: _positive_int(source, k, data.get(k)) for k in ("max_model_bytes", "max_ram_bytes")
         }
+        integer_io = data.get("integer_io", backend == "edgetpu")
+        if not isinstance(integer_io, bool):
+            raise InputError(source, f"integer_io must be true or false, got {integer_io!r}")
+        if backend == "tflm":
+            _need_tflm(source)
         return cls(
             name=name,
             backend=backend,
@@ -163,8 +210,49 @@ class HardwareProfile:
             edgetpu=_optional(source, "edgetpu", data, EdgeTPUSettings),
             gpu=_optional(source, "gpu", data, GPUSettings),
             host=_optional(source, "host", data, RooflineSettings),
+            mcu=_optional(source, "mcu", data, MCUSettings),
+            quantization=_modes(source, data.get("quantization", [])),
+            integer_io=integer_io,
             source=source,
             **limits,
+        )
+
+
+def mcu_settings(name_or_path: str | Path) -> MCUSettings:
+    """The ``mcu`` section of a ``tflm`` profile, without asking for TFLM: the cycle model and
+    its fit need only the file's graph (the fit's tests run without the optional package)."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    data = load_mapping(path)
+    if "mcu" not in data:
+        raise InputError(str(path), "has no 'mcu' section")
+    settings: MCUSettings = _section(str(path), "mcu", data["mcu"], MCUSettings)
+    return settings
+
+
+def _modes(source: str, value: Any) -> tuple[str, ...]:
+    from autocompress.recipe import QUANTIZATION_MODES
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(source, f"quantization must be a list of mode names, got {value!r}")
+    unknown = [v for v in value if v not in QUANTIZATION_MODES]
+    if unknown:
+        raise InputError(
+            source,
+            f"quantization: unknown mode {unknown[0]!r} (known: {', '.join(QUANTIZATION_MODES)})",
+        )
+    return tuple(value)
+
+
+def _need_tflm(source: str) -> None:
+    """A ``tflm`` profile runs TFLM's own Python interpreter: say how to get it."""
+    import importlib.util
+
+    if importlib.util.find_spec("tflite_micro") is None:
+        raise InputError(
+            source,
+            "a tflm profile needs the tflite-micro package: pip install 'autocompress[mcu]'",
         )
 
 
@@ -199,6 +287,15 @@ def _section(source: str, section: str, data: Any, cls: type) -> Any:
         if hint is int:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InputError(source, f"{where} must be a positive integer, got {value!r}")
+        elif hint is str:
+            if not isinstance(value, str):
+                raise InputError(source, f"{where} must be a string, got {value!r}")
+        elif typing.get_origin(hint) is tuple:
+            if not isinstance(value, list) or not all(k in COMPUTE_KINDS for k in value):
+                raise InputError(
+                    source, f"{where} must be a list of compute kinds ({', '.join(COMPUTE_KINDS)})"
+                )
+            value = tuple(value)
         elif hint is float:
             value = _number(
                 source, where, value, allow_zero=key.endswith(("overhead_s", "launch_s"))

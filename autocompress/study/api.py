@@ -25,14 +25,14 @@ from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.metrics import Metric, from_function, get_metric
 from autocompress.models.loading import model_errors
-from autocompress.models.tflite import TfliteTeacher, check_space
-from autocompress.recipe import exclude_names
+from autocompress.models.tflite import check_space
 from autocompress.space import SearchSpace, load_recipes, resolve_space
 from autocompress.study.constraints import Limits
 from autocompress.study.driver import Driver, Progress, SearchOptions
 from autocompress.study.early_stop import DEFAULT_MARGIN
 from autocompress.study.finish import Finish, prepare
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
+from autocompress.study.plan import check_exclusions, drop_unsupported, for_profile, sensitivity
 from autocompress.study.promotion import chance_bound
 from autocompress.study.rundir import RunDir, atomic_write_bytes
 from autocompress.study.samplers import make_sampler
@@ -216,10 +216,11 @@ def search(
         rundir.write_quality(task_obj.metric.quality, task_obj.metric.spec, task_obj.metric.output)
         if space_spec is None:
             space_spec = _space("default" if task_obj.teacher.trainable else "tflite")
+        space_spec = for_profile(space_spec, hw[0])
         if task_obj.teacher.trainable:
             with model_errors(task_obj.teacher.source, "cannot be prepared for the search"):
-                space_spec = _drop_unsupported(space_spec, task_obj)
-            _check_exclusions(space_spec, task_obj)
+                space_spec = drop_unsupported(space_spec, task_obj)
+            check_exclusions(space_spec, task_obj)
         else:
             check_space(space_spec, task_obj.source)
         fidelity = space_spec.fidelity if s.fidelity == "auto" else None
@@ -247,7 +248,7 @@ def search(
             reference = teacher_reference(
                 task_obj.teacher.predict, task_obj.data, s.seed, metric=task_obj.metric
             )
-            sensitive = _sensitivity(
+            sensitive = sensitivity(
                 space_spec, task_obj, rundir, f"{key}:{task_obj.metric.spec}", s.seed
             )
         ctx = TrialContext(
@@ -288,95 +289,6 @@ def search(
 
 def _space(space: SearchSpace | str | Path) -> SearchSpace:
     return space if isinstance(space, SearchSpace) else SearchSpace.from_yaml(resolve_space(space))
-
-
-def _drop_unsupported(space: SearchSpace, task: Task) -> SearchSpace:
-    """Take ``prune_mode: xnnpack`` out of the space when the teacher's architecture (which
-    every student shares) has no subgraph XNNPACK's sparse inference can use, and resolutions
-    below 1.0 when its weights follow its input size: every such trial would fail. A space
-    that offers nothing else is refused."""
-    from autocompress.stages.resolution import resolution_problem
-
-    res = next(p for p in space.params if p.name == "resolution")
-    if min(res.choices or (res.low,)) < 1.0:
-        problem = resolution_problem(task.teacher.build())
-        if problem is not None and 1.0 not in (res.choices or ()):
-            raise InputError(
-                space.source, f"resolution below 1.0 does not fit the model: {problem}"
-            )
-        if problem is not None:
-            log.warning("resolution below 1.0 left out of the search: %s", problem)
-            for value in res.choices or ():
-                space = space.without_choice("resolution", value) if value < 1.0 else space
-    if not space.offers("prune_mode", "xnnpack"):
-        return space
-    from autocompress.stages.prune import xnnpack_unsupported
-
-    reason = xnnpack_unsupported(task.teacher.build())
-    if reason is None:
-        return space
-    log.warning("prune_mode xnnpack left out of the search: %s", reason)
-    return space.without_choice("prune_mode", "xnnpack")
-
-
-def _check_exclusions(space: SearchSpace, task: Task) -> None:
-    """Every layer an ``exclude`` value names must be a weighted layer of the teacher (enqueued
-    recipes can only use values the space offers)."""
-    from autocompress.stages._keras import WEIGHTED_LAYERS
-
-    named = [n for v in space.choices_of("exclude") for n in exclude_names(v)]
-    if not named:
-        return
-    teacher = task.teacher.build()
-    weighted = [layer.name for layer in teacher.layers if isinstance(layer, WEIGHTED_LAYERS)]
-    for name in named:
-        if name not in weighted:
-            shown = ", ".join(weighted[:8]) + (", ..." if len(weighted) > 8 else "")
-            raise InputError(
-                space.source,
-                f"exclude names layer {name!r}, which is not a Conv/Dense layer of the model "
-                f"(those are: {shown})",
-            )
-
-
-def _sensitivity(
-    space: SearchSpace, task: Task, rundir: RunDir, key: str, seed: int
-) -> tuple[str, ...]:
-    """The teacher's layers ranked by their sensitivity to int8, when the space can keep some
-    float; measured once per study and kept in ``DIR/sensitivity.json`` (and the report)."""
-    import json
-
-    param = next(p for p in space.params if p.name == "keep_sensitive")
-    top = max(param.choices) if param.choices is not None else param.high
-    if not top:
-        return ()
-    path = rundir.path / "sensitivity.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("key") == key:
-            return tuple(op["pattern"] for op in stored["ops"])
-    from autocompress.stages.ptq import calibration_samples
-    from autocompress.stages.sensitivity import measure_sensitivity
-
-    teacher = task.teacher
-    if isinstance(teacher, TfliteTeacher):
-        float_file = teacher.content
-    else:
-        from autocompress.stages.convert import to_tflite
-
-        float_file = to_tflite(teacher.build(), "none")
-    d = task.data
-    ops = measure_sensitivity(
-        float_file,
-        calibration_samples(d.x_train, task.calibration_samples, seed),
-        d.x_val,
-        d.y_val,
-        metric=task.metric,
-    )
-    document = {"key": key, "ops": [dataclasses.asdict(op) for op in ops]}
-    atomic_write_bytes(path, json.dumps(document, indent=1).encode())
-    log.info("layer sensitivity measured on %d layers (sensitivity.json)", len(ops))
-    return tuple(op.pattern for op in ops)
 
 
 # Validation inputs kept of a streamed split (an image folder): what the ONNX check runs on.

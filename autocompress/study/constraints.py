@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autocompress.hardware import HardwareProfile
+from autocompress.hardware.limits import over_limits
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import Measurement
 from autocompress.tolerance import MaxDrop
@@ -72,11 +73,7 @@ def constraint_values(
         for p in profiles:
             out[f"user.deployable.{p.name}"] = 0.0 if m.latency[p.name].deployable else 1.0
     for p in profiles:
-        out[f"{p.name}.deployable"] = 0.0 if m.latency[p.name].deployable else 1.0
-        if p.max_model_bytes is not None:
-            out[f"{p.name}.max_model_bytes"] = float(m.size_bytes - p.max_model_bytes)
-        if p.max_ram_bytes is not None:
-            out[f"{p.name}.max_ram_bytes"] = float(m.peak_ram_bytes - p.max_ram_bytes)
+        out.update(over_limits(p, m.size_bytes, m.peak_ram_bytes, m.latency[p.name]))
     return out
 
 

@@ -55,8 +55,9 @@ class TrialContext:
 
     @property
     def integer_io(self) -> bool:
-        """Quantized files get integer inputs and outputs only for an Edge TPU profile."""
-        return any(p.backend == "edgetpu" for p in self.profiles)
+        """Quantized files get integer inputs and outputs when a profile asks for them (the
+        Edge TPU's do by default; a microcontroller's say so in their YAML)."""
+        return any(p.integer_io for p in self.profiles)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,9 @@ def trial_row(
     for name, lat in m.latency.items():
         row[latency_column(name)] = lat.median_ms
         row[f"deployable_{name}"] = lat.deployable
+        for key in ("arena_bytes", "ram_bytes", "flash_bytes"):  # a microcontroller's figures
+            if key in lat.details:
+                row[f"{key}_{name}"] = int(lat.details[key])
         if lat.runs:  # measured, not simulated
             row[f"latency_p90_ms_{name}"] = lat.p90_ms
             row[f"latency_variation_{name}"] = round(lat.variation, 3)

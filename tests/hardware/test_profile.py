@@ -48,16 +48,56 @@ def test_profile_from_user_file(tmp_path: Path) -> None:
     assert profile.name == "mine" and profile.measure.threads == 2
 
 
+MCU_PROFILES = ("nucleo-l4r5zi", "xg24-dk2601b", "ek-ra8d1")
+
+
+@pytest.fixture()
+def tflm_installed(monkeypatch) -> None:
+    """As if ``autocompress[mcu]`` were installed, whether or not it is (loading a profile
+    only asks whether the package is there)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: object() if name == "tflite_micro" else real(name, *a),
+    )
+
+
 @pytest.mark.parametrize("name", list_profiles())
-def test_every_shipped_profile_loads(name: str) -> None:
+def test_every_shipped_profile_loads(name: str, tflm_installed) -> None:
     profile = load_profile(name)
     assert profile.name == name
+    if name in MCU_PROFILES:
+        assert profile.backend == "tflm" and profile.mcu is not None and profile.integer_io
+        assert profile.quantization == ("int8", "int8_symmetric")
+        assert profile.max_ram_bytes and profile.max_model_bytes
+
+
+@pytest.mark.parametrize("name", MCU_PROFILES)
+def test_tflm_profile_without_the_package_is_one_line(name: str, monkeypatch, capsys) -> None:
+    import importlib.util
+
+    from autocompress.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "tflite_micro" else real(n, *a)
+    )
+    with pytest.raises(InputError) as info:
+        load_profile(name)
+    assert "pip install 'autocompress[mcu]'" in str(info.value)
+    assert main(["estimate", __file__, "--profile", name]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "tflite-micro" in line and "autocompress[mcu]" in line
 
 
 def test_shipped_set_covers_the_targets() -> None:
     names = set(list_profiles())
     assert {"cpu-host", "edgetpu-usb", "edgetpu-devboard", "pixel2-cpu"} <= names
     assert {"pixel3-gpu", "jetson-nano-trt", "t4-trt", "a100-trt"} <= names
+    assert set(MCU_PROFILES) <= names
 
 
 @pytest.mark.parametrize(
@@ -98,6 +138,10 @@ def test_shipped_set_covers_the_targets() -> None:
             "missing required key 'bandwidth_bytes_per_s'",
         ),
         ({"name": "x", "backend": "measure", "max_ram_bytes": "lots"}, "max_ram_bytes"),
+        ({"name": "x", "backend": "tflm"}, "needs a 'mcu' section"),
+        ({"name": "x", "backend": "measure", "quantization": ["int3"]}, "unknown mode 'int3'"),
+        ({"name": "x", "backend": "measure", "quantization": "int8"}, "must be a list"),
+        ({"name": "x", "backend": "measure", "integer_io": "yes"}, "integer_io"),
     ],
 )
 def test_bad_simulated_profile(doc: dict, fragment: str) -> None:
