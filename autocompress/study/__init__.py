@@ -4,6 +4,8 @@ A newcomer's map, in the order data flows:
 
 * ``api.py``: :func:`search` and :class:`SearchSettings`; every check of the user's input
   happens here, before a trial runs; then it opens the study and hands over to the driver.
+* ``plan.py``: the space narrowed to what the model and the first profile can take (a board's
+  int8 modes, resolutions a Flatten model cannot take), and the layers' sensitivity to int8.
 * ``storage.py``: where the study lives (a journal file in the run directory, or a database
   shared by several drivers), the run directory's lock and the driver's id.
 * ``driver.py``: the ask -> run -> tell loop (warm start, repeats answered free, trials that wait
