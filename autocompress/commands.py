@@ -72,7 +72,7 @@ def _keep_arguments(args: argparse.Namespace) -> None:
 
 
 def cmd_finish(args: argparse.Namespace) -> int:
-    from autocompress.results import for_display, run_quality
+    from autocompress.run.results import for_display, run_quality
 
     row = finish_trial(Path(args.run), args.trial, args.multiplier, args.patience)
     print(f"trial {int(row['trial'])}: trial {args.trial} trained {args.multiplier}x longer")
@@ -85,7 +85,7 @@ def finish_trial(run: Path, trial: int, multiplier: int = 3, patience: int = 2) 
     with the arguments the run was searched with; its row of ``trials.csv``."""
     import json
 
-    from autocompress.results import load_trials
+    from autocompress.run.results import load_trials
     from autocompress.study.finish import FINISHED_FROM, Finish
 
     stored = run / SEARCH_ARGS
@@ -146,8 +146,8 @@ def _search(args: argparse.Namespace, finish: Any = None) -> int:
         finish=finish,
     )
     progress.close()
-    from autocompress.report import write_report
-    from autocompress.results import for_display, run_quality
+    from autocompress.run.report import write_report
+    from autocompress.run.results import for_display, run_quality
 
     if finish is None:
         print(f"Pareto front ({len(result.front)} models, latency on {result.profile}):")
@@ -159,7 +159,7 @@ def _search(args: argparse.Namespace, finish: Any = None) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from autocompress.results import (
+    from autocompress.run.results import (
         below_floor,
         for_display,
         load_front,
@@ -192,7 +192,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_pick(args: argparse.Namespace) -> int:
-    from autocompress.results import for_display, pick, run_quality
+    from autocompress.run.results import for_display, pick, run_quality
 
     quality = run_quality(Path(args.run))
     choice = pick(
@@ -210,7 +210,7 @@ def cmd_pick(args: argparse.Namespace) -> int:
         print("no model on the front meets these constraints", file=sys.stderr)
         return 1
     print(_format(for_display(choice.to_frame().T, wide=args.wide, quality=quality)))
-    from autocompress.results import below_floor, load_trials, quality_floor
+    from autocompress.run.results import below_floor, load_trials, quality_floor
 
     floor = quality_floor(load_trials(Path(args.run)), quality)
     if args.max_drop is None and below_floor(choice[[quality.column]], quality, floor).any():
@@ -236,7 +236,7 @@ def _confidence(value: float | None) -> float | None:
 
 def _within_drop(run: Path, front: Any, args: argparse.Namespace) -> tuple[Any, int]:
     """The front with its drop columns, less the members over ``--max-drop`` (and how many)."""
-    from autocompress.results import with_drops
+    from autocompress.run.results import with_drops
 
     confidence = _confidence(args.confidence)
     if args.max_drop is None:
@@ -256,7 +256,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _print_export(run: Path, trial: int, fmt: str, out: Path) -> None:
-    from autocompress.export import export
+    from autocompress.run.export import export
 
     quiet_native_startup(tensorflow=fmt in ("onnx", "saved_model", "keras"))
     done = export(run, trial, fmt, out)
@@ -268,8 +268,8 @@ def _print_export(run: Path, trial: int, fmt: str, out: Path) -> None:
 def cmd_measure(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from autocompress.device import measure_run
     from autocompress.hardware.profile import load_profile
+    from autocompress.run.device import measure_run
 
     settings = load_profile("cpu-host").measure
     if args.threads is not None:
@@ -296,8 +296,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
 def cmd_retarget(args: argparse.Namespace) -> int:
     import time
 
-    from autocompress.results import load_front
-    from autocompress.retarget import retarget
+    from autocompress.run.results import load_front
+    from autocompress.run.retarget import retarget
 
     run = Path(args.run)
     for name in args.profiles:
@@ -312,7 +312,7 @@ def cmd_retarget(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from autocompress.report import write_report
+    from autocompress.run.report import write_report
 
     print(f"report written to {write_report(args.run, storage=args.storage)}")
     return 0

@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from autocompress.run.rundir import STUDY_NAME  # the same in the reference's version
 from autocompress.study.fidelity import hypervolume
-from autocompress.study.rundir import STUDY_NAME  # the same in the reference's version
 
 REFERENCE = np.array([1.0, 2.0, 1.1])
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 import autocompress  # noqa: F401  (Keras-2 switch)
-from autocompress.study.tables import front_frame
+from autocompress.run.tables import front_frame
 
 
 def write_task(root: Path) -> Path:

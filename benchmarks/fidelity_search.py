@@ -45,10 +45,10 @@ import yaml
 
 import autocompress
 from autocompress.recipe import EPOCH_FIELDS
+from autocompress.run.rundir import STUDY_NAME, RunDir
+from autocompress.run.tables import RECIPE_COLUMNS
 from autocompress.space import resolve_space
 from autocompress.study.fidelity import hypervolume
-from autocompress.study.rundir import STUDY_NAME, RunDir
-from autocompress.study.tables import RECIPE_COLUMNS
 
 REFERENCE = np.array([1.0, 2.0, 1.1])
 CONFIGS = ("full", "multi-fidelity", "random")

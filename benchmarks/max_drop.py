@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autocompress.results import load_front, pick, run_quality, with_drops
-from autocompress.study.tables import latency_column
+from autocompress.run.results import load_front, pick, run_quality, with_drops
+from autocompress.run.tables import latency_column
 from autocompress.tolerance import MaxDrop
 
 

@@ -23,7 +23,7 @@ from optuna.distributions import FloatDistribution
 
 from autocompress.recipe import Recipe
 from autocompress.records import Audit, LatencyResult, Measurement, StageRecord, TrialRecord
-from autocompress.study.tables import front_frame, trials_frame
+from autocompress.run.tables import front_frame, trials_frame
 
 LAYERS = {f"block_{i}_conv": 0.5 for i in range(50)}  # a MobileNet-sized per-layer fact
 

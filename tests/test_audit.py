@@ -11,7 +11,7 @@ import pytest
 
 from autocompress.audit import class_accuracy, compare
 from autocompress.metrics import ACCURACY
-from autocompress.results import pick
+from autocompress.run.results import pick
 
 
 def test_audit_numbers_by_hand() -> None:

@@ -179,7 +179,7 @@ def test_show_recomputes_front_for_another_profile(first_run, capsys) -> None:
     _, out, *_ = first_run
     assert main(["show", str(out), "--profile", "edgetpu-usb"]) == 0
     assert "latency on edgetpu-usb" in capsys.readouterr().out
-    from autocompress.results import load_front
+    from autocompress.run.results import load_front
 
     front, _ = load_front(out, "edgetpu-usb")
     trials = pd.read_csv(out / "trials.csv").set_index("trial")
@@ -213,7 +213,7 @@ def test_export_edgetpu_without_compiler_is_one_line(first_run, tmp_path, monkey
     int8 = int(done[done["quantization"] == "int8"].iloc[0]["trial"])
     monkeypatch.setenv("PATH", str(tmp_path))  # no edgetpu_compiler anywhere on it
     with pytest.raises(InputError, match="edgetpu_compiler: not found on PATH"):
-        from autocompress.export import export
+        from autocompress.run.export import export
 
         export(out, int8, "edgetpu", tmp_path / "m_edgetpu.tflite")
     assert not (tmp_path / "m_edgetpu.tflite").exists()
@@ -224,7 +224,7 @@ def test_export_edgetpu_without_compiler_is_one_line(first_run, tmp_path, monkey
 
 def test_pick_honours_profile_and_size(first_run, capsys) -> None:
     _, out, *_ = first_run
-    from autocompress.results import load_front
+    from autocompress.run.results import load_front
 
     assert main(["pick", str(out), "--profile", "edgetpu-usb"]) == 0
     text = capsys.readouterr().out

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from autocompress.cli import main
-from autocompress.device import kept_candidates
+from autocompress.run.device import kept_candidates
 
 HEAVY = (
     "tensorflow",

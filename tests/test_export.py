@@ -13,7 +13,7 @@ import pytest
 
 from autocompress.cli import main
 from autocompress.errors import InputError
-from autocompress.export import export
+from autocompress.run.export import export
 
 
 def _trial(out: Path, quantization: str) -> int:

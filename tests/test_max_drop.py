@@ -14,7 +14,7 @@ from autocompress.cli import main
 from autocompress.errors import InputError
 from autocompress.hardware import load_profile
 from autocompress.records import LatencyResult, Measurement
-from autocompress.results import load_front, pick, with_drops
+from autocompress.run.results import load_front, pick, with_drops
 from autocompress.study.constraints import Limits, constraint_values
 from autocompress.tolerance import MaxDrop
 

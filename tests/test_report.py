@@ -11,7 +11,7 @@ import pytest
 
 from autocompress.cli import main
 from autocompress.errors import InputError
-from autocompress.report import write_report
+from autocompress.run.report import write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -82,8 +82,8 @@ def test_every_front_member_is_drawn_whatever_its_mode(first_run) -> None:
     """int16x8 had no colour and was never drawn; a mode added later gets the fallback colour."""
     import pandas as pd
 
-    from autocompress.report import _front_figure
-    from autocompress.study.tables import front_frame
+    from autocompress.run.report import _front_figure
+    from autocompress.run.tables import front_frame
 
     _, out, *_ = first_run
     trials = pd.read_csv(out / "trials.csv")
@@ -101,7 +101,7 @@ def test_every_front_member_is_drawn_whatever_its_mode(first_run) -> None:
 def test_front_members_below_the_floor_are_hidden_by_show(first_run, tmp_path, capsys) -> None:
     import pandas as pd
 
-    from autocompress.study.tables import front_frame
+    from autocompress.run.tables import front_frame
 
     _, out, *_ = first_run
     run = tmp_path / "run"

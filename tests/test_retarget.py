@@ -12,8 +12,8 @@ from autocompress.cli import main
 from autocompress.errors import InputError
 from autocompress.hardware import latency, load_profile
 from autocompress.hardware.profile import PROFILES_DIR
-from autocompress.results import load_front
-from autocompress.retarget import retarget
+from autocompress.run.results import load_front
+from autocompress.run.retarget import retarget
 from tests.conftest import digest
 
 SIMULATED = sorted(
@@ -81,7 +81,7 @@ def test_a_resumed_search_keeps_the_added_profile(run: Path, task_files, smoke_s
 
 
 def test_report_draws_the_added_profiles_front(run: Path) -> None:
-    from autocompress.report import write_report
+    from autocompress.run.report import write_report
 
     retarget(run, "jetson-nano-trt")
     page = write_report(run).read_text()

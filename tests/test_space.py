@@ -206,7 +206,7 @@ def test_without_choice_drops_one_value() -> None:
 
 def test_rows_without_a_record_show_values_on_the_grid() -> None:
     # A failed trial has only Optuna's raw parameters; trials.csv shows them as the recipe had them.
-    from autocompress.study.tables import trial_row
+    from autocompress.run.tables import trial_row
 
     space = SearchSpace.from_dict({"sparsity": {"low": 0.0, "high": 0.9, "step": 0.1}})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

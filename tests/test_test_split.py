@@ -60,7 +60,7 @@ def test_every_candidate_has_test_accuracy_the_study_never_sees(split_run: Path)
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from autocompress.study.rundir import STUDY_NAME, RunDir
+    from autocompress.run.rundir import STUDY_NAME, RunDir
 
     trials = pd.read_csv(split_run / "trials.csv")
     done = trials[trials["state"] == "COMPLETE"]

@@ -19,7 +19,8 @@ A newcomer's map, in the order data flows:
 * ``early_stop.py``: when a fine-tuning candidate is hopeless against the front (used when the
   search has no fidelity levels).
 * ``constraints.py``: constraint values of a candidate (user limits, profile limits).
-* ``tables.py``: ``trials.csv`` / ``pareto.csv`` from the study; ``rundir.py``: the files.
+* the run directory it writes (its files, ``trials.csv`` / ``pareto.csv``) is
+  :mod:`autocompress.run`, which also holds what reads a finished run.
 """
 
 from autocompress.study.api import SearchResult, SearchSettings, search

@@ -21,11 +21,14 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from autocompress._files import atomic_write_bytes
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.metrics import Metric, from_function, get_metric
 from autocompress.models.loading import model_errors
 from autocompress.models.tflite import check_space
+from autocompress.run.rundir import RunDir
+from autocompress.run.tables import front_frame, trials_frame
 from autocompress.space import SearchSpace, load_recipes, resolve_space
 from autocompress.study.constraints import Limits
 from autocompress.study.driver import Driver, Progress, SearchOptions
@@ -34,10 +37,8 @@ from autocompress.study.finish import Finish, prepare
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
 from autocompress.study.plan import check_exclusions, drop_unsupported, for_profile, sensitivity
 from autocompress.study.promotion import chance_bound
-from autocompress.study.rundir import RunDir, atomic_write_bytes
 from autocompress.study.samplers import make_sampler
 from autocompress.study.storage import exclusive, open_study
-from autocompress.study.tables import front_frame, trials_frame
 from autocompress.task import Task, check_task, load_task
 from autocompress.tolerance import MaxDrop
 

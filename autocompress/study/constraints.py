@@ -6,7 +6,7 @@ Named ``user.<limit>`` (the user's limits; the latency limit refers to the first
 What they mean, in one place (README "Constraints and fronts" says the same):
 
 * profile P's front holds the candidates that meet every ``user.*`` limit and P's own
-  (:func:`autocompress.study.tables.front_frame` reads the names back from ``trials.csv``);
+  (:func:`autocompress.run.tables.front_frame` reads the names back from ``trials.csv``);
 * the sampler is steered by the ``user.*`` limits and the first profile's (:func:`for_sampler`):
   a float model that the Edge TPU cannot run is still a good cpu-host candidate when cpu-host
   comes first;

@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import TrialState
 
+from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.audit import audit_document
 from autocompress.recipe import CHOICE_FIELDS, EPOCH_FIELDS, Recipe
+from autocompress.run.rundir import RunDir
+from autocompress.run.tables import front_frame, trials_frame
 from autocompress.space import SearchSpace
 from autocompress.study.constraints import constraint_values, for_sampler
 from autocompress.study.early_stop import EarlyStop, FrontMember, front_members
@@ -32,9 +35,7 @@ from autocompress.study.objective import TrialContext, TrialOutcome, TrialReques
 from autocompress.study.options import WELL_KNOWN, Progress, SearchOptions
 from autocompress.study.promotion import Promotions, chance
 from autocompress.study.retime import load_retimed, retime_run
-from autocompress.study.rundir import RunDir, atomic_write_bytes, atomic_write_text
 from autocompress.study.storage import OpenStudy, driver_id
-from autocompress.study.tables import front_frame, trials_frame
 from autocompress.study.timing import SharedTimings
 from autocompress.tolerance import to_bytes
 

@@ -36,7 +36,7 @@ class FrontMember:
 
 
 def front_members(front: pd.DataFrame, quality: Quality) -> tuple[FrontMember, ...]:
-    """The rows of a front table (:func:`autocompress.study.tables.front_frame`) as members."""
+    """The rows of a front table (:func:`autocompress.run.tables.front_frame`) as members."""
     names = {f.name for f in dataclasses.fields(Recipe)}
     return tuple(
         FrontMember(

@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from autocompress._files import atomic_write_bytes
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile
 from autocompress.models.tflite import TfliteTeacher
 from autocompress.recipe import exclude_names
+from autocompress.run.rundir import RunDir
 from autocompress.space import SearchSpace
-from autocompress.study.rundir import RunDir, atomic_write_bytes
 from autocompress.task import Task
 
 log = logging.getLogger("autocompress")

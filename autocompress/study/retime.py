@@ -33,13 +33,14 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from autocompress._files import atomic_write_text
 from autocompress.front import pareto_mask
 from autocompress.hardware import HardwareProfile, read_tflite
 from autocompress.hardware.measure import measure_latency
 from autocompress.metrics import Quality
 from autocompress.records import LatencyResult
-from autocompress.study.rundir import RunDir, atomic_write_text
-from autocompress.study.tables import front_frame, latency_column, objective_columns
+from autocompress.run.rundir import RunDir
+from autocompress.run.tables import front_frame, latency_column, objective_columns
 
 log = logging.getLogger("autocompress")
 
@@ -179,7 +180,7 @@ def retime_run(
     """Re-time what a finished search's fronts are made of (two passes: a re-timed figure can
     bring other candidates near a front); returns every re-timed figure of the run. A failure
     is logged, never raised: the search's own figures stand without it."""
-    from autocompress.study.tables import trials_frame
+    from autocompress.run.tables import trials_frame
 
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     signatures = {

@@ -24,10 +24,11 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from autocompress._files import atomic_write_text
 from autocompress.errors import InputError
 from autocompress.metrics import DEFAULT_QUALITY, Quality
-from autocompress.study.rundir import STUDY_NAME, RunDir, atomic_write_text
-from autocompress.study.tables import objective_columns
+from autocompress.run.rundir import STUDY_NAME, RunDir
+from autocompress.run.tables import objective_columns
 
 
 def directions(quality: Quality) -> list[str]:

@@ -185,8 +185,8 @@ def search_task(task: str, root: Path, trials: int, workers: int, profile: str) 
     import pandas as pd
 
     from autocompress import search
-    from autocompress.results import baseline_row, load_trials, run_quality
-    from autocompress.study.tables import latency_column
+    from autocompress.run.results import baseline_row, load_trials, run_quality
+    from autocompress.run.tables import latency_column
 
     run = root / task / "run"
     start = time.perf_counter()

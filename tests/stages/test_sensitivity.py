@@ -108,7 +108,7 @@ def test_search_measures_sensitivity_once_and_reports_it(
     ray_cluster, tiny_task: Task, tmp_path: Path, measured
 ) -> None:
     from autocompress import search
-    from autocompress.report import write_report
+    from autocompress.run.report import write_report
     from autocompress.space import SearchSpace
 
     space = SearchSpace.from_dict(

@@ -10,8 +10,8 @@ from optuna.storages.journal import JournalFileBackend
 
 from autocompress.hardware import load_profile
 from autocompress.records import LatencyResult, Measurement
+from autocompress.run.rundir import STUDY_NAME, RunDir
 from autocompress.study.constraints import Limits, constraint_values, for_sampler
-from autocompress.study.rundir import STUDY_NAME, RunDir
 
 
 def measurement(deployable_on_tpu: bool) -> Measurement:
@@ -95,7 +95,7 @@ def test_a_candidate_at_chance_is_on_no_front(ray_cluster, task_files, tmp_path)
     """Its row stays in trials.csv saying why, no front holds it, and the report of a run with
     an empty front is written (issue 39, item 6)."""
     from autocompress import search
-    from autocompress.report import write_report
+    from autocompress.run.report import write_report
 
     space = tmp_path / "space.yaml"
     space.write_text("quantization: [none, int8]\n")

@@ -6,9 +6,9 @@ import optuna
 import pytest
 
 from autocompress.recipe import Recipe, at_least_as_compressed
+from autocompress.run.tables import trials_frame
 from autocompress.study.early_stop import EarlyStop, FrontMember
 from autocompress.study.objective import TrialContext, TrialRequest, run_trial
-from autocompress.study.tables import trials_frame
 
 CANDIDATE = Recipe(student_width=1.0, sparsity=0.5, clusters=16, quantization="int8")
 

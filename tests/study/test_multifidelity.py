@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autocompress import search
-from autocompress.report import write_report
+from autocompress.run.report import write_report
 from autocompress.task import Task
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")

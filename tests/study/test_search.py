@@ -16,8 +16,8 @@ from optuna.storages.journal import JournalFileBackend
 from autocompress import SearchResult, search
 from autocompress.front import pareto_mask
 from autocompress.recipe import Recipe
+from autocompress.run.rundir import STUDY_NAME
 from autocompress.study.driver import MAX_REPEATS_IN_ROW
-from autocompress.study.rundir import STUDY_NAME
 from autocompress.task import Task, TeacherSpec, load_task
 from tests.conftest import digest
 

@@ -117,7 +117,7 @@ def test_two_drivers_share_one_study(
         assert (tmp_path / "a" / path).is_file()
 
     from autocompress.errors import InputError
-    from autocompress.report import write_report
+    from autocompress.run.report import write_report
 
     assert (tmp_path / "a" / "report.html").is_file()  # written at the end of the search
     with pytest.raises(InputError, match="pass --storage"):

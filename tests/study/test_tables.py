@@ -1,10 +1,10 @@
-"""The trials table and the front read from it (autocompress/study/tables.py)."""
+"""The trials table and the front read from it (autocompress/run/tables.py)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from autocompress.study.tables import front_columns, front_frame
+from autocompress.run.tables import front_columns, front_frame
 
 
 def _row(trial: int, state: str, accuracy: float, latency: float, gzip: int) -> dict:

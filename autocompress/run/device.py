@@ -4,8 +4,8 @@ Run on the target machine (a Raspberry Pi, an ARM board, a laptop) over a copy o
 directory: every kept candidate's ``.tflite`` file is timed with LiteRT as ``cpu-host`` times it
 (warm-up, then runs until a minimum count and time; median, p90 and their ratio), and the results
 go to ``RUN/profiles/NAME.csv``, which ``show`` / ``pick`` / ``report`` then read as a measured
-profile ``NAME`` (see :mod:`autocompress.retarget`). The file is rewritten atomically after every
-candidate, so a measurement killed half way resumes where it stopped.
+profile ``NAME`` (see :mod:`autocompress.run.retarget`). The file is rewritten atomically after
+every candidate, so a measurement killed half way resumes where it stopped.
 
 This module's import path needs only ai-edge-litert, numpy and PyYAML: no TensorFlow, tfmot, Ray,
 Optuna or pandas (the light install of the README; a test runs it with those made unimportable).

@@ -24,7 +24,7 @@ from autocompress.data.arrays import Arrays, as_float32, count, named, unflatten
 from autocompress.data.resize import resize_images
 from autocompress.errors import InputError
 from autocompress.metrics import predicted_classes
-from autocompress.study.rundir import RunDir
+from autocompress.run.rundir import RunDir
 
 FORMATS = ("tflite", "edgetpu", "onnx", "saved_model", "keras")
 # ONNX is exported from the float Keras model; quantized .tflite files round differently, so

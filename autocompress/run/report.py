@@ -24,7 +24,7 @@ from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.errors import InputError
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.recipe import EPOCH_FIELDS, QUANT_MODES, RECIPE_FIELDS, Recipe
-from autocompress.results import (
+from autocompress.run.results import (
     baseline_row,
     below_floor,
     for_display,
@@ -32,8 +32,8 @@ from autocompress.results import (
     quality_floor,
     with_drops,
 )
-from autocompress.study.rundir import STUDY_NAME, RunDir
-from autocompress.study.tables import front_frame, latency_column, objective_columns, profiles_in
+from autocompress.run.rundir import STUDY_NAME, RunDir
+from autocompress.run.tables import front_frame, latency_column, objective_columns, profiles_in
 
 QUANT_COLOURS = {m.name: m.colour for m in QUANT_MODES}
 FALLBACK_COLOUR = "#7f7f7f"  # a mode added later still gets drawn

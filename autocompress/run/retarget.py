@@ -4,8 +4,9 @@ Every candidate's ``.tflite`` file is kept in ``RUN/models/``; its latency on a 
 seconds away. :func:`retarget` estimates every kept candidate on the profile and writes
 ``RUN/profiles/<name>.csv`` beside the study's tables: the study and ``trials.csv`` are never
 changed (a resumed search rewrites ``trials.csv`` from the study and keeps this file), and
-:func:`autocompress.results.load_trials` joins the file's columns in, so that ``show``, ``pick``,
-``report`` and ``pick --export`` accept ``--profile <name>`` with the front recomputed for it.
+:func:`autocompress.run.results.load_trials` joins the file's columns in, so that ``show``,
+``pick``, ``report`` and ``pick --export`` accept ``--profile <name>`` with the front
+recomputed for it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from autocompress._files import atomic_write_text
-from autocompress.device import PROFILES_DIR
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, latency, load_profile, read_tflite
 from autocompress.hardware.limits import over_limits
 from autocompress.hardware.limits import violated as over
-from autocompress.study.rundir import RunDir
+from autocompress.run.device import PROFILES_DIR, kept_candidates
+from autocompress.run.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -48,20 +49,14 @@ def retarget(run: Path, profile: str | Path | HardwareProfile) -> Retargeted:
     if f"latency_ms_{hw.name}" in trials.columns:
         raise InputError("--profile", f"{hw.name!r} was measured by the search in {run}")
     rows = []
-    done = trials[(trials["state"] == "COMPLETE") & trials["model_path"].notna()]
-    if "reused_from" in done.columns:
-        done = done[done["reused_from"].isna()]
-    for _, row in done.iterrows():
-        path = Path(run) / str(row["model_path"])
-        if not path.is_file():
-            raise InputError(str(path), f"the model of trial {int(row['trial'])} is missing")
+    for trial, path in kept_candidates(Path(run)):
         data = path.read_bytes()
         graph = read_tflite(data, str(path))
         result = latency(data, hw, graph)
         violated = over(over_limits(hw, len(data), graph.peak_ram_bytes(), result))
         rows.append(
             {
-                "trial": int(row["trial"]),
+                "trial": trial,
                 f"latency_ms_{hw.name}": result.median_ms,
                 f"deployable_{hw.name}": result.deployable,
                 "constraints_violated": ";".join(violated),

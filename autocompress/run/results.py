@@ -14,9 +14,9 @@ import pandas as pd
 from autocompress.errors import InputError
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.recipe import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
-from autocompress.retarget import join_profiles
-from autocompress.study.rundir import RunDir
-from autocompress.study.tables import front_frame, latency_column, profiles_in
+from autocompress.run.retarget import join_profiles
+from autocompress.run.rundir import RunDir
+from autocompress.run.tables import front_frame, latency_column, profiles_in
 from autocompress.tolerance import MaxDrop
 
 

@@ -29,7 +29,7 @@ from autocompress.metrics import Quality
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["STUDY_NAME", "RunDir", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["STUDY_NAME", "RunDir"]
 
 STUDY_NAME = "autocompress"
 
