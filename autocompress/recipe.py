@@ -123,7 +123,7 @@ INTEGER_IO_MODES = tuple(m.name for m in QUANT_MODES if m.integer_io)
 TRAINING_MODES = tuple(m.name for m in QUANT_MODES if m.trains)
 
 PRUNE_MODES = ("unstructured", "2:4", "xnnpack")
-PTQ_ALGORITHMS = ("min_max", "mse", "octav", "gptq")  # LiteRT Quantizer's (stages/ptq.py)
+PTQ_ALGORITHMS = ("min_max", "mse", "octav", "gptq")  # LiteRT Quantizer's (litert/ptq.py)
 KEEP_AS = ("float", "a16w8")
 STUDENT_INITS = ("teacher", "scratch")
 FINETUNE_LOSSES = ("distill", "task")

@@ -172,3 +172,10 @@ class TrialRecord:
             audit=Audit.from_dict(data["audit"]) if data.get("audit") else None,
             parts=dict(data.get("parts", {})),
         )
+
+
+def record_since(stage: str, start: float, facts: dict[str, Any]) -> StageRecord:
+    """The record of a stage that started at ``start`` (``time.perf_counter()``) and ends now."""
+    import time
+
+    return StageRecord(stage, time.perf_counter() - start, facts)

@@ -74,7 +74,7 @@ def floor_epoch(teacher, task) -> float:
     tfmot's pruning fine-tuning and nothing else."""
     import tensorflow_model_optimization as tfmot
 
-    from autocompress.stages._keras import clone_wrapping, loss_for
+    from autocompress.stages.training import clone_wrapping, loss_for
 
     sparsity = tfmot.sparsity.keras
     ctx = BuildContext(data=task.data, teacher=teacher, metric=task.metric, loss=task.loss)
@@ -120,7 +120,7 @@ def level_builds(task_path: str, run_dir: str) -> dict[str, float]:
     trial of the search in ``run_dir`` would build it (with the float-file template its stage
     cache holds), in a warm worker (one untimed trial first)."""
     from autocompress.audit import teacher_reference
-    from autocompress.stages.cache import DirCache, root_key
+    from autocompress.run.cache import DirCache, root_key
     from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 
     task = load_task(task_path)

@@ -39,10 +39,10 @@ import yaml
 import autocompress
 from autocompress.evaluate import quality
 from autocompress.hardware import latency, load_profile
+from autocompress.litert.ptq import calibration_samples, quantize_tflite
+from autocompress.litert.sensitivity import measure_sensitivity
 from autocompress.metrics import ACCURACY
 from autocompress.stages.convert import to_tflite
-from autocompress.stages.ptq import calibration_samples, quantize_tflite
-from autocompress.stages.sensitivity import measure_sensitivity
 from autocompress.study.fidelity import hypervolume
 from autocompress.task import Task, load_task
 

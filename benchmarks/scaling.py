@@ -34,7 +34,7 @@ import autocompress
 from autocompress.demo import TEACHER_FILE, demo_task
 from autocompress.hardware import load_profile
 from autocompress.recipe import Recipe
-from autocompress.stages.cache import root_key
+from autocompress.run.cache import root_key
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest, run_trial
 from autocompress.task import load_task
 

@@ -23,9 +23,9 @@ from functools import partial
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
-from autocompress.stages._keras import val_quality
 from autocompress.stages.build import default_stages
 from autocompress.stages.distill import Distill
+from autocompress.stages.training import val_quality
 from autocompress.task import load_task
 
 FINETUNED = {

@@ -4,7 +4,7 @@ Any model that reaches a float ``.tflite`` file enters here: PyTorch through lit
 3 model the translation refuses through ``model.export(path, format="litert")``, or any other
 converter's output. Without a trainable graph only post-training choices apply: the quantization
 modes that LiteRT Quantizer applies to the float file
-(:mod:`autocompress.stages.ptq`). A space that asks for a training-time technique is refused.
+(:mod:`autocompress.litert.ptq`). A space that asks for a training-time technique is refused.
 """
 
 from __future__ import annotations

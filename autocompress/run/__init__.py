@@ -1,6 +1,8 @@
 """A finished run, and what reads or extends it: the last step of the flow.
 
 * ``rundir.py``: the run directory's files (atomic writes, the study's name, the trials table);
+* ``cache.py``: the stage cache (``DIR/cache/``: stage outputs shared between trials, read and
+  written by :mod:`autocompress.stages.build`);
 * ``tables.py``: ``trials.csv`` / ``pareto.csv`` from the study (the search writes them with it);
 * ``results.py``: ``show`` / ``pick`` (the front for a profile, limits, the confidence bound);
 * ``report.py``: ``report.html`` and its PNG;

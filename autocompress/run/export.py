@@ -147,8 +147,8 @@ def _keras_file(rundir: RunDir, trial: int) -> bytes:
         if not rundir.teacher_keras.is_file():
             raise InputError(str(rundir.teacher_keras), "missing: the teacher's Keras file")
         return rundir.teacher_keras.read_bytes()
-    from autocompress.stages._keras import keras_file_bytes
-    from autocompress.stages.cache import DirCache
+    from autocompress.models.saving import keras_file_bytes
+    from autocompress.run.cache import DirCache
 
     entry = DirCache(rundir.cache).load(key)
     blob = keras_file_bytes(entry[0]) if entry is not None else None

@@ -8,7 +8,7 @@ Layout::
     DIR/metric.json           the task's quality measure: name and direction (absent: accuracy)
     DIR/trials.csv            every trial: recipe, state, objectives, per-stage facts, error
     DIR/pareto.csv            the non-dominated completed trials
-    DIR/cache/                stage outputs shared between trials (see stages/cache.py)
+    DIR/cache/                stage outputs shared between trials (see run/cache.py)
     DIR/teacher.keras         (demo only) the cached trained teacher
 
 Only the driver writes here, except ``cache/``, which workers fill. Every file is written to a

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autocompress.metrics import ACCURACY, Metric
+from autocompress.records import record_since
 
 if TYPE_CHECKING:
     import tf_keras
@@ -31,7 +32,7 @@ class BuildContext:
     # Integer inputs and outputs for post-training int8 / int16x8 files (the Edge TPU needs
     # them); otherwise the quantized files keep float inputs and outputs.
     integer_io: bool = False
-    # Layer patterns, most sensitive to int8 first (see autocompress.stages.sensitivity): a
+    # Layer patterns, most sensitive to int8 first (see autocompress.litert.sensitivity): a
     # recipe's keep_sensitive keeps the first k float.
     sensitive: tuple[str, ...] = ()
     # Called with (validation quality in the task's metric, stage name) after the first epoch
@@ -70,7 +71,7 @@ class Stage(abc.ABC):
 
     name: str
     # The recipe field holding this stage's training epochs (None: the stage does not train),
-    # and the fewest epochs it can run: 0 is a calibration (see ``_keras.fine_tune``); a student
+    # and the fewest epochs it can run: 0 is a calibration (see ``training.fine_tune``); a student
     # trained from scratch needs 1. A multi-fidelity search scales these epochs per level.
     epochs_field: str | None = None
     min_epochs: int = 0
@@ -78,7 +79,7 @@ class Stage(abc.ABC):
     # a short run says nothing of the full one: a stage is then trained in full at every level.
     scaled_by_levels: bool = True
     # Whether the output has its input's architecture (only weights change): then its float
-    # file is the input architecture's, refilled (see autocompress.stages.refill).
+    # file is the input architecture's, refilled (see autocompress.litert.refill).
     keeps_architecture: bool = False
 
     @abc.abstractmethod
@@ -129,10 +130,3 @@ class Stage(abc.ABC):
         start = time.perf_counter()
         output, facts = self.continue_build(done, epochs_done, recipe, ctx)
         return output, record_since(self.name, start, {**facts, "continued_from": epochs_done})
-
-
-def record_since(stage: str, start: float, facts: dict[str, Any]) -> StageRecord:
-    """The record of a stage that started at ``start`` (``time.perf_counter()``) and ends now."""
-    from autocompress.records import StageRecord
-
-    return StageRecord(stage, time.perf_counter() - start, facts)

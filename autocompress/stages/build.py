@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, NamedTuple
 
+from autocompress.litert.refill import Template
 from autocompress.recipe import DIMENSIONS, OFF, ignored
+from autocompress.run.cache import StageCache, child_key
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.cache import StageCache, child_key
 from autocompress.stages.channels import ChannelPrune
 from autocompress.stages.cluster import Cluster
 from autocompress.stages.convert import convert, convert_from_float, uses_float_file
@@ -21,7 +22,6 @@ from autocompress.stages.distill import Distill
 from autocompress.stages.lowrank import LowRank
 from autocompress.stages.prune import Prune
 from autocompress.stages.quantize import QuantizeAware
-from autocompress.stages.refill import Template
 from autocompress.stages.resolution import Resolution, input_size
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def cache_plan(
 ) -> list[tuple[Stage, str | None]]:
     """The stages ``recipe`` runs, each with its cache key (None for stages never cached).
 
-    Keys chain from ``key`` (see :func:`autocompress.stages.cache.root_key`), so the driver can
+    Keys chain from ``key`` (see :func:`autocompress.run.cache.root_key`), so the driver can
     tell which cached entries a trial can use before the trial starts.
     """
     plan: list[tuple[Stage, str | None]] = []

@@ -22,7 +22,7 @@ import tf_keras as keras
 from autocompress.models.graph import inbound_names, output_names
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import excluded_layers, fine_tune, val_facts
+from autocompress.stages.training import excluded_layers, fine_tune, val_facts
 
 L = keras.layers
 # DepthwiseConv2D subclasses Conv2D: every check below tests for it first (it is channel-wise).

@@ -10,7 +10,7 @@ import tf_keras as keras
 
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import (
+from autocompress.stages.training import (
     clone_wrapping,
     excluded_layers,
     fine_tune,

@@ -11,16 +11,16 @@ import tf_keras as keras
 
 from autocompress.data.arrays import Arrays, as_float32, count, take
 from autocompress.hardware.flatbuffer import Graph, OpInfo, read_tflite
-from autocompress.recipe import LITERT_MODES, LITERT_ONLY_MODES, Recipe
-from autocompress.records import StageRecord
-from autocompress.stages._base import BuildContext, record_since
-from autocompress.stages._keras import excluded_layers
-from autocompress.stages.ptq import (
+from autocompress.litert.ptq import (
     calibration_samples,
     quantize_for,
     quantize_tflite,
 )
-from autocompress.stages.refill import PROOF_SAMPLES, Template, derive, refill
+from autocompress.litert.refill import PROOF_SAMPLES, Template, derive, refill
+from autocompress.recipe import LITERT_MODES, LITERT_ONLY_MODES, Recipe
+from autocompress.records import StageRecord, record_since
+from autocompress.stages._base import BuildContext
+from autocompress.stages.training import excluded_layers
 
 # Post-training modes (recipe.LITERT_MODES) are done by LiteRT Quantizer on the float file of
 # the stage output: the TF converter's tracing (12-15 s on a MobileNetV2) then runs once per stage
@@ -51,7 +51,7 @@ def convert_from_float(
 
     The float file is ``float_tflite`` when an earlier trial converted the same stage output;
     else ``template`` refilled with ``model``'s weights when it holds the same architecture
-    (see :mod:`autocompress.stages.refill`); else the converter's. Returns the file, its
+    (see :mod:`autocompress.litert.refill`); else the converter's. Returns the file, its
     record, the float file (to cache) and a template derived from the converter's file when
     none was given or the given one failed its proof (to cache)."""
     start = time.perf_counter()

@@ -33,7 +33,9 @@ from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import (
+from autocompress.stages.channels import choose_channels, prune_channels
+from autocompress.stages.teaching import ALPHA, TEMPERATURE, distillation_loss, log_probs
+from autocompress.stages.training import (
     BestEpoch,
     class_output,
     clone_with_weights,
@@ -43,8 +45,6 @@ from autocompress.stages._keras import (
     outputs_probabilities,
     val_facts,
 )
-from autocompress.stages.channels import choose_channels, prune_channels
-from autocompress.stages.teaching import ALPHA, TEMPERATURE, distillation_loss, log_probs
 
 _WIDTH_KEYS = {"Conv1D": "filters", "Conv2D": "filters", "Dense": "units"}
 

@@ -20,7 +20,7 @@ import tf_keras as keras
 
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import excluded_layers, fine_tune, val_facts
+from autocompress.stages.training import excluded_layers, fine_tune, val_facts
 
 SUFFIX = "_lowrank"
 

@@ -13,7 +13,7 @@ import tf_keras as keras
 
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import (
+from autocompress.stages.training import (
     clone_with_weights,
     excluded_layers,
     fine_tune,

@@ -21,7 +21,7 @@ import tf_keras as keras
 from autocompress.data.resize import Size, scaled_size
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages._keras import fine_tune, val_facts
+from autocompress.stages.training import fine_tune, val_facts
 
 
 def image_shape(model: keras.Model) -> tuple[int, int, int]:

@@ -241,7 +241,7 @@ def search(
         opened = open_study(rundir, hw[0].name, sampler, s.storage, task_obj.metric.quality)
         _keep_validation(rundir, task_obj)
         from autocompress.audit import task_lineage, teacher_reference
-        from autocompress.stages.cache import root_key
+        from autocompress.run.cache import root_key
 
         key = root_key(task_obj, s.seed)
         quiet = s.quiet_latency and any(p.backend == "measure" for p in hw)

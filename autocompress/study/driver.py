@@ -88,7 +88,7 @@ class Driver(Promotions):
         self.tables_due = False  # a tell since the tables were last written
         self.tables_written_at = -float("inf")
         self.tables_seconds = 0.0
-        from autocompress.stages.cache import DirCache  # (imports TensorFlow: not at module load)
+        from autocompress.run.cache import DirCache  # (imports TensorFlow: not at module load)
 
         self.cache = DirCache(rundir.cache)  # only the driver keeps cache entries on disk
         self.resources = (options.cpus_per_trial, options.gpus_per_trial)
@@ -360,7 +360,7 @@ class Driver(Promotions):
         self._write_tables()
 
     def _teacher_keras(self) -> bytes | None:
-        from autocompress.stages._keras import keras_file_bytes
+        from autocompress.models.saving import keras_file_bytes
 
         return keras_file_bytes(self.ctx.task.teacher.build())
 

@@ -4,7 +4,7 @@ A search trains each candidate briefly, so that many fit its budget; the candida
 deserves its full training. ``autocompress finish RUN --trial N`` (or ``search(...,
 finish=Finish(N))``) rebuilds trial N's recipe with every training length multiplied, each
 training stopping once validation stops improving and keeping its best epoch
-(:class:`autocompress.stages._keras.BestEpoch`), and measures it as every candidate is measured
+(:class:`autocompress.stages.training.BestEpoch`), and measures it as every candidate is measured
 (validation, test, size, latency on every profile of the run, audit). It is one more trial of
 the run's study, marked ``finished_from: N``: ``show``, ``pick``, ``export``, ``retarget`` and
 the report see it as any other candidate.

@@ -28,7 +28,7 @@ from autocompress.study.early_stop import EarlyStop
 from autocompress.task import Task
 
 if TYPE_CHECKING:
-    from autocompress.stages.cache import StageCache
+    from autocompress.run.cache import StageCache
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,8 @@ def run_trial(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
     rule finds it hopeless (see :mod:`autocompress.study.early_stop`). Stage outputs built on
     the way are returned even when the candidate stops or fails: later trials can use them.
     """
+    from autocompress.run.cache import MemoryCache
     from autocompress.stages import CandidateStopped
-    from autocompress.stages.cache import MemoryCache
 
     number = request.number
     cache = MemoryCache(request.cache_entries) if ctx.stage_cache else None
@@ -277,8 +277,8 @@ def _build_keras(
     cache) is not saved as a ``.keras`` file here: export rebuilds it when asked."""
     import tf_keras
 
+    from autocompress.models.saving import keras_file_bytes
     from autocompress.stages import BuildContext, build_candidate
-    from autocompress.stages._keras import keras_file_bytes
     from autocompress.stages.build import cache_plan
 
     loading = time.perf_counter()
@@ -325,7 +325,7 @@ def _build_tflite(ctx: TrialContext, recipe: Recipe) -> tuple[bytes, list[StageR
     """The post-training route of a ``.tflite`` task: LiteRT Quantizer on the float file.
 
     Integer inputs and outputs only when a profile of the search needs them (the Edge TPU)."""
-    from autocompress.stages.ptq import quantize_stage
+    from autocompress.litert.ptq import quantize_stage
 
     teacher = ctx.task.teacher
     assert isinstance(teacher, TfliteTeacher)

@@ -80,7 +80,7 @@ def drop_unsupported(space: SearchSpace, task: Task) -> SearchSpace:
 def check_exclusions(space: SearchSpace, task: Task) -> None:
     """Every layer an ``exclude`` value names must be a weighted layer of the teacher (enqueued
     recipes can only use values the space offers)."""
-    from autocompress.stages._keras import WEIGHTED_LAYERS
+    from autocompress.stages.training import WEIGHTED_LAYERS
 
     named = [n for v in space.choices_of("exclude") for n in exclude_names(v)]
     if not named:
@@ -113,8 +113,8 @@ def sensitivity(
         stored = json.loads(path.read_text())
         if stored.get("key") == key:
             return tuple(op["pattern"] for op in stored["ops"])
-    from autocompress.stages.ptq import calibration_samples
-    from autocompress.stages.sensitivity import measure_sensitivity
+    from autocompress.litert.ptq import calibration_samples
+    from autocompress.litert.sensitivity import measure_sensitivity
 
     teacher = task.teacher
     if isinstance(teacher, TfliteTeacher):

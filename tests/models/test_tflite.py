@@ -11,9 +11,9 @@ import pytest
 
 from autocompress.errors import InputError
 from autocompress.evaluate import quality, tensor_dtypes
+from autocompress.litert.ptq import LITERT_MODES, quantize_tflite
 from autocompress.metrics import ACCURACY
 from autocompress.models.tflite import TfliteTeacher
-from autocompress.stages.ptq import LITERT_MODES, quantize_tflite
 from autocompress.task import Task
 from tests.test_cli import assert_clean_error, run_cli, search_cli
 

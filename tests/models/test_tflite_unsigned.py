@@ -164,9 +164,9 @@ def test_an_older_converters_op_codes_are_read_by_the_quantizer(files: Path, tin
     wrote int8 files that do not run. Read through the teacher, they quantize as any file."""
     from autocompress.evaluate import quality
     from autocompress.hardware.flatbuffer import read_tflite
+    from autocompress.litert.ptq import quantize_tflite
     from autocompress.metrics import ACCURACY
     from autocompress.models.rewrite import _read, _write
-    from autocompress.stages.ptq import quantize_tflite
 
     model = _read((files / "one_fp32.tflite").read_bytes())
     for code in model.operatorCodes:

@@ -12,8 +12,8 @@ from autocompress.evaluate import quality
 from autocompress.metrics import ACCURACY
 from autocompress.recipe import Recipe
 from autocompress.records import StageRecord
+from autocompress.run.cache import DirCache, MemoryCache, child_key, root_key
 from autocompress.stages import BuildContext, build_candidate
-from autocompress.stages.cache import DirCache, MemoryCache, child_key, root_key
 from autocompress.task import Task
 
 
@@ -116,7 +116,7 @@ def test_worker_starts_from_the_deepest_entry_it_is_given(tmp_path: Path, tiny_t
     node_a = MemoryCache()
     build_candidate(teacher, first, ctx, cache=node_a, key=key)
     # distill and prune entries go back to the driver, with the float file and the template
-    # of the student's architecture (see autocompress.stages.refill)
+    # of the student's architecture (see autocompress.litert.refill)
     assert set(node_a.added) == {
         *(k for _, k in cache_plan(first, key)),
         float_key(first, key),

@@ -12,15 +12,7 @@ import tf_keras as keras
 
 from autocompress.evaluate import predict
 from autocompress.hardware.flatbuffer import read_tflite
-from autocompress.recipe import Recipe
-from autocompress.stages import BuildContext, build_candidate
-from autocompress.stages.cache import MemoryCache
-from autocompress.stages.channels import ChannelPrune
-from autocompress.stages.cluster import Cluster
-from autocompress.stages.convert import to_tflite
-from autocompress.stages.distill import Distill
-from autocompress.stages.prune import Prune
-from autocompress.stages.refill import (
+from autocompress.litert.refill import (
     Template,
     _float_tensors,
     architecture_digest,
@@ -28,6 +20,14 @@ from autocompress.stages.refill import (
     refill,
     weight_map,
 )
+from autocompress.recipe import Recipe
+from autocompress.run.cache import MemoryCache
+from autocompress.stages import BuildContext, build_candidate
+from autocompress.stages.channels import ChannelPrune
+from autocompress.stages.cluster import Cluster
+from autocompress.stages.convert import to_tflite
+from autocompress.stages.distill import Distill
+from autocompress.stages.prune import Prune
 from autocompress.task import Task, TaskData, TeacherSpec
 
 L = keras.layers

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from autocompress.hardware import read_tflite
+from autocompress.litert.sensitivity import layer_pattern, measure_sensitivity
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages.convert import to_tflite
-from autocompress.stages.sensitivity import layer_pattern, measure_sensitivity
 from autocompress.task import Task
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -53,8 +53,8 @@ def test_in_model_normalization_of_wide_ranged_inputs_is_found_and_kept() -> Non
     import tf_keras as keras
 
     from autocompress.evaluate import quality
+    from autocompress.litert.ptq import quantize_tflite
     from autocompress.metrics import ACCURACY
-    from autocompress.stages.ptq import quantize_tflite
 
     rng = np.random.default_rng(0)
     n = 1200
@@ -155,8 +155,8 @@ def test_every_algorithm_quantizes_every_mode_it_serves(
 ) -> None:
     """Same kind of file as min-max, accuracy within 0.03 of the float file on the demo."""
     from autocompress.evaluate import quality
+    from autocompress.litert.ptq import quantize_tflite
     from autocompress.metrics import ACCURACY
-    from autocompress.stages.ptq import quantize_tflite
 
     d = tiny_task.data
     float_file = to_tflite(tiny_task.teacher.build(), "none")
@@ -184,8 +184,8 @@ def test_every_algorithm_quantizes_every_mode_it_serves(
 
 
 def test_algorithm_names_agree_with_the_space() -> None:
+    from autocompress.litert.ptq import ALGORITHMS
     from autocompress.recipe import PTQ_ALGORITHMS
-    from autocompress.stages.ptq import ALGORITHMS
 
     assert tuple(ALGORITHMS) == PTQ_ALGORITHMS
 
@@ -196,7 +196,7 @@ def test_profiled_calibration_records_the_ranges_of_the_full_one(tiny_task: Task
     from litert_quantizer import quantizer, recipe
     from litert_quantizer.calibrator import CalibrationMode
 
-    from autocompress.stages.ptq import _calibrate, calibration_feeds
+    from autocompress.litert.ptq import _calibrate, calibration_feeds
 
     float_file = to_tflite(tiny_task.teacher.build(), "none")
     feeds = calibration_feeds(float_file, tiny_task.data.x_train[:100])

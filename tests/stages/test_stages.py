@@ -11,11 +11,11 @@ from autocompress.evaluate import quality, tensor_dtypes
 from autocompress.metrics import ACCURACY
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
-from autocompress.stages._keras import kernels
 from autocompress.stages.cluster import Cluster
 from autocompress.stages.distill import Distill
 from autocompress.stages.prune import Prune
 from autocompress.stages.quantize import QuantizeAware
+from autocompress.stages.training import kernels
 from autocompress.task import Task
 
 
@@ -146,7 +146,7 @@ def test_litert_quantizer_files_match_the_converters(teacher_and_ctx, mode, inte
 
 
 def test_second_mode_of_a_stage_output_reuses_its_float_file(teacher_and_ctx) -> None:
-    from autocompress.stages.cache import MemoryCache
+    from autocompress.run.cache import MemoryCache
 
     teacher, ctx = teacher_and_ctx
     cache = MemoryCache()

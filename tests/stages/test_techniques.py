@@ -10,9 +10,9 @@ import pytest
 from autocompress.hardware import read_tflite
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
-from autocompress.stages._keras import kernels
 from autocompress.stages.lowrank import LowRank, factorize
 from autocompress.stages.prune import Prune, is_2_4
+from autocompress.stages.training import kernels
 from autocompress.task import Task
 
 

@@ -41,7 +41,7 @@ def searched(ray_cluster, task_files: Path, tmp_path: Path) -> Path:
 def test_best_epoch_is_kept_and_training_stops_after_the_patience(monkeypatch) -> None:
     """Validation 0.5, 0.7, 0.6, 0.55: stop after two epochs without a better one, with the
     weights of the 0.7 epoch."""
-    import autocompress.stages._keras as helpers
+    import autocompress.stages.training as helpers
     from autocompress.stages import BuildContext
     from tests.conftest import tiny_data
 

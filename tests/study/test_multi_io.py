@@ -142,9 +142,9 @@ def test_every_technique_builds_a_two_output_file(two_io_task: Task, name: str) 
 
 
 def test_sensitivity_and_mixed_precision_with_two_inputs(two_io_task: Task) -> None:
+    from autocompress.litert.ptq import calibration_samples
+    from autocompress.litert.sensitivity import measure_sensitivity
     from autocompress.stages.convert import to_tflite
-    from autocompress.stages.ptq import calibration_samples
-    from autocompress.stages.sensitivity import measure_sensitivity
 
     d = two_io_task.data
     float_file = to_tflite(two_io_task.teacher.build(), "none")

@@ -50,8 +50,7 @@ from autocompress.recipe import (
     INTEGER_IO_MODES,
     LITERT_MODES,
 )
-from autocompress.records import StageRecord
-from autocompress.stages._base import record_since
+from autocompress.records import StageRecord, record_since
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -81,7 +80,7 @@ def quantize_tflite(
     """The float model ``float_tflite`` quantized in ``mode`` with ``algorithm`` (see the module
     docstring); ops whose output tensor names match a regex of ``keep_float`` stay float, or
     a16w8 in an int8 file with ``keep_as="a16w8"`` (mixed precision, see
-    :mod:`autocompress.stages.sensitivity`)."""
+    :mod:`autocompress.litert.sensitivity`)."""
     from litert_quantizer import qtyping, quantizer, recipe
 
     if mode == "none":
@@ -157,10 +156,10 @@ def quantize_tflite(
     if qt.need_calibration:
         if calibration is None or not len(calibration):
             raise ValueError(f"{mode} quantization needs calibration samples")
-        with _quiet():
+        with quiet_quantizer():
             feeds = calibration_feeds(float_tflite, calibration)
             calibrated = _calibrate(qt, feeds, profiled=algorithm == "min_max")
-    with _quiet():
+    with quiet_quantizer():
         result = qt.quantize(calibrated, enable_progress_report=False)
     return bytes(result.quantized_model)
 
@@ -268,7 +267,7 @@ def calibration_feeds(tflite: bytes, calibration: Arrays) -> dict[str, list[dict
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
+def quiet_quantizer() -> Iterator[None]:
     """LiteRT Quantizer draws tqdm bars on stderr and warns that calibration keeps every
     tensor (it must); a search prints its own progress."""
     with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():

@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 
 from autocompress.data.arrays import Arrays, take
+from autocompress.litert.ptq import calibration_feeds, quiet_quantizer
 from autocompress.metrics import ACCURACY, Metric
-from autocompress.stages.ptq import _quiet, calibration_feeds
 
 SUBSET = 256  # validation samples the drop is measured on
 # Ops that are not layers of the model: the file's own (de)quantization, and ops that only
@@ -67,7 +67,7 @@ def measure_sensitivity(
     cal_data = calibration_feeds(float_tflite, calibration)
     full = quantizer.Quantizer(bytearray(float_tflite))
     full.load_quantization_recipe(recipe.static_wi8_ai8())
-    with _quiet():
+    with quiet_quantizer():
         calibrated = full.calibrate(cal_data)
     op_kind = qtyping.TFLOperationName
     results = []
@@ -91,7 +91,7 @@ def measure_sensitivity(
             qt.update_quantization_recipe(
                 regex=".*", operation_name=io_op, algorithm_key=recipe.AlgorithmName.NO_QUANTIZE
             )
-        with _quiet():
+        with quiet_quantizer():
             quantized = bytes(qt.quantize(calibrated, enable_progress_report=False).quantized_model)
         drop = metric.quality.drop(base, quality(quantized, x, y, metric))
         results.append(OpSensitivity(op.name, tensor, pattern, round(float(drop), 5)))

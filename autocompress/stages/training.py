@@ -1,4 +1,6 @@
-"""Keras helpers shared by the stages: cloning, loss choice, fine-tuning, weight statistics."""
+"""What the stages share to train a candidate: cloning, loss choice, fine-tuning (with the
+teacher, the early-stop gate, the quiet window's yield points, the best epoch), calibration and
+the weight statistics a stage records."""
 
 from __future__ import annotations
 
@@ -398,25 +400,3 @@ def unique_weight_facts(model: keras.Model) -> dict[str, Any]:
     """Number of distinct kernel values per layer (what clustering bounds)."""
     per_layer = {name: int(np.unique(k).size) for name, k in kernels(model).items()}
     return {"unique_weights_per_layer": per_layer}
-
-
-def keras_file_bytes(model: keras.Model) -> bytes | None:
-    """The model as a ``.keras`` file, or None when it does not load back.
-
-    QAT models built with tfmot's cluster/prune-preserving schemes save but do not load again
-    (their wrappers store more variables than they declare), so they get no Keras file.
-    """
-    import tempfile
-    from pathlib import Path
-
-    from tensorflow_model_optimization.quantization.keras import quantize_scope
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        try:
-            with quantize_scope():
-                model.save(path)
-                keras.models.load_model(path, compile=False)
-        except Exception:  # the round trip is the test: any failure means "no Keras file"
-            return None
-        return path.read_bytes()
