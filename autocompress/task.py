@@ -128,9 +128,10 @@ class TeacherSpec:
     def build(self) -> tf_keras.Model:
         """A fresh model object with copied weights; nothing is shared with any other copy."""
         import tf_keras
-        from tf_keras.src.saving.serialization_lib import SafeModeScope
 
-        with SafeModeScope(safe_mode=not self.trusted):
+        from autocompress.models.safe_mode import safe_mode
+
+        with safe_mode(not self.trusted):
             model = tf_keras.models.model_from_json(self.config_json)
         model.set_weights(self.weights)
         return model

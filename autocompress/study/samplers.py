@@ -84,7 +84,15 @@ class _Front:
 
 
 class _StudyView:
-    """The study as the wrapped sampler sees it: the same except for its trial lists."""
+    """The study as the wrapped sampler sees it: the same except for its trial lists.
+
+    The one use of an Optuna internal in the package, and why: Optuna has no public way to
+    bound the history a sampler reads. Its TPE reads the study's trials through the private
+    ``Study._get_trials`` (with ``use_cache``), so that is what the view answers; the public
+    ``get_trials`` / ``trials`` answer the same. ``tests/study/test_samplers.py``
+    (``test_tpe_reads_the_history_through_the_view``) fails loudly if a new Optuna reads them
+    another way, which would silently unbound the history again.
+    """
 
     def __init__(self, study: Study, owner: BoundedHistory) -> None:
         self._study = study
@@ -119,7 +127,7 @@ class BoundedHistory(BaseSampler):
     def __init__(self, base: BaseSampler, window: int = WINDOW) -> None:
         self.base = base
         self.window = window
-        self._fronts: dict[int, _Front] = {}  # study id -> its front
+        self._fronts: dict[str, _Front] = {}  # study name -> its front
 
     def bound(self, study: Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
         """``trials`` (one of the study's lists, in trial order) with its finished trials cut to
@@ -127,7 +135,7 @@ class BoundedHistory(BaseSampler):
         finished = [t for t in trials if t.state.is_finished()]
         if len(finished) <= self.window:
             return trials
-        front = self._fronts.setdefault(study._study_id, _Front(study.directions))
+        front = self._fronts.setdefault(study.study_name, _Front(study.directions))
         front.update(finished)  # a list without COMPLETE trials has no front member to keep
         recent = {t.number for t in finished[-self.window :]}
         best = front.shown(self.window)

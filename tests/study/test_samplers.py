@@ -115,3 +115,28 @@ def test_tpe_past_the_window_still_steers_towards_the_better_values() -> None:
     widths = [r["student_width"] for r in recipes]
     assert np.mean(widths[-20:]) < np.mean(widths[:8])
     assert len(study.trials) == 60
+
+
+class _Counting(BoundedHistory):
+    """Counts the trial lists the wrapped sampler asked for, and their finished trials."""
+
+    def __init__(self, base: optuna.samplers.BaseSampler, window: int) -> None:
+        super().__init__(base, window)
+        self.shown: list[int] = []
+
+    def bound(self, study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        out = super().bound(study, trials)
+        self.shown.append(sum(t.state.is_finished() for t in out))
+        return out
+
+
+def test_tpe_reads_the_history_through_the_view() -> None:
+    """The pinned Optuna's TPE reads the study's trials through ``Study._get_trials``, which the
+    bounded view answers. If a new Optuna reads them another way, the history is no longer
+    bounded and this fails: see ``autocompress.study.samplers._StudyView``."""
+    window = 10
+    sampler = _Counting(optuna.samplers.TPESampler(seed=0, n_startup_trials=8), window)
+    _run(sampler, 40)
+    assert sampler.shown, "TPE read no trials through the view: Optuna changed how it reads them"
+    assert max(sampler.shown) <= 2 * window  # what TPE was given to learn from, bounded
+    assert max(sampler.shown) > window  # and the bound was what limited it
