@@ -11,9 +11,9 @@ Layout::
     DIR/cache/                stage outputs shared between trials (see run/cache.py)
     DIR/teacher.keras         (demo only) the cached trained teacher
 
-Only the driver writes here, except ``cache/``, which workers fill. Every file is written to a
-temporary name and renamed, so a kill never leaves a half-written file that a later run would
-read as valid.
+Only the driver writes here (workers hand their stage outputs back to it: see
+:mod:`autocompress.run.cache`). Every file is written to a temporary name and renamed, so a
+kill never leaves a half-written file that a later run would read as valid.
 """
 
 from __future__ import annotations

@@ -33,19 +33,19 @@ def die_with_onednn(ctx: TrialContext, request: TrialRequest) -> TrialOutcome:
     return TrialOutcome(request.number, error=f"ok: ran with pid {os.getpid()}")
 
 
-def test_a_worker_crash_is_retried_once_with_onednn_off(tiny_task, caplog) -> None:
+def test_a_worker_crash_is_retried_once_with_onednn_off(tiny_task) -> None:
+    """The trial function aborts its worker unless oneDNN is off: an outcome at all is the
+    retry's, run with oneDNN off."""
     ctx = TrialContext(task=tiny_task, profiles=())
-    with caplog.at_level("WARNING", logger="autocompress"):
-        with RayExecutor(ctx, trial_fn=die_with_onednn) as executor:
-            executor.submit(TrialRequest(0, Recipe()))
-            outcomes: list[TrialOutcome] = []
-            deadline = time.monotonic() + 120
-            while executor.in_flight and time.monotonic() < deadline:
-                assert executor.pending_numbers() == [0]
-                outcomes += executor.wait(timeout=1.0)
+    with RayExecutor(ctx, trial_fn=die_with_onednn) as executor:
+        executor.submit(TrialRequest(0, Recipe()))
+        outcomes: list[TrialOutcome] = []
+        deadline = time.monotonic() + 120
+        while executor.in_flight and time.monotonic() < deadline:
+            assert executor.pending_numbers() == [0]
+            outcomes += executor.wait(timeout=1.0)
     assert [o.number for o in outcomes] == [0]
     assert outcomes[0].error.startswith("ok: ran"), outcomes[0].error
-    assert "trial 0: its worker died" in caplog.text and "oneDNN" in caplog.text
 
 
 def test_dead_worker_is_a_bounded_failure_and_others_go_on(tiny_task) -> None:
