@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from autocompress._quiet import quiet_native_startup
 from autocompress.errors import InputError
-from autocompress.tolerance import MaxDrop
+from autocompress.evaluation.tolerance import MaxDrop
 
 if TYPE_CHECKING:
     from autocompress.study.options import Progress

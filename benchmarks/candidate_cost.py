@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 import autocompress
-from autocompress.evaluate import evaluate
+from autocompress.evaluation.deployed import evaluate
 from autocompress.hardware import load_profile
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
@@ -119,7 +119,7 @@ def level_builds(task_path: str, run_dir: str) -> dict[str, float]:
     """Seconds of each recipe of :data:`LEVEL_RECIPES` built at each of :data:`LEVELS`, as a
     trial of the search in ``run_dir`` would build it (with the float-file template its stage
     cache holds), in a warm worker (one untimed trial first)."""
-    from autocompress.audit import teacher_reference
+    from autocompress.evaluation.audit import teacher_reference
     from autocompress.run.cache import DirCache, root_key
     from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 
@@ -128,7 +128,7 @@ def level_builds(task_path: str, run_dir: str) -> dict[str, float]:
     reference = teacher_reference(task.teacher.predict, task.data, 0, metric=task.metric)
     extra = {}
     try:  # (this script also measures versions from before these existed)
-        from autocompress.audit import task_lineage
+        from autocompress.evaluation.lineage import task_lineage
 
         extra["lineage"] = task_lineage(task, 0)
     except ImportError:

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
-from autocompress.evaluate import evaluate
+from autocompress.evaluation.deployed import evaluate
 from autocompress.hardware import load_profile
 from autocompress.metrics import ACCURACY
 from autocompress.recipe import Recipe

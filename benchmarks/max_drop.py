@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from autocompress.evaluation.tolerance import MaxDrop
 from autocompress.run.results import load_front, pick, run_quality, with_drops
 from autocompress.run.tables import latency_column
-from autocompress.tolerance import MaxDrop
 
 
 def main() -> None:

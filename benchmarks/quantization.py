@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 import autocompress
-from autocompress.evaluate import quality
+from autocompress.evaluation.deployed import quality
 from autocompress.hardware import latency, load_profile
 from autocompress.litert.ptq import calibration_samples, quantize_tflite
 from autocompress.litert.sensitivity import measure_sensitivity

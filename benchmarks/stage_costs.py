@@ -17,7 +17,7 @@ import argparse
 import time
 
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
-from autocompress.evaluate import predict, quality
+from autocompress.evaluation.deployed import predict, quality
 from autocompress.hardware import latency, load_profile
 from autocompress.metrics import ACCURACY
 from autocompress.recipe import Recipe

@@ -30,7 +30,7 @@ import pandas as pd
 
 import autocompress
 from autocompress.demo import demo_data, demo_task
-from autocompress.evaluate import evaluate
+from autocompress.evaluation.deployed import evaluate
 from autocompress.hardware import load_profile
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate

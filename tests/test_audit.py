@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from autocompress.audit import class_accuracy, compare
+from autocompress.evaluation.audit import class_accuracy, compare
 from autocompress.metrics import ACCURACY
 from autocompress.run.results import pick
 
@@ -80,7 +80,7 @@ def test_pick_refuses_models_with_a_large_class_drop(first_run) -> None:
 def test_trial_audit_is_the_same_with_the_drivers_teacher_reference(tiny_task) -> None:
     """The driver computes the teacher's predictions once; a trial given them audits exactly as
     a trial that runs the teacher itself."""
-    from autocompress.audit import teacher_reference
+    from autocompress.evaluation.audit import teacher_reference
     from autocompress.recipe import Recipe
     from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 

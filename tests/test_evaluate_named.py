@@ -9,7 +9,7 @@ import numpy as np
 def test_two_output_file_gives_outputs_by_name() -> None:
     import tf_keras as keras
 
-    from autocompress.evaluate import predict
+    from autocompress.evaluation.deployed import predict
     from autocompress.stages.convert import to_tflite
 
     keras.utils.set_random_seed(0)

@@ -99,7 +99,7 @@ def test_keras_export_of_a_stage_output_is_rebuilt_from_the_stage_cache(
     there, and the rebuilt model is the one the trial's .tflite file was made from."""
     import tf_keras
 
-    from autocompress.evaluate import predict
+    from autocompress.evaluation.deployed import predict
 
     t = pd.read_csv(run / "trials.csv")
     staged = t[(t["state"] == "COMPLETE") & ((t["sparsity"] > 0) | (t["clusters"] > 0))]

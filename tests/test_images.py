@@ -132,8 +132,8 @@ def test_a_search_runs_on_an_image_folder(image_task: Path, tmp_path: Path) -> N
 def test_every_kind_of_stage_reads_the_folder_in_batches(image_task: Path) -> None:
     """Fine-tuning, distillation and the evaluation of a streamed folder: the same outputs as
     on the decoded arrays, and noise added the same way on every pass."""
-    from autocompress.audit import noisy
-    from autocompress.evaluate import predict
+    from autocompress.evaluation.audit import noisy
+    from autocompress.evaluation.deployed import predict
     from autocompress.recipe import Recipe
     from autocompress.stages.convert import to_tflite
     from autocompress.study.objective import TrialContext, TrialRequest, run_trial

@@ -12,11 +12,11 @@ import pytest
 
 from autocompress.cli import main
 from autocompress.errors import InputError
+from autocompress.evaluation.tolerance import MaxDrop
 from autocompress.hardware import load_profile
 from autocompress.records import LatencyResult, Measurement
 from autocompress.run.results import load_front, pick, with_drops
 from autocompress.study.constraints import Limits, constraint_values
-from autocompress.tolerance import MaxDrop
 
 
 def test_every_completed_trial_keeps_its_validation_evidence(first_run) -> None:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from autocompress.errors import InputError
+from autocompress.evaluation.tolerance import MaxDrop, drop_bound, evidence
 from autocompress.metrics import ACCURACY, get_metric
-from autocompress.tolerance import MaxDrop, drop_bound, evidence
 
 
 def test_max_drop_parses_absolute_and_relative() -> None:

@@ -289,7 +289,7 @@ def weight_map(model: keras.Model, tflite: bytes) -> tuple[tuple[int, str], ...]
 def output_error(tflite: bytes, model: keras.Model, samples: Arrays) -> float:
     """Largest |file - Keras| over the outputs on ``samples``, relative to the outputs' scale."""
     from autocompress.data.arrays import keras_predict
-    from autocompress.evaluate import predict
+    from autocompress.evaluation.deployed import predict
 
     ours, theirs = predict(tflite, samples), keras_predict(model, samples)
     if isinstance(ours, dict) != isinstance(theirs, dict) or (

@@ -58,7 +58,7 @@ def measure_sensitivity(
     """Every layer's drop in the task's metric when quantized alone, most damaging first."""
     from litert_quantizer import qtyping, quantizer, recipe
 
-    from autocompress.evaluate import quality
+    from autocompress.evaluation.deployed import quality
     from autocompress.hardware import read_tflite
 
     graph = read_tflite(float_tflite)

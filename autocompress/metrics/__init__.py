@@ -6,7 +6,7 @@ computes an argmax or knows what accuracy is. A metric scores a whole split at o
 y_pred)`` as numpy arrays (dicts by output name when the model has several outputs), because
 AUC, F1, mIoU and mAP are not means over samples. Where a metric *is* a mean over samples it
 also returns one score per sample, which the confidence bound of a drop resamples
-(:mod:`autocompress.tolerance`).
+(:mod:`autocompress.evaluation.tolerance`).
 
 Built-ins are reached by name (:data:`BUILTIN`); a user function by ``path/to/file.py:function``
 or ``module:function`` with a ``direction``. As in scikit-learn's scorers the direction travels

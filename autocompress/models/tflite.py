@@ -105,7 +105,7 @@ class TfliteTeacher:
 
     def predict(self, x: Arrays) -> Arrays:
         """The float model's outputs on ``x`` (LiteRT, batched; by output name for several)."""
-        from autocompress.evaluate import predict
+        from autocompress.evaluation.deployed import predict
 
         return predict(self.content, x)
 

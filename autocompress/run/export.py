@@ -85,7 +85,7 @@ def export(run: Path, trial: int, fmt: str, out: Path) -> Exported:
 def _input_note(tflite: bytes, document: dict[str, Any]) -> dict[str, Any]:
     """What the application feeds the model: its input shape, and for a candidate at a smaller
     resolution how to make its images from the original ones."""
-    from autocompress.evaluate import input_shape
+    from autocompress.evaluation.deployed import input_shape
 
     note: dict[str, Any] = {"shape": input_shape(tflite)}
     resolution = document.get("recipe", {}).get("resolution", 1.0)
@@ -195,7 +195,7 @@ def _onnx(rundir: RunDir, trial: int, tflite: bytes, out: Path) -> dict[str, Any
     import tensorflow as tf
     import tf2onnx
 
-    from autocompress.evaluate import predict
+    from autocompress.evaluation.deployed import predict
 
     model = load_keras(rundir, trial)
     spec = tuple(

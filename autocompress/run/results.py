@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from autocompress.errors import InputError
+from autocompress.evaluation.tolerance import MaxDrop
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.recipe import EPOCH_FIELDS, RECIPE_FIELDS, Recipe
 from autocompress.run.retarget import join_profiles
 from autocompress.run.rundir import RunDir
 from autocompress.run.tables import front_frame, latency_column, profiles_in
-from autocompress.tolerance import MaxDrop
 
 
 def for_display(
@@ -139,10 +139,10 @@ def with_drops(
 ) -> tuple[pd.DataFrame, float]:
     """``front`` with ``drop`` (how much worse than the run's baseline, in the metric's
     direction) and, with ``confidence``, ``drop_bound`` (its upper bound; see
-    :mod:`autocompress.tolerance`); and the baseline's value."""
+    :mod:`autocompress.evaluation.tolerance`); and the baseline's value."""
     from autocompress.data.arrays import unflatten
+    from autocompress.evaluation.tolerance import drop_bound, load_evidence
     from autocompress.metrics import Metric, get_metric
-    from autocompress.tolerance import drop_bound, load_evidence
 
     rundir, quality = RunDir(run), run_quality(run)
     base = baseline_row(load_trials(run))

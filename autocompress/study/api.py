@@ -23,6 +23,7 @@ import pandas as pd
 
 from autocompress._files import atomic_write_bytes
 from autocompress.errors import InputError
+from autocompress.evaluation.tolerance import MaxDrop
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.metrics import Metric, from_function, get_metric
 from autocompress.models.loading import model_errors
@@ -40,7 +41,6 @@ from autocompress.study.promotion import chance_bound
 from autocompress.study.samplers import make_sampler
 from autocompress.study.storage import exclusive, open_study
 from autocompress.task import Task, check_task, load_task
-from autocompress.tolerance import MaxDrop
 
 log = logging.getLogger("autocompress")
 
@@ -240,7 +240,8 @@ def search(
         )
         opened = open_study(rundir, hw[0].name, sampler, s.storage, task_obj.metric.quality)
         _keep_validation(rundir, task_obj)
-        from autocompress.audit import task_lineage, teacher_reference
+        from autocompress.evaluation.audit import teacher_reference
+        from autocompress.evaluation.lineage import task_lineage
         from autocompress.run.cache import root_key
 
         key = root_key(task_obj, s.seed)

@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from autocompress.evaluation.tolerance import MaxDrop
 from autocompress.hardware import HardwareProfile
 from autocompress.hardware.limits import over_limits
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.records import Measurement
-from autocompress.tolerance import MaxDrop
 
 
 @dataclass(frozen=True)

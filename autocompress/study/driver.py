@@ -22,7 +22,8 @@ import optuna
 from optuna.trial import TrialState
 
 from autocompress._files import atomic_write_bytes, atomic_write_text
-from autocompress.audit import audit_document
+from autocompress.evaluation.audit import audit_document
+from autocompress.evaluation.tolerance import to_bytes
 from autocompress.recipe import CHOICE_FIELDS, EPOCH_FIELDS, Recipe
 from autocompress.run.rundir import RunDir
 from autocompress.run.tables import front_frame, trials_frame
@@ -37,7 +38,6 @@ from autocompress.study.promotion import Promotions, chance
 from autocompress.study.retime import load_retimed, retime_run
 from autocompress.study.storage import OpenStudy, driver_id
 from autocompress.study.timing import SharedTimings
-from autocompress.tolerance import to_bytes
 
 if TYPE_CHECKING:
     from autocompress.study.executor import RayExecutor

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from autocompress.audit import TeacherReference
 from autocompress.data.resize import Size, data_at, resized
+from autocompress.evaluation.audit import TeacherReference
 from autocompress.hardware import HardwareProfile, quiet
 from autocompress.models.tflite import TfliteTeacher
 from autocompress.recipe import Recipe
@@ -87,7 +87,7 @@ class TrialOutcome:
     error: str | None = None
     detail: str | None = None  # the traceback, for the log; never shown as the error line
     stopped: str | None = None  # why the candidate was stopped early as hopeless
-    # per-sample validation scores (or outputs) for --confidence (see autocompress.tolerance)
+    # per-sample validation scores (or outputs) for --confidence (evaluation.tolerance)
     evidence: dict[str, np.ndarray] = field(default_factory=dict)
     new_cache_entries: dict[str, bytes] = field(default_factory=dict)  # built by this trial
     node: str | None = None  # where it ran (set by the executor)
@@ -141,9 +141,10 @@ class _KerasModel(NamedTuple):
 def _build_and_measure(
     ctx: TrialContext, request: TrialRequest, cache: StageCache | None
 ) -> tuple[TrialRecord, bytes, _KerasModel, dict[str, np.ndarray]]:
-    from autocompress.audit import NOISE_SIGMA, compare, lineage, teacher_reference
-    from autocompress.evaluate import evaluate, predict
-    from autocompress.tolerance import evidence
+    from autocompress.evaluation.audit import NOISE_SIGMA, compare, teacher_reference
+    from autocompress.evaluation.deployed import evaluate, predict
+    from autocompress.evaluation.lineage import lineage
+    from autocompress.evaluation.tolerance import evidence
 
     start = time.perf_counter()
     laps = _Laps()
@@ -224,7 +225,7 @@ def _kept(ctx: TrialContext, name: str, make: Callable[[], Any]) -> Any:
 def _noisy_inputs(ctx: TrialContext, size: Size | None = None) -> Any:
     """The audit's noisy validation inputs (the same for every candidate of a search), resized
     to ``size`` for a candidate that takes smaller images."""
-    from autocompress.audit import NOISE_SIGMA, noisy
+    from autocompress.evaluation.audit import NOISE_SIGMA, noisy
 
     x = _kept(ctx, "noisy", lambda: noisy(ctx.task.data, NOISE_SIGMA, ctx.seed))
     return x if size is None else resized(x, size)

@@ -181,7 +181,7 @@ def keras3_task(tmp_path_factory: pytest.TempPathFactory, tiny_task) -> Path:
 
 
 def test_every_technique_runs_on_a_keras3_model(keras3_task: Path) -> None:
-    from autocompress.evaluate import quality
+    from autocompress.evaluation.deployed import quality
     from autocompress.metrics import ACCURACY
     from autocompress.recipe import Recipe
     from autocompress.stages import BuildContext, build_candidate

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from autocompress.errors import InputError
-from autocompress.evaluate import quality, tensor_dtypes
+from autocompress.evaluation.deployed import quality, tensor_dtypes
 from autocompress.litert.ptq import LITERT_MODES, quantize_tflite
 from autocompress.metrics import ACCURACY
 from autocompress.models.tflite import TfliteTeacher
@@ -184,7 +184,7 @@ def test_fixed_batch_file_is_run_in_its_batch(tiny_task: Task) -> None:
     import tensorflow as tf
     import tf_keras as keras
 
-    from autocompress.evaluate import predict
+    from autocompress.evaluation.deployed import predict
 
     teacher = tiny_task.teacher.build()
     inp = keras.Input((8, 8, 1), batch_size=1)

@@ -91,7 +91,7 @@ def test_the_tensor_names_are_the_names(name: str, files: Path, tiny_task) -> No
     inputs, outputs = teacher.io_shapes()
     assert list(inputs) == ["input_1"]
     assert set(outputs) == ({"scores"} if name.startswith("one") else {"scores", "level"})
-    from autocompress.evaluate import tensor_dtypes
+    from autocompress.evaluation.deployed import tensor_dtypes
 
     assert "float16" not in tensor_dtypes(teacher.content)  # float16 weights widened
     x = tiny_task.data.x_val[:20]
@@ -162,7 +162,7 @@ def test_an_older_converters_op_codes_are_read_by_the_quantizer(files: Path, tin
     """Files from converters before schema 2.4 name their ops in ``deprecated_builtin_code``
     only (``builtin_code`` 0, ADD), as MediaPipe's do; LiteRT Quantizer read them as ADDs and
     wrote int8 files that do not run. Read through the teacher, they quantize as any file."""
-    from autocompress.evaluate import quality
+    from autocompress.evaluation.deployed import quality
     from autocompress.hardware.flatbuffer import read_tflite
     from autocompress.litert.ptq import quantize_tflite
     from autocompress.metrics import ACCURACY

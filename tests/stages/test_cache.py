@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autocompress.evaluate import quality
+from autocompress.evaluation.deployed import quality
 from autocompress.metrics import ACCURACY
 from autocompress.recipe import Recipe
 from autocompress.records import StageRecord

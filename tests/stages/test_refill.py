@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tf_keras as keras
 
-from autocompress.evaluate import predict
+from autocompress.evaluation.deployed import predict
 from autocompress.hardware.flatbuffer import read_tflite
 from autocompress.litert.refill import (
     Template,

@@ -124,7 +124,7 @@ def test_a_candidate_at_half_resolution_builds_with_every_stage_after_it() -> No
         finetune_epochs=1, finetune_loss="distill", quantization="int8",
     )  # fmt: skip
     tflite, records, model = build_candidate(teacher, recipe, ctx)
-    from autocompress.evaluate import input_shape
+    from autocompress.evaluation.deployed import input_shape
 
     assert input_shape(tflite) == "8x8x1"
     assert [r.stage for r in records] == ["resolution", "distill", "prune", "convert"]

@@ -52,7 +52,7 @@ def test_in_model_normalization_of_wide_ranged_inputs_is_found_and_kept() -> Non
     import numpy as np
     import tf_keras as keras
 
-    from autocompress.evaluate import quality
+    from autocompress.evaluation.deployed import quality
     from autocompress.litert.ptq import quantize_tflite
     from autocompress.metrics import ACCURACY
 
@@ -154,7 +154,7 @@ def test_every_algorithm_quantizes_every_mode_it_serves(
     tiny_task: Task, mode: str, algorithm: str
 ) -> None:
     """Same kind of file as min-max, accuracy within 0.03 of the float file on the demo."""
-    from autocompress.evaluate import quality
+    from autocompress.evaluation.deployed import quality
     from autocompress.litert.ptq import quantize_tflite
     from autocompress.metrics import ACCURACY
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from autocompress.evaluate import quality, tensor_dtypes
+from autocompress.evaluation.deployed import quality, tensor_dtypes
 from autocompress.metrics import ACCURACY
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate

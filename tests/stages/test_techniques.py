@@ -221,7 +221,7 @@ def test_lowrank_stage_lowers_the_rank_and_the_parameters(teacher_ctx) -> None:
 
 
 def test_int16x8_quantization_keeps_int16_activations(teacher_ctx) -> None:
-    from autocompress.evaluate import quality, tensor_dtypes
+    from autocompress.evaluation.deployed import quality, tensor_dtypes
     from autocompress.metrics import ACCURACY
 
     teacher, ctx = teacher_ctx

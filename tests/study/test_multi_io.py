@@ -14,7 +14,7 @@ import pytest
 
 from autocompress.cli import main
 from autocompress.errors import InputError
-from autocompress.evaluate import predict
+from autocompress.evaluation.deployed import predict
 from autocompress.recipe import Recipe
 from autocompress.study.objective import TrialContext, TrialRequest, run_trial
 from autocompress.task import Task, load_task

@@ -1,20 +1,16 @@
-"""Compression audit: what a compressed model costs beyond its average quality, and where it
-came from.
+"""Compression audit: what a compressed model costs beyond its average quality.
 
 Against the uncompressed teacher on the same validation data, in the task's metric: where the
 targets are classes, accuracy per class and the largest per-class drop and agreement with the
 teacher's predictions; otherwise the quantiles of the metric's per-sample scores (its errors);
-both, the metric under small Gaussian input noise (both models, same noise). The lineage (hashes
-of the teacher and the data, the recipe, library versions, each stage's facts, the hash of the
-produced ``.tflite``) makes a review possible from the files alone.
+both, the metric under small Gaussian input noise (both models, same noise). Where a candidate
+came from is :mod:`autocompress.evaluation.lineage`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,20 +24,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from autocompress.records import TrialRecord
-    from autocompress.task import Task, TaskData
+    from autocompress.task import TaskData
 
 NOISE_SIGMA = 0.05  # noise std as a fraction of the training data's std
 STD_SAMPLES = 512  # training samples a streamed split's std is estimated on
 QUANTILES = (0.5, 0.9, 0.99)  # of the per-sample scores, for metrics that are not per-class
-LIBRARIES = (
-    "autocompress",
-    "tensorflow",
-    "tf-keras",
-    "tensorflow-model-optimization",
-    "ai-edge-litert",
-    "optuna",
-    "numpy",
-)
 
 
 def class_accuracy(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -148,43 +135,6 @@ def noisy(data: TaskData, sigma: float = NOISE_SIGMA, seed: int = 0) -> Inputs:
         return {k: add(v, data.x_train[k]) for k, v in sorted(data.x_val.items())}
     assert isinstance(data.x_train, np.ndarray)
     return add(data.x_val, data.x_train)
-
-
-def teacher_sha256(task: Task) -> str:
-    """Hash of the teacher's content (a Keras model's architecture and weights, independent of
-    the file format; a ``.tflite`` teacher's bytes)."""
-    return task.teacher.digest()
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def lineage(
-    task: Task, tflite: bytes, seed: int, known: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Where a candidate came from, by content hash (the recipe and stages are in its record);
-    ``known`` is the task's part (:func:`task_lineage`) when the search computed it once."""
-    base = known if known is not None else task_lineage(task, seed)
-    return {**base, "tflite_sha256": hashlib.sha256(tflite).hexdigest()}
-
-
-def task_lineage(task: Task, seed: int) -> dict[str, Any]:
-    """The lineage every candidate of a search shares: hashes of the teacher and the data (a
-    second or more on a real data set: computed once per search, not per trial)."""
-    return {
-        "teacher_sha256": teacher_sha256(task),
-        "data_sha256": task.data.digest(),
-        "task": task.source,
-        "seed": seed,
-        "versions": versions(),
-    }
 
 
 def audit_document(
