@@ -26,8 +26,6 @@ from autocompress.errors import InputError
 from autocompress.evaluation.tolerance import MaxDrop
 from autocompress.hardware import HardwareProfile, load_profile
 from autocompress.metrics import Metric, from_function, get_metric
-from autocompress.models.loading import model_errors
-from autocompress.models.tflite import check_space
 from autocompress.run.rundir import RunDir
 from autocompress.run.tables import front_frame, trials_frame
 from autocompress.space import SearchSpace, load_recipes, resolve_space
@@ -36,8 +34,7 @@ from autocompress.study.driver import Driver, Progress, SearchOptions
 from autocompress.study.early_stop import DEFAULT_MARGIN
 from autocompress.study.finish import Finish, prepare
 from autocompress.study.objective import TrialContext, TrialOutcome, TrialRequest
-from autocompress.study.plan import check_exclusions, drop_unsupported, for_profile, sensitivity
-from autocompress.study.promotion import chance_bound
+from autocompress.study.plan import narrowed, teacher_limits, trial_context
 from autocompress.study.samplers import make_sampler
 from autocompress.study.storage import exclusive, open_study
 from autocompress.task import Task, check_task, load_task
@@ -217,13 +214,7 @@ def search(
         rundir.write_quality(task_obj.metric.quality, task_obj.metric.spec, task_obj.metric.output)
         if space_spec is None:
             space_spec = _space("default" if task_obj.teacher.trainable else "tflite")
-        space_spec = for_profile(space_spec, hw[0])
-        if task_obj.teacher.trainable:
-            with model_errors(task_obj.teacher.source, "cannot be prepared for the search"):
-                space_spec = drop_unsupported(space_spec, task_obj)
-            check_exclusions(space_spec, task_obj)
-        else:
-            check_space(space_spec, task_obj.source)
+        space_spec = narrowed(space_spec, task_obj, hw[0])
         fidelity = space_spec.fidelity if s.fidelity == "auto" else None
         if not task_obj.teacher.trainable:
             fidelity = None  # post-training quantization only: nothing to train less
@@ -240,36 +231,17 @@ def search(
         )
         opened = open_study(rundir, hw[0].name, sampler, s.storage, task_obj.metric.quality)
         _keep_validation(rundir, task_obj)
-        from autocompress.evaluation.audit import teacher_reference
-        from autocompress.evaluation.lineage import task_lineage
-        from autocompress.run.cache import root_key
-
-        key = root_key(task_obj, s.seed)
-        quiet = s.quiet_latency and any(p.backend == "measure" for p in hw)
-        with model_errors(task_obj.teacher.source, "cannot be prepared for the search"):
-            reference = teacher_reference(
-                task_obj.teacher.predict, task_obj.data, s.seed, metric=task_obj.metric
-            )
-            sensitive = sensitivity(
-                space_spec, task_obj, rundir, f"{key}:{task_obj.metric.spec}", s.seed
-            )
-        ctx = TrialContext(
-            task=task_obj,
-            profiles=hw,
-            seed=s.seed,
+        ctx = trial_context(
+            task_obj,
+            space_spec,
+            hw,
+            rundir,
+            s.seed,
             threads=max(1, math.ceil(s.cpus_per_trial)),
             stage_cache=s.stage_cache,
-            cache_key=key,
-            reference=reference,
-            sensitive=sensitive,
-            lineage=task_lineage(task_obj, s.seed),
-            quiet_key=key[:16] if quiet else "",
+            quiet=s.quiet_latency and any(p.backend == "measure" for p in hw),
         )
-        assert ctx.reference is not None and ctx.reference.score is not None  # computed above
-        teacher_quality = ctx.reference.score.value
-        limits = dataclasses.replace(
-            options.limits, baseline=teacher_quality, chance=chance_bound(ctx, teacher_quality)
-        )
+        limits = teacher_limits(options.limits, ctx)
         options, budget = dataclasses.replace(options, limits=limits), s.trials
         if finish is not None:
             space_spec, options, budget = prepare(opened.study, space_spec, options, finish)

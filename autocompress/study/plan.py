@@ -1,5 +1,7 @@
 """The plan of a search, before any trial runs: the space narrowed to what the model and the
-first profile can take, and the teacher's layers ranked by their sensitivity to int8.
+first profile can take (:func:`narrowed`), and what every trial is sent (:func:`trial_context`:
+the teacher's outputs on the validation split, run once here; its layers ranked by their
+sensitivity to int8; the lineage), with the teacher's quality as the limits' baseline.
 
 Each narrowing says in the log what it left out; a space left with nothing to offer for a
 dimension is refused in one line naming the space file.
@@ -13,13 +15,78 @@ import logging
 from autocompress._files import atomic_write_bytes
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile
-from autocompress.models.tflite import TfliteTeacher
+from autocompress.models.loading import model_errors
+from autocompress.models.tflite import TfliteTeacher, check_space
 from autocompress.recipe import exclude_names
 from autocompress.run.rundir import RunDir
 from autocompress.space import SearchSpace
+from autocompress.study.constraints import Limits
+from autocompress.study.objective import TrialContext
+from autocompress.study.promotion import chance_bound
 from autocompress.task import Task
 
 log = logging.getLogger("autocompress")
+
+
+def narrowed(space: SearchSpace, task: Task, profile: HardwareProfile) -> SearchSpace:
+    """The space the search samples: without what the first profile cannot run and what the
+    model cannot take; checked against the model (the layers ``exclude`` names, a ``.tflite``
+    teacher's post-training choices)."""
+    space = for_profile(space, profile)
+    if not task.teacher.trainable:
+        check_space(space, task.source)
+        return space
+    with model_errors(task.teacher.source, "cannot be prepared for the search"):
+        space = drop_unsupported(space, task)
+    check_exclusions(space, task)
+    return space
+
+
+def trial_context(
+    task: Task,
+    space: SearchSpace,
+    profiles: tuple[HardwareProfile, ...],
+    rundir: RunDir,
+    seed: int,
+    threads: int,
+    stage_cache: bool,
+    quiet: bool,
+) -> TrialContext:
+    """What every trial of the search is sent: the teacher's outputs on the validation inputs,
+    clean and noisy, computed once here (the audit's reference and the limits' baseline); the
+    layers' sensitivity to int8 when the space can keep some float; the lineage every
+    candidate shares; the stage cache's root key (``quiet``: measured latencies wait for a
+    quiet window keyed by it)."""
+    from autocompress.evaluation.audit import teacher_reference
+    from autocompress.evaluation.lineage import task_lineage
+    from autocompress.run.cache import root_key
+
+    key = root_key(task, seed)
+    with model_errors(task.teacher.source, "cannot be prepared for the search"):
+        reference = teacher_reference(task.teacher.predict, task.data, seed, metric=task.metric)
+        sensitive = sensitivity(space, task, rundir, f"{key}:{task.metric.spec}", seed)
+    return TrialContext(
+        task=task,
+        profiles=profiles,
+        seed=seed,
+        threads=threads,
+        stage_cache=stage_cache,
+        cache_key=key,
+        reference=reference,
+        sensitive=sensitive,
+        lineage=task_lineage(task, seed),
+        quiet_key=key[:16] if quiet else "",
+    )
+
+
+def teacher_limits(limits: Limits, ctx: TrialContext) -> Limits:
+    """The user's limits with the teacher's validation quality as the baseline (``--max-drop``)
+    and the bound a constant answer scores (``user.above_chance``)."""
+    assert ctx.reference is not None and ctx.reference.score is not None
+    teacher_quality = ctx.reference.score.value
+    return dataclasses.replace(
+        limits, baseline=teacher_quality, chance=chance_bound(ctx, teacher_quality)
+    )
 
 
 def for_profile(space: SearchSpace, profile: HardwareProfile) -> SearchSpace:
