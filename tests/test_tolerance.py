@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from autocompress.errors import InputError
-from autocompress.evaluation.tolerance import MaxDrop, drop_bound, evidence
+from autocompress.evaluation.evidence import evidence
+from autocompress.evaluation.tolerance import MaxDrop, drop_bound
 from autocompress.metrics import ACCURACY, get_metric
 
 

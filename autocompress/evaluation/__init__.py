@@ -6,7 +6,7 @@
   agreement, error quantiles, under input noise);
 * ``lineage.py``: where it came from, by content hash;
 * ``tolerance.py``: ``--max-drop`` and its ``--confidence`` bound (a paired bootstrap over the
-  validation samples) with the per-sample evidence a trial leaves for it.
+  validation samples); ``evidence.py``: the per-sample evidence a trial leaves for it.
 
 The hardware side (how a latency is measured or simulated) is :mod:`autocompress.hardware`.
 """

@@ -7,21 +7,20 @@ Point estimates on one validation set often separate models by one or two sample
 bootstrap over the validation samples (the same resampled samples for candidate and baseline),
 on the metric's per-sample scores where it has them, else recomputing the metric on each
 resample of both models' outputs. What a trial leaves for this is its validation evidence,
-``models/trial_N.val.npz`` (see :func:`evidence`).
+``models/trial_N.val.npz`` (:mod:`autocompress.evaluation.evidence`).
 """
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from autocompress.data.arrays import Arrays, count, flatten, take, unflatten
+from autocompress.data.arrays import Arrays, count, take
 from autocompress.errors import InputError
-from autocompress.metrics import Metric, Score
+from autocompress.evaluation.evidence import outputs_of
+from autocompress.metrics import Metric
 
 RESAMPLES_SCORES = 2000  # bootstrap resamples over per-sample scores (cheap: a mean each)
 RESAMPLES_RECOMPUTE = 300  # resamples where the metric is recomputed on the outputs
@@ -54,31 +53,6 @@ class MaxDrop:
         return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
 
 
-def evidence(
-    metric: Metric, y_true: Arrays, outputs: Arrays, score: Score | None = None
-) -> dict[str, np.ndarray]:
-    """What the bound needs of one model on the validation split: the metric's per-sample
-    scores (``scores``; from ``score`` when the caller has it), else its outputs (``outputs``
-    or ``outputs.NAME``)."""
-    per_sample = (score or metric.score(y_true, outputs)).per_sample
-    if per_sample is not None:
-        return {"scores": per_sample.astype(np.float64)}
-    return flatten("outputs", outputs)
-
-
-def to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def load_evidence(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise InputError(str(path), "missing: the run has no validation evidence for --confidence")
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
-
-
 def drop_bound(
     metric: Metric,
     y_val: Arrays | None,
@@ -98,7 +72,7 @@ def drop_bound(
         return float(np.quantile(drops, confidence))
     if y_val is None:
         raise InputError("--confidence", "needs the validation targets to recompute the metric")
-    base_out, cand_out = _outputs(baseline), _outputs(candidate)
+    base_out, cand_out = outputs_of(baseline), outputs_of(candidate)
     n = count(y_val)
     drops = []
     for _ in range(RESAMPLES_RECOMPUTE):
@@ -106,10 +80,3 @@ def drop_bound(
         y = take(y_val, idx)
         drops.append(q.drop(metric(y, take(base_out, idx)), metric(y, take(cand_out, idx))))
     return float(np.quantile(drops, confidence))
-
-
-def _outputs(arrays: dict[str, np.ndarray]) -> Arrays:
-    found = unflatten(arrays, "outputs")
-    if found is None:
-        raise InputError("--confidence", "the evidence holds neither scores nor outputs")
-    return found

@@ -141,7 +141,8 @@ def with_drops(
     direction) and, with ``confidence``, ``drop_bound`` (its upper bound; see
     :mod:`autocompress.evaluation.tolerance`); and the baseline's value."""
     from autocompress.data.arrays import unflatten
-    from autocompress.evaluation.tolerance import drop_bound, load_evidence
+    from autocompress.evaluation.evidence import load_evidence
+    from autocompress.evaluation.tolerance import drop_bound
     from autocompress.metrics import Metric, get_metric
 
     rundir, quality = RunDir(run), run_quality(run)

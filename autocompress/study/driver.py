@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from autocompress._files import atomic_write_bytes, atomic_write_text
 from autocompress.evaluation.audit import audit_document
-from autocompress.evaluation.tolerance import to_bytes
+from autocompress.evaluation.evidence import to_bytes
 from autocompress.recipe import CHOICE_FIELDS, EPOCH_FIELDS, Recipe
 from autocompress.run.rundir import RunDir
 from autocompress.run.tables import front_frame, trials_frame

@@ -143,8 +143,8 @@ def _build_and_measure(
 ) -> tuple[TrialRecord, bytes, _KerasModel, dict[str, np.ndarray]]:
     from autocompress.evaluation.audit import NOISE_SIGMA, compare, teacher_reference
     from autocompress.evaluation.deployed import evaluate, predict
+    from autocompress.evaluation.evidence import evidence
     from autocompress.evaluation.lineage import lineage
-    from autocompress.evaluation.tolerance import evidence
 
     start = time.perf_counter()
     laps = _Laps()
