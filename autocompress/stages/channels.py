@@ -22,7 +22,7 @@ import tf_keras as keras
 from autocompress.models.graph import inbound_names, output_names
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.training import excluded_layers, fine_tune, val_facts
+from autocompress.stages.training import Fit, excluded_layers, fine_tune, val_facts
 
 L = keras.layers
 # DepthwiseConv2D subclasses Conv2D: every check below tests for it first (it is channel-wise).
@@ -264,12 +264,12 @@ class ChannelPrune(Stage):
             model, recipe.channel_fraction, skip=excluded_layers(model, recipe)
         )
         narrow, widths = prune_channels(model, kept)
-        fit = 0.0
+        fit = Fit()
         if widths:
             fit = fine_tune(narrow, ctx, recipe, self.lr, stage=self.name)
         facts: dict[str, Any] = {
             "fraction": recipe.channel_fraction,
-            "fit_seconds": round(fit, 3),
+            **fit.facts(),
             "widths": widths,
             "left": left,
             "params_before": int(model.count_params()),

@@ -77,7 +77,7 @@ class Cluster(Stage):
                 layer.trainable = True  # frozen only for this stage's fine-tuning
         facts = {
             "clusters": recipe.clusters,
-            "fit_seconds": round(fit, 3),
+            **fit.facts(),
             "sparsity_preserving": preserve,
             "skipped_layers": skipped,
             "excluded_layers": sorted(excluded),

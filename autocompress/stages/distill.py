@@ -37,6 +37,7 @@ from autocompress.stages.channels import choose_channels, prune_channels
 from autocompress.stages.teaching import ALPHA, TEMPERATURE, distillation_loss, log_probs
 from autocompress.stages.training import (
     BestEpoch,
+    Fit,
     class_output,
     clone_with_weights,
     head_layers,
@@ -131,10 +132,9 @@ class Distill(Stage):
         student, made = self.student(model, recipe, ctx.seed)
         keras.utils.set_random_seed(ctx.seed)
         start = time.perf_counter()
-        self.train(student, ctx, recipe.distill_epochs)
-        fit = round(time.perf_counter() - start, 3)
+        best = self.train(student, ctx, recipe.distill_epochs)
         facts = self._facts(model, student, recipe, ctx)
-        return student, {**facts, "fit_seconds": fit, **made}
+        return student, {**facts, **Fit.since(start, best).facts(), **made}
 
     def shorter(self, recipe: Recipe) -> list[tuple[int, dict[str, Any]]]:
         """The same student trained for fewer epochs (a lower fidelity level's)."""
@@ -151,11 +151,10 @@ class Distill(Stage):
         student = clone_with_weights(done)
         keras.utils.set_random_seed(ctx.seed + epochs_done)
         start = time.perf_counter()
-        self.train(student, ctx, recipe.distill_epochs - epochs_done)
-        fit = round(time.perf_counter() - start, 3)
+        best = self.train(student, ctx, recipe.distill_epochs - epochs_done)
         made = self._plan(ctx.teacher, recipe)[1]  # what the student is (not built again)
         facts = self._facts(ctx.teacher, student, recipe, ctx)
-        return student, {**facts, "fit_seconds": fit, **made}
+        return student, {**facts, **Fit.since(start, best).facts(), **made}
 
     def _facts(
         self, teacher: keras.Model, student: keras.Model, recipe: Recipe, ctx: BuildContext
@@ -173,7 +172,7 @@ class Distill(Stage):
         ctx: BuildContext,
         epochs: int,
         after_epoch: Callable[[int], None] | None = None,
-    ) -> None:
+    ) -> BestEpoch | None:
         """``epochs`` of distillation (``after_epoch(epoch)`` called after each: a benchmark's
         learning curve). Output by output: on a class output, temperature-softened KL to the
         teacher plus the hard-label loss; on any other, mean squared error to the teacher's
@@ -221,6 +220,7 @@ class Distill(Stage):
         self._epochs(ctx, epochs, step, targets_of, stop_after)
         if best is not None:
             best.on_train_end()  # the best epoch's weights
+        return best
 
     def _epochs(
         self,

@@ -20,7 +20,7 @@ import tf_keras as keras
 
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.training import excluded_layers, fine_tune, val_facts
+from autocompress.stages.training import Fit, excluded_layers, fine_tune, val_facts
 
 SUFFIX = "_lowrank"
 
@@ -149,12 +149,12 @@ class LowRank(Stage):
         if factored is model:  # nothing to factorise: a clone, so the input stays untouched
             factored = keras.models.clone_model(model)
             factored.set_weights([w.copy() for w in model.get_weights()])
-        fit = 0.0
+        fit = Fit()
         if ranks:
             fit = fine_tune(factored, ctx, recipe, self.lr, stage=self.name)
         facts = {
             "energy": recipe.rank_energy,
-            "fit_seconds": round(fit, 3),
+            **fit.facts(),
             "ranks": ranks,
             "left_full_rank": left,
             "params_before": int(model.count_params()),

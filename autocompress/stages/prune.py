@@ -141,7 +141,7 @@ class Prune(Stage):
         pruned = sparsity_api.strip_pruning(wrapped)
         facts = {
             "mode": recipe.prune_mode,
-            "fit_seconds": round(fit, 3),
+            **fit.facts(),
             "target_sparsity": 0.5 if recipe.prune_mode == "2:4" else recipe.sparsity,
             **sparsity_facts(pruned),
             "left_dense": dense,

@@ -121,7 +121,7 @@ class QuantizeAware(Stage):
         fit = fine_tune(qat_model, ctx, recipe, self.lr, stage=self.name)
         facts = {
             "scheme": scheme_name,
-            "fit_seconds": round(fit, 3),
+            **fit.facts(),
             "excluded_layers": sorted(excluded),
             "float_unsupported": sorted(unsupported),
             **val_facts(qat_model, ctx),

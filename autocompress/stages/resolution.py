@@ -116,7 +116,7 @@ class Resolution(Stage):
         facts = {
             "resolution": recipe.resolution,
             "input_size": f"{size[0]}x{size[1]}",
-            "fit_seconds": round(fit, 3),
+            **fit.facts(),
             **val_facts(small, ctx),
         }
         return small, facts

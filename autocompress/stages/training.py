@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -162,6 +163,29 @@ def _one_loss(ctx: BuildContext, index: int, name: str) -> Any:
 CALIBRATION_BATCHES = 10
 
 
+@dataclass(frozen=True)
+class Fit:
+    """What a stage's training did, for its facts: the seconds the fit took (``fit_seconds``:
+    the rest of a stage's time is wrapping, stripping and its facts) and, in a finishing run
+    (:class:`BestEpoch`), the epoch kept and how many ran before the patience ran out."""
+
+    seconds: float = 0.0
+    best_epoch: int | None = None  # 1-based
+    epochs_run: int | None = None
+
+    def facts(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"fit_seconds": round(self.seconds, 3)}
+        if self.best_epoch is not None:
+            out.update(best_epoch=self.best_epoch, epochs_run=self.epochs_run)
+        return out
+
+    @classmethod
+    def since(cls, start: float, best: BestEpoch | None = None) -> Fit:
+        if best is None or best.best_epoch < 0:
+            return cls(time.perf_counter() - start)
+        return cls(time.perf_counter() - start, best.best_epoch + 1, best.epochs_run)
+
+
 def fine_tune(
     model: keras.Model,
     ctx: BuildContext,
@@ -169,12 +193,11 @@ def fine_tune(
     learning_rate: float,
     callbacks: list[Any] | None = None,
     stage: str = "fine-tune",
-) -> float:
+) -> Fit:
     """Compile and fit for the recipe's ``finetune_epochs`` on the task's training data with
     the task's loss (:func:`loss_for`), and with the teacher's outputs beside it where the
     recipe's ``finetune_loss`` is ``distill`` (:mod:`autocompress.stages.teaching`); returns
-    the seconds the fit took (a stage's ``fit_seconds``: the rest of its time is wrapping,
-    stripping and its facts).
+    what the fit did (:class:`Fit`: its seconds, and the epoch a finishing run kept).
 
     With ``ctx.gate``, the validation quality after the first epoch is handed to the gate, and
     :class:`CandidateStopped` ends the candidate there when the gate gives a reason.
@@ -186,11 +209,12 @@ def fine_tune(
     start, epochs = time.perf_counter(), recipe.finetune_epochs
     if epochs == 0:
         calibrate(model, ctx, callbacks or [])
-        return time.perf_counter() - start
+        return Fit.since(start)
     x, y = ctx.data.x_train, ctx.data.y_train
     extra = [GiveWay(), *([_Gate(model, ctx, stage)] if ctx.gate is not None else [])]
-    if ctx.patience:  # a finishing run: stop when validation stops improving, keep the best
-        extra.append(BestEpoch(model, ctx))
+    best = BestEpoch(model, ctx) if ctx.patience else None
+    if best is not None:  # a finishing run: stop when validation stops improving, keep the best
+        extra.append(best)
     # Each output's (name, class output?, probabilities?), worked out once: what packing the
     # teacher's outputs beside the targets needs, batch after batch.
     taught_by = _taught_outputs(ctx) if recipe.finetune_loss == "distill" else None
@@ -207,7 +231,7 @@ def fine_tune(
             verbose=0,
             callbacks=[*(callbacks or []), *extra],
         )
-        return time.perf_counter() - start
+        return Fit.since(start, best)
     if taught_by:
         taught = keras_predict(ctx.teacher, ctx.teacher_inputs(), (inputs, outputs))
         y = _with_teacher(taught_by, y, taught)
@@ -220,7 +244,7 @@ def fine_tune(
         verbose=0,
         callbacks=[*(callbacks or []), *extra],
     )
-    return time.perf_counter() - start
+    return Fit.since(start, best)
 
 
 def calibrate(model: keras.Model, ctx: BuildContext, callbacks: list[Any]) -> None:
@@ -322,6 +346,7 @@ class BestEpoch(keras.callbacks.Callback):
         self._target, self._ctx = target, ctx
         self.best: float | None = None
         self.best_epoch, self._weights, self.waited = -1, None, 0
+        self.epochs_run = 0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.improved(epoch):
@@ -331,6 +356,7 @@ class BestEpoch(keras.callbacks.Callback):
 
     def improved(self, epoch: int) -> bool:
         """Score the model after ``epoch``; keep its weights when they are the best so far."""
+        self.epochs_run = epoch + 1
         value = val_quality(self._target, self._ctx)
         if self.best is None or self._ctx.metric.quality.drop(self.best, value) < 0:
             self.best, self.best_epoch, self.waited = value, epoch, 0

@@ -58,6 +58,8 @@ def test_best_epoch_is_kept_and_training_stops_after_the_patience(monkeypatch) -
     assert best.best_epoch == 1 and model.stop_training
     best.on_train_end()
     np.testing.assert_array_equal(model.get_weights()[0], kept[0])
+    facts = helpers.Fit.since(0.0, best).facts()  # what the stage records: 1-based
+    assert (facts["best_epoch"], facts["epochs_run"]) == (2, 4)
 
 
 def test_finish_trains_longer_and_every_command_sees_it(searched: Path, tmp_path: Path) -> None:
@@ -75,6 +77,13 @@ def test_finish_trains_longer_and_every_command_sees_it(searched: Path, tmp_path
     )
     stages = {s["stage"]: s for s in audit["stages"]}
     assert stages["distill"]["facts"].get("continued_from") == 1  # the search's student, cached
+    # which epoch each training kept, of how many it ran (2 more distillation epochs here)
+    assert (
+        1
+        <= stages["distill"]["facts"]["best_epoch"]
+        <= stages["distill"]["facts"]["epochs_run"]
+        <= 2
+    )
     assert f"trial {int(row['trial'])}" in proc.stdout
     shown = cli("show", str(searched), "--all")
     assert str(int(row["trial"])) in shown.stdout
