@@ -34,7 +34,7 @@ from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
 from autocompress.stages.channels import choose_channels, prune_channels
-from autocompress.stages.teaching import ALPHA, TEMPERATURE, distillation_loss, log_probs
+from autocompress.stages.teaching import ALPHA, TEMPERATURE, log_probs, output_loss
 from autocompress.stages.training import (
     BestEpoch,
     Fit,
@@ -202,11 +202,7 @@ class Distill(Stage):
                 outs = out if isinstance(out, list | tuple) else [out]
                 loss = tf.constant(0.0)
                 for o, yt, t_log, p, c, task_loss in zip(outs, yb, tb, probs, classes, task_losses):
-                    if c:
-                        loss += distillation_loss(yt, log_probs(o, p), t_log, temp, alpha)
-                    else:
-                        mimic = tf.reduce_mean(tf.square(o - t_log))
-                        loss += alpha * task_loss(yt, o) + (1.0 - alpha) * mimic
+                    loss += output_loss(yt, o, t_log, c, p, task_loss, temp, alpha)
             grads = tape.gradient(loss, student.trainable_variables)
             optimizer.apply_gradients(zip(grads, student.trainable_variables))
 

@@ -63,6 +63,29 @@ def taught_targets(
     return np.stack([values, taught], axis=-1)
 
 
+def output_loss(
+    y_true: tf.Tensor,
+    y_pred: tf.Tensor,
+    taught: tf.Tensor,
+    is_class: bool,
+    probabilities: bool,
+    task_loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    temperature: float = TEMPERATURE,
+    alpha: float = ALPHA,
+) -> tf.Tensor:
+    """One output's loss with the teacher beside the task, the one formula distillation and
+    fine-tuning share: on a class output the temperature-softened KL to the teacher's
+    log-probabilities ``taught`` plus the hard-label loss (:func:`distillation_loss`); on any
+    other, ``alpha`` of the task's loss plus the rest of the squared error to the teacher's
+    output."""
+    if is_class:
+        return distillation_loss(
+            y_true, log_probs(y_pred, probabilities), taught, temperature, alpha
+        )
+    mimic = tf.reduce_mean(tf.square(y_pred - taught))
+    return alpha * tf.reduce_mean(task_loss(y_true, y_pred)) + (1.0 - alpha) * mimic
+
+
 def taught_loss(
     task_loss: Any,
     is_class: bool,
@@ -75,11 +98,12 @@ def taught_loss(
 
     def loss(packed: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         if is_class:
-            labels = tf.cast(packed[..., 0], tf.int32)
-            s_log = log_probs(y_pred, probabilities)
-            return distillation_loss(labels, s_log, packed[..., 1:], temperature, alpha)
-        mimic = tf.reduce_mean(tf.square(y_pred - packed[..., 1]))
-        return alpha * tf.reduce_mean(plain(packed[..., 0], y_pred)) + (1.0 - alpha) * mimic
+            y_true, taught = tf.cast(packed[..., 0], tf.int32), packed[..., 1:]
+        else:
+            y_true, taught = packed[..., 0], packed[..., 1]
+        return output_loss(
+            y_true, y_pred, taught, is_class, probabilities, plain, temperature, alpha
+        )
 
     loss.__name__ = "taught"
     return loss
