@@ -221,9 +221,7 @@ class HardwareProfile:
 def mcu_settings(name_or_path: str | Path) -> MCUSettings:
     """The ``mcu`` section of a ``tflm`` profile, without asking for TFLM: the cycle model and
     its fit need only the file's graph (the fit's tests run without the optional package)."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PROFILES_DIR / f"{name_or_path}.yaml"
+    path = profile_path(name_or_path)
     data = load_mapping(path)
     if "mcu" not in data:
         raise InputError(str(path), "has no 'mcu' section")
@@ -339,6 +337,13 @@ def list_profiles(directory: Path = PROFILES_DIR) -> list[str]:
 
 def load_profile(name_or_path: str | Path, directory: Path = PROFILES_DIR) -> HardwareProfile:
     """Load a profile by shipped name (``cpu-host``) or by path to a YAML file."""
+    path = profile_path(name_or_path, directory)
+    return HardwareProfile.from_dict(load_mapping(path), source=str(path))
+
+
+def profile_path(name_or_path: str | Path, directory: Path = PROFILES_DIR) -> Path:
+    """The YAML file of a profile given by shipped name or by path; a one-line error naming
+    the known profiles (or a renamed one's successor) otherwise."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = directory / f"{name_or_path}.yaml"
@@ -351,4 +356,4 @@ def load_profile(name_or_path: str | Path, directory: Path = PROFILES_DIR) -> Ha
         if not path.is_file():
             known = ", ".join(list_profiles(directory)) or "none"
             raise InputError(str(name_or_path), f"unknown hardware profile (known: {known})")
-    return HardwareProfile.from_dict(load_mapping(path), source=str(path))
+    return path

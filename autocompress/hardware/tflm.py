@@ -25,6 +25,7 @@ priors); both are held against the profile's ``max_ram_bytes`` / ``max_model_byt
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -87,10 +88,11 @@ def read_report(returncode: int, stdout: str, stderr: str) -> Allocation:
     if returncode == 0 and "prepared" in stdout and totals:
         return Allocation(int(totals[-1]))
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    failed = next((m for ln in lines if (m := _FAILED.search(ln))), None)
+    at, failed = next(
+        ((i, m) for i, ln in enumerate(lines) if (m := _FAILED.search(ln))), (0, None)
+    )
     if failed is not None:
         op, number, step = failed.groups()
-        at = next(i for i, ln in enumerate(lines) if _FAILED.search(ln))
         why = next((ln for ln in reversed(lines[:at]) if "[RecordingMicroAllocator]" not in ln), "")
         return Allocation(None, f"TFLM cannot {step} op {number} ({op}): {why}".rstrip(": "))
     if returncode < 0:
@@ -118,7 +120,7 @@ def op_cycles(op: OpInfo, graph: Graph, s: MCUSettings) -> float:
 
 
 def graph_seconds(graph: Graph, s: MCUSettings) -> float:
-    return sum(op_cycles(op, graph, s) for op in graph.ops) / s.clock_hz
+    return _cycles(graph, s) / s.clock_hz
 
 
 def compute_problem(graph: Graph, s: MCUSettings) -> str | None:
@@ -135,16 +137,14 @@ def compute_problem(graph: Graph, s: MCUSettings) -> str | None:
 def simulate_tflm(tflite: bytes, graph: Graph, profile: HardwareProfile) -> LatencyResult:
     assert profile.mcu is not None
     s = profile.mcu
-    seconds = graph_seconds(graph, s)
-    ms = seconds * 1e3
-    per_op = sorted(graph.ops, key=lambda op: -op_cycles(op, graph, s))
+    per_op = [(op_cycles(op, graph, s), op) for op in graph.ops]
+    cycles = sum(c for c, _ in per_op)
+    ms = cycles / s.clock_hz * 1e3
+    costliest = sorted(per_op, key=lambda pair: -pair[0])[:3]
     details: dict[str, object] = {
         "kernels": s.kernels,
-        "cycles": round(seconds * s.clock_hz),
-        "top_ops": [
-            f"{op.index}:{op.name} {op_cycles(op, graph, s) / s.clock_hz * 1e3:.3g} ms"
-            for op in per_op[:3]
-        ],
+        "cycles": round(cycles),
+        "top_ops": [f"{op.index}:{op.name} {c / s.clock_hz * 1e3:.3g} ms" for c, op in costliest],
         "flash_bytes": len(tflite) + s.runtime_flash_bytes,
     }
     problem = compute_problem(graph, s)
@@ -176,8 +176,8 @@ def fit_cycles(rows: list[tuple[Graph, float]], s: MCUSettings) -> dict[str, flo
 
     if len(rows) != 2:
         raise ValueError(f"two rows fit two constants, got {len(rows)}")
-    unit = {k: MCUSettings(**{**_fields(s), **{j: float(j == k) for j in FITTED}}) for k in FITTED}
-    base = MCUSettings(**{**_fields(s), **dict.fromkeys(FITTED, 0.0)})
+    unit = {k: dataclasses.replace(s, **{j: float(j == k) for j in FITTED}) for k in FITTED}
+    base = dataclasses.replace(s, **dict.fromkeys(FITTED, 0.0))
     a = np.array([[_cycles(g, unit[k]) - _cycles(g, base) for k in FITTED] for g, _ in rows])
     b = np.array([ms * 1e-3 * s.clock_hz - _cycles(g, base) for g, ms in rows])
     solved = np.linalg.solve(a, b)
@@ -188,9 +188,3 @@ def fit_cycles(rows: list[tuple[Graph, float]], s: MCUSettings) -> dict[str, flo
 
 def _cycles(graph: Graph, s: MCUSettings) -> float:
     return sum(op_cycles(op, graph, s) for op in graph.ops)
-
-
-def _fields(s: MCUSettings) -> dict[str, object]:
-    import dataclasses
-
-    return {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}

@@ -21,8 +21,7 @@ import pandas as pd
 from autocompress._files import atomic_write_text
 from autocompress.errors import InputError
 from autocompress.hardware import HardwareProfile, latency, load_profile, read_tflite
-from autocompress.hardware.limits import over_limits
-from autocompress.hardware.limits import violated as over
+from autocompress.hardware.limits import over_limits, violated
 from autocompress.run.device import PROFILES_DIR, kept_candidates
 from autocompress.run.rundir import RunDir
 
@@ -53,13 +52,13 @@ def retarget(run: Path, profile: str | Path | HardwareProfile) -> Retargeted:
         data = path.read_bytes()
         graph = read_tflite(data, str(path))
         result = latency(data, hw, graph)
-        violated = over(over_limits(hw, len(data), graph.peak_ram_bytes(), result))
+        over = violated(over_limits(hw, len(data), graph.peak_ram_bytes(), result))
         rows.append(
             {
                 "trial": trial,
                 f"latency_ms_{hw.name}": result.median_ms,
                 f"deployable_{hw.name}": result.deployable,
-                "constraints_violated": ";".join(violated),
+                "constraints_violated": ";".join(over),
             }
         )
     out = Path(run) / PROFILES_DIR / f"{hw.name}.csv"

@@ -14,6 +14,7 @@ import optuna
 import pandas as pd
 
 from autocompress.front import pareto_mask
+from autocompress.hardware.limits import violated
 from autocompress.metrics import DEFAULT_QUALITY, Quality
 from autocompress.recipe import EPOCH_FIELDS, RECIPE_FIELDS
 from autocompress.records import TrialRecord
@@ -100,7 +101,7 @@ def trial_row(
     uniques = facts.get("cluster", {}).get("unique_weights_per_layer")
     row["max_unique_weights"] = max(uniques.values()) if uniques else None
     row["tensor_dtypes"] = json.dumps(m.tensor_dtypes)
-    row["constraints_violated"] = ";".join(k for k, v in constraints.items() if v > 0)
+    row["constraints_violated"] = ";".join(violated(constraints))
     if record.audit is not None:
         row.update(record.audit.columns(quality.name))
     row["seconds"] = round(record.seconds, 2)
