@@ -112,3 +112,21 @@ def test_search_for_a_microcontroller(ray_cluster, task_files, smoke_space_file,
     assert len(result.front) >= 1  # the first profile's front: the board fits them
     graph = read_tflite((tmp_path / "run" / built.iloc[0]["model_path"]).read_bytes())
     assert {graph.tensors[i].dtype for i in graph.inputs + graph.outputs} == {"int8"}
+
+
+def test_estimate_prints_a_boards_figures(int8_file: bytes, tmp_path, capsys) -> None:
+    """``autocompress estimate`` on a board: arena, RAM, flash, deployability, latency, the
+    costliest ops and whether the file fits."""
+    import json
+
+    from autocompress.cli import main
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(int8_file)
+    assert main(["estimate", str(path), "--profile", "xg24-dk2601b", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["backend"] == "tflm" and out["deployable"] is True and out["latency_ms"] > 0
+    assert out["arena_bytes"] == allocate(int8_file).arena_bytes
+    assert out["ram_bytes"] > out["arena_bytes"] and out["flash_bytes"] > len(int8_file)
+    assert len(out["top_ops"]) == 3
+    assert out["fits"] == {"max_model_bytes": True, "max_ram_bytes": True}
