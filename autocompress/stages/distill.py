@@ -132,9 +132,9 @@ class Distill(Stage):
         student, made = self.student(model, recipe, ctx.seed)
         keras.utils.set_random_seed(ctx.seed)
         start = time.perf_counter()
-        best = self.train(student, ctx, recipe.distill_epochs)
+        fit = Fit.since(start, self.train(student, ctx, recipe.distill_epochs))
         facts = self._facts(model, student, recipe, ctx)
-        return student, {**facts, **Fit.since(start, best).facts(), **made}
+        return student, {**facts, **fit.facts(), **made}
 
     def shorter(self, recipe: Recipe) -> list[tuple[int, dict[str, Any]]]:
         """The same student trained for fewer epochs (a lower fidelity level's)."""
@@ -151,10 +151,10 @@ class Distill(Stage):
         student = clone_with_weights(done)
         keras.utils.set_random_seed(ctx.seed + epochs_done)
         start = time.perf_counter()
-        best = self.train(student, ctx, recipe.distill_epochs - epochs_done)
+        fit = Fit.since(start, self.train(student, ctx, recipe.distill_epochs - epochs_done))
         made = self._plan(ctx.teacher, recipe)[1]  # what the student is (not built again)
         facts = self._facts(ctx.teacher, student, recipe, ctx)
-        return student, {**facts, **Fit.since(start, best).facts(), **made}
+        return student, {**facts, **fit.facts(), **made}
 
     def _facts(
         self, teacher: keras.Model, student: keras.Model, recipe: Recipe, ctx: BuildContext
