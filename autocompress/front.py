@@ -7,10 +7,27 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def dominating(points: np.ndarray, point: np.ndarray) -> np.ndarray:
+def dominating(points: np.ndarray, point: np.ndarray, tied: np.ndarray | None = None) -> np.ndarray:
     """Which rows of ``points`` dominate ``point`` (all minimised): no worse in every
-    objective and better in one. The one definition of dominance in the package."""
-    return np.all(points <= point, axis=1) & np.any(points < point, axis=1)
+    objective and better in one. The one definition of dominance in the package.
+
+    ``tied`` (the shape of ``points``): objectives in which a row and ``point`` count as equal
+    although their values differ -- figures within their measurement's own spread, which must
+    not rank one candidate above the other (see :func:`ties`)."""
+    if tied is None:
+        return np.all(points <= point, axis=1) & np.any(points < point, axis=1)
+    no_worse = (points <= point) | tied
+    better = (points < point) & ~tied
+    return np.all(no_worse, axis=1) & np.any(better, axis=1)
+
+
+def ties(values: np.ndarray, tolerance: np.ndarray, i: int) -> np.ndarray:
+    """Which values of every row are tied with row ``i``'s: their difference is at most the
+    larger of the two rows' relative ``tolerance`` times the smaller magnitude (n x k; a
+    tolerance of 0 ties only equal values)."""
+    t = np.maximum(tolerance, tolerance[i])
+    scale = np.minimum(np.abs(values), np.abs(values[i]))
+    return np.abs(values - values[i]) <= t * scale
 
 
 def dominated(points: np.ndarray, point: np.ndarray) -> np.ndarray:
@@ -18,11 +35,20 @@ def dominated(points: np.ndarray, point: np.ndarray) -> np.ndarray:
     return np.all(point <= points, axis=1) & np.any(point < points, axis=1)
 
 
-def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
+def pareto_mask(
+    values: np.ndarray, maximize: Sequence[bool], tolerance: np.ndarray | None = None
+) -> np.ndarray:
     """Boolean mask of the rows of ``values`` (n x k) that no other row dominates.
 
     A row dominates another when it is at least as good in every objective and strictly better in
     one. Exact duplicates do not dominate each other, so both stay on the front.
+
+    ``tolerance`` (n x k, relative, 0 = exact; non-zero in one objective at most): values of that
+    objective within it of each other are tied (:func:`ties`), so a row is not kept on the front
+    by a difference its measurement cannot tell from noise. Ties are not transitive (1.0 ~ 1.1 ~
+    1.2, but 1.0 < 1.2), so a row is then on the front unless a *front member* dominates it:
+    rows are decided best first (lexicographically, the tied objective last), which puts every
+    row's dominators before it. Without ties this is the usual front.
     """
     v = np.asarray(values, dtype=float)
     if v.ndim != 2 or v.shape[1] != len(maximize):
@@ -31,9 +57,26 @@ def pareto_mask(values: np.ndarray, maximize: Sequence[bool]) -> np.ndarray:
     v = np.where(np.asarray(maximize, dtype=bool), -v, v)
     n = len(v)
     mask = np.ones(n, dtype=bool)
-    for i in range(n):
-        if np.any(dominating(v, v[i])):
+    if tolerance is None or not np.any(np.nan_to_num(np.asarray(tolerance, dtype=float))):
+        for i in range(n):
+            if np.any(dominating(v, v[i])):
+                mask[i] = False
+        return mask
+    tol = np.nan_to_num(np.asarray(tolerance, dtype=float))
+    if tol.shape != v.shape:
+        raise ValueError(f"tolerance must have the shape of values {v.shape}, got {tol.shape}")
+    tied_columns = np.flatnonzero(np.any(tol != 0, axis=0))
+    if len(tied_columns) > 1:
+        raise ValueError("a tolerance in one objective at most (ties in several can cycle)")
+    keys = [c for c in range(v.shape[1]) if c not in tied_columns] + list(tied_columns)
+    order = np.lexsort([v[:, c] for c in reversed(keys)])  # lexsort: last key is primary
+    members: list[int] = []
+    for i in order:
+        beaten = dominating(v[members], v[i], ties(v, tol, i)[members]) if members else []
+        if np.any(beaten):
             mask[i] = False
+        else:
+            members.append(int(i))
     return mask
 
 

@@ -68,3 +68,52 @@ def test_hypervolume_matches_grid_count(values: np.ndarray) -> None:
     # A dominated point changes nothing.
     mask = pareto_mask(pts, MAXIMIZE)
     assert np.isclose(hypervolume(pts[mask], MAXIMIZE, ref), hypervolume(pts, MAXIMIZE, ref))
+
+
+def test_figures_within_their_tolerance_are_tied() -> None:
+    """A row kept on the front only by a latency 5 % below another's, both timed with a 12 %
+    spread, is dominated once the spread ties them; a latency 30 % lower still counts."""
+    values = np.array(
+        [
+            [0.90, 1.00, 100],
+            [0.85, 0.95, 100],  # 5 % faster, less accurate: on the front only by latency
+            [0.80, 0.70, 100],  # 30 % faster: really faster
+        ]
+    )
+    assert pareto_mask(values, MAXIMIZE).tolist() == [True, True, True]
+    tolerance = np.zeros_like(values)
+    tolerance[:, 1] = 0.12
+    assert pareto_mask(values, MAXIMIZE, tolerance).tolist() == [True, False, True]
+    tolerance[1, 1] = tolerance[0, 1] = 0.0  # the larger of the two spreads is what counts
+    tolerance[2, 1] = 0.12
+    assert pareto_mask(values, MAXIMIZE, tolerance).tolist() == [True, True, True]
+
+
+def test_a_row_beaten_only_by_a_row_off_the_front_stays() -> None:
+    """Ties are not transitive: 1.0 ~ 1.1 ~ 1.22 with a 12 % spread, 1.0 and 1.22 apart. The
+    middle row is dominated by the most accurate; the fastest, dominated only by the middle one,
+    stays: it is really faster than every member."""
+    values = np.array([[0.90, 1.22, 100], [0.85, 1.10, 100], [0.80, 1.00, 100]])
+    tolerance = np.zeros_like(values)
+    tolerance[:, 1] = 0.12
+    assert pareto_mask(values, MAXIMIZE, tolerance).tolist() == [True, False, True]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    arrays(np.float64, st.tuples(st.integers(1, 25), st.just(3)), elements=st.integers(1, 12)),
+    st.floats(0.0, 0.6),
+)
+def test_a_front_with_ties_is_never_empty_and_complete(values: np.ndarray, spread: float) -> None:
+    """With ties the front is never empty, no member dominates another, and every row off it is
+    dominated by a member (not by a row that is itself off the front)."""
+    from autocompress.front import dominating, ties
+
+    tolerance = np.zeros_like(values)
+    tolerance[:, 1] = spread
+    mask = pareto_mask(values, MAXIMIZE, tolerance)
+    assert mask.any()
+    flipped = values * np.array([-1.0, 1.0, 1.0])
+    for i in range(len(values)):
+        beaten = dominating(flipped, flipped[i], ties(flipped, tolerance, i))
+        assert (beaten & mask).any() != mask[i]

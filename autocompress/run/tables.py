@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 
@@ -176,7 +177,9 @@ def front_frame(
         ok = ok[feasible.astype(bool)]
     objectives = objective_columns(profile, quality)
     cols = [c for c, _ in objectives]
-    mask = pareto_mask(ok[cols].to_numpy(dtype=float), [m for _, m in objectives])
+    mask = pareto_mask(
+        ok[cols].to_numpy(dtype=float), [m for _, m in objectives], _tolerance(ok, cols, profile)
+    )
     front = ok[mask]
     extra = [c for c in front.columns if c.startswith("latency_ms_") and c != lat]
     audit = [c for c in audit_columns(quality) if c in front.columns]
@@ -184,6 +187,19 @@ def front_frame(
     ordered += [lat, *extra, *audit, "model_path"]
     best_first = front[ordered].sort_values(quality.column, ascending=not quality.maximize)
     return best_first.reset_index(drop=True)
+
+
+def _tolerance(rows: pd.DataFrame, cols: list[str], profile: str) -> np.ndarray:
+    """Per row and objective, how far a figure may differ from another's and still be tied:
+    a re-timed latency's measured spread (the rounds' range over their median,
+    :mod:`autocompress.study.retime`); 0 elsewhere (exact). Two candidates whose latencies
+    are within the larger of their spreads are not ranked apart by them."""
+    tolerance = np.zeros((len(rows), len(cols)))
+    spread = f"latency_spread_{profile}"
+    if spread in rows.columns:
+        values = pd.to_numeric(rows[spread], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+        tolerance[:, cols.index(latency_column(profile))] = values
+    return tolerance
 
 
 def _feasible_for(violated: str, profile: str) -> bool:

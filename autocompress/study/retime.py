@@ -16,7 +16,9 @@ still is.
 The figures go to ``DIR/retimed.json`` by profile and op signature; ``trials.csv`` shows them in
 place of the search's (``latency_retimed_<profile>`` True, the search's own figure in
 ``latency_search_ms_<profile>``), and everything that reads the run (``show``, ``pick``, the
-report) reads ``trials.csv``. The study keeps what the sampler was told.
+report) reads ``trials.csv``. The study keeps what the sampler was told. The front ties
+re-timed latencies within their spreads (``latency_spread_<profile>``;
+:func:`autocompress.run.tables.front_frame`): an unsure figure is not ranked by.
 """
 
 from __future__ import annotations

@@ -42,3 +42,14 @@ def test_front_keeps_the_non_dominated_feasible_completed_trials() -> None:
         ]
     )
     assert list(front_frame(trials, "cpu-host")["trial"]) == [0, 1]
+
+
+def test_front_does_not_rank_by_latencies_within_their_measured_spread() -> None:
+    """Re-timed figures with a 15 % spread (``latency_spread_*``): a candidate 6 % faster and
+    less accurate is not on the front for that difference; without spreads it is."""
+    rows = [_row(0, "COMPLETE", 0.90, 1.00, 100), _row(1, "COMPLETE", 0.85, 0.94, 100)]
+    assert list(front_frame(pd.DataFrame(rows), "cpu-host")["trial"]) == [0, 1]
+    spread = [{**r, "latency_spread_cpu-host": 0.15} for r in rows]
+    assert list(front_frame(pd.DataFrame(spread), "cpu-host")["trial"]) == [0]
+    other = [{**r, "latency_spread_pixel2-cpu": 0.15} for r in rows]  # another profile's
+    assert list(front_frame(pd.DataFrame(other), "cpu-host")["trial"]) == [0, 1]
