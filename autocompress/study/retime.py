@@ -1,11 +1,12 @@
-"""The front re-timed at the end of a search, with no trial running.
+"""The candidates re-timed at the end of a search, the front first, with no trial running.
 
 In a search a measured latency is taken in a quiet window (:mod:`autocompress.hardware.quiet`),
 but a window between two training batches is still short and the machine may run other work. So
 when a search ends -- its budget spent, its timeout reached, Ctrl-C, or a resumed search with
-nothing left to build -- the candidates the front is made of are timed again: for every measured
-profile, its front members and every candidate within :data:`MARGIN` of it (one that would be
-on the front were its latency that much lower), each op signature once (same ops, same latency:
+nothing left to build -- the candidates are timed again: for every measured profile, first its
+front members and every candidate within :data:`MARGIN` of it (one that would be on the front
+were its latency that much lower), then every other candidate while :data:`REST_BUDGET_S`
+lasts, each op signature once (same ops, same latency:
 :mod:`autocompress.study.timing`), in :data:`ROUNDS` interleaved rounds (every file once per
 round, so a slow moment of the machine falls on all of them, not on one), the figure being the
 median of the rounds' medians (the rounds share one measurement's budget of runs and
@@ -54,6 +55,12 @@ ROUNDS = 3
 # times, quiet, spread 14-56 % (benchmarks/README.md, latency_repeatability.py).
 TOLERANCE = 0.10
 MAX_ROUNDS = 6
+# After the front, every other candidate's file is re-timed too, BATCH files interleaved at a
+# time, while this budget lasts (a few seconds a file; a search of thousands of distinct files
+# keeps the search's figures for those it leaves). In a trial a file was timed up to 1.6x its
+# quiet figure although no other trial computed (MobileNetV2, 2 workers: benchmarks/README.md).
+REST_BUDGET_S = 120.0
+BATCH = 16
 
 Retimed = dict[str, dict[str, dict[str, Any]]]  # profile -> op signature -> LatencyResult
 
@@ -97,33 +104,60 @@ def retime(
     profiles: Sequence[HardwareProfile],
     quality: Quality,
 ) -> int:
-    """Re-time, on each measured profile, the op signatures of the trials near its front that
-    are not re-timed yet; returns how many files were timed. A KeyboardInterrupt stops it and
-    keeps what was done."""
+    """Re-time, on each measured profile, the op signatures not re-timed yet: those near its
+    front first, then every other candidate's, in batches, while :data:`REST_BUDGET_S` lasts;
+    returns how many files were timed. A KeyboardInterrupt stops it and keeps what was done."""
     retimed = load_retimed(rundir)
     timed = 0
     try:
         for profile in (p for p in profiles if p.backend == "measure"):
             done = retimed.setdefault(profile.name, {})
-            todo: dict[str, int] = {}  # signature -> the trial whose file stands for it
-            for number in near_front(table, profile.name, quality, MARGIN):
-                signature = signatures.get(number, "")
-                if signature and signature not in done and signature not in todo:
-                    todo[signature] = number
-            if not todo:
-                continue
+            near = _todo(near_front(table, profile.name, quality, MARGIN), signatures, done)
+            rest = _todo(_by_latency(table, profile.name), signatures, {**done, **near})
             started = time.perf_counter()
-            done.update(_interleaved(rundir, todo, profile))
-            timed += len(todo)
-            log.info(
-                "re-timed %d file(s) near the %s front in %.1f s", len(todo), profile.name,
-                time.perf_counter() - started,
-            )  # fmt: skip
+            if near:
+                done.update(_interleaved(rundir, near, profile))
+            batches = [list(rest.items())[i : i + BATCH] for i in range(0, len(rest), BATCH)]
+            rest_started, left = time.perf_counter(), len(rest)
+            for batch in batches:
+                if time.perf_counter() - rest_started > REST_BUDGET_S:
+                    break
+                done.update(_interleaved(rundir, dict(batch), profile))
+                left -= len(batch)
+            count = len(near) + len(rest) - left
+            timed += count
+            if count:
+                log.info(
+                    "re-timed %d file(s) on %s (%d near its front) in %.1f s%s", count,
+                    profile.name, len(near), time.perf_counter() - started,
+                    f"; {left} left with the search's figures (budget)" if left else "",
+                )  # fmt: skip
     except KeyboardInterrupt:
         log.warning("re-timing interrupted: the figures timed so far are kept")
     document = {"profiles": retimed, "rounds": ROUNDS, "margin": MARGIN}
     atomic_write_text(rundir.path / RETIMED, json.dumps(document, indent=1))
     return timed
+
+
+def _todo(numbers: Sequence[int], signatures: dict[int, str], done: dict) -> dict[str, int]:
+    """Signature -> the trial whose file stands for it, for the signatures not in ``done``."""
+    todo: dict[str, int] = {}
+    for number in numbers:
+        signature = signatures.get(number, "")
+        if signature and signature not in done and signature not in todo:
+            todo[signature] = number
+    return todo
+
+
+def _by_latency(table: pd.DataFrame, profile: str) -> list[int]:
+    """Every first-built completed candidate measured on ``profile``, fastest first."""
+    lat = latency_column(profile)
+    if lat not in table.columns:
+        return []
+    rows = table[(table["state"] == "COMPLETE") & table[lat].notna()]
+    if "reused_from" in rows.columns:
+        rows = rows[rows["reused_from"].isna()]
+    return [int(n) for n in rows.sort_values(lat)["trial"]]
 
 
 def _interleaved(
