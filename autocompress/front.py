@@ -57,12 +57,12 @@ def pareto_mask(
     v = np.where(np.asarray(maximize, dtype=bool), -v, v)
     n = len(v)
     mask = np.ones(n, dtype=bool)
-    if tolerance is None or not np.any(np.nan_to_num(np.asarray(tolerance, dtype=float))):
+    tol = None if tolerance is None else np.nan_to_num(np.asarray(tolerance, dtype=float))
+    if tol is None or not np.any(tol):
         for i in range(n):
             if np.any(dominating(v, v[i])):
                 mask[i] = False
         return mask
-    tol = np.nan_to_num(np.asarray(tolerance, dtype=float))
     if tol.shape != v.shape:
         raise ValueError(f"tolerance must have the shape of values {v.shape}, got {tol.shape}")
     tied_columns = np.flatnonzero(np.any(tol != 0, axis=0))

@@ -168,9 +168,7 @@ def front_frame(
     columns = front_columns(quality)
     if trials.empty or lat not in trials.columns:
         return pd.DataFrame(columns=[*columns, lat, "model_path"])
-    ok = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()]
-    if "reused_from" in ok.columns:  # a re-proposed recipe: its original row stands for it
-        ok = ok[ok["reused_from"].isna()]
+    ok = measured(trials, profile)
     if "constraints_violated" in ok.columns:
         # A boolean Series, never a list: an empty list would select no columns, not no rows.
         feasible = ok["constraints_violated"].fillna("").map(lambda v: _feasible_for(v, profile))
@@ -187,6 +185,18 @@ def front_frame(
     ordered += [lat, *extra, *audit, "model_path"]
     best_first = front[ordered].sort_values(quality.column, ascending=not quality.maximize)
     return best_first.reset_index(drop=True)
+
+
+def measured(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """The completed, first-built trials with a latency on ``profile`` (a re-proposed recipe's
+    row is answered by its original's, which stands for it)."""
+    lat = latency_column(profile)
+    if lat not in trials.columns:
+        return trials.iloc[0:0]
+    rows = trials[(trials["state"] == "COMPLETE") & trials[lat].notna()]
+    if "reused_from" in rows.columns:
+        rows = rows[rows["reused_from"].isna()]
+    return rows
 
 
 def _tolerance(rows: pd.DataFrame, cols: list[str], profile: str) -> np.ndarray:

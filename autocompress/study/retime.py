@@ -43,7 +43,7 @@ from autocompress.hardware.measure import measure_latency
 from autocompress.metrics import Quality
 from autocompress.records import LatencyResult
 from autocompress.run.rundir import RunDir
-from autocompress.run.tables import front_frame, latency_column, objective_columns
+from autocompress.run.tables import front_frame, latency_column, measured, objective_columns
 
 log = logging.getLogger("autocompress")
 
@@ -82,9 +82,7 @@ def near_front(table: pd.DataFrame, profile: str, quality: Quality, margin: floa
     lat = latency_column(profile)
     objectives = objective_columns(profile, quality)
     cols, maximize = [c for c, _ in objectives], [m for _, m in objectives]
-    rows = table[(table["state"] == "COMPLETE") & table[lat].notna()]
-    if "reused_from" in rows.columns:
-        rows = rows[rows["reused_from"].isna()]
+    rows = measured(table, profile)
     near = set(front["trial"].astype(int))
     members = front[cols].to_numpy(dtype=float)
     for _, row in rows.iterrows():
@@ -117,7 +115,8 @@ def retime(
             started = time.perf_counter()
             if near:
                 done.update(_interleaved(rundir, near, profile))
-            batches = [list(rest.items())[i : i + BATCH] for i in range(0, len(rest), BATCH)]
+            items = list(rest.items())
+            batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
             rest_started, left = time.perf_counter(), len(rest)
             for batch in batches:
                 if time.perf_counter() - rest_started > REST_BUDGET_S:
@@ -151,13 +150,8 @@ def _todo(numbers: Sequence[int], signatures: dict[int, str], done: dict) -> dic
 
 def _by_latency(table: pd.DataFrame, profile: str) -> list[int]:
     """Every first-built completed candidate measured on ``profile``, fastest first."""
-    lat = latency_column(profile)
-    if lat not in table.columns:
-        return []
-    rows = table[(table["state"] == "COMPLETE") & table[lat].notna()]
-    if "reused_from" in rows.columns:
-        rows = rows[rows["reused_from"].isna()]
-    return [int(n) for n in rows.sort_values(lat)["trial"]]
+    rows = measured(table, profile).sort_values(latency_column(profile))
+    return [int(n) for n in rows["trial"]]
 
 
 def _interleaved(
