@@ -176,7 +176,9 @@ def front_frame(
     objectives = objective_columns(profile, quality)
     cols = [c for c, _ in objectives]
     mask = pareto_mask(
-        ok[cols].to_numpy(dtype=float), [m for _, m in objectives], _tolerance(ok, cols, profile)
+        ok[cols].to_numpy(dtype=float),
+        [m for _, m in objectives],
+        latency_tolerance(ok, cols, profile),
     )
     front = ok[mask]
     extra = [c for c in front.columns if c.startswith("latency_ms_") and c != lat]
@@ -199,7 +201,7 @@ def measured(trials: pd.DataFrame, profile: str) -> pd.DataFrame:
     return rows
 
 
-def _tolerance(rows: pd.DataFrame, cols: list[str], profile: str) -> np.ndarray:
+def latency_tolerance(rows: pd.DataFrame, cols: list[str], profile: str) -> np.ndarray:
     """Per row and objective, how far a figure may differ from another's and still be tied:
     a re-timed latency's measured spread (the rounds' range over their median,
     :mod:`autocompress.study.retime`); 0 elsewhere (exact). Two candidates whose latencies
