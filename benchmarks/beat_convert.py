@@ -41,14 +41,11 @@ import pandas as pd
 from latency_ranking import quiet_figures, wrong_pairs
 from scipy.stats import spearmanr
 
-from autocompress.recipe import OFF, RECIPE_FIELDS
-from autocompress.run.results import load_front, load_trials
+from autocompress.run.results import for_display, load_front, load_trials, unchanged
+from autocompress.run.tables import front_frame, measured
 
 PLAIN_MODES = ("none", "float16", "dynamic", "int8")
 PROFILES = ("cpu-host", "pixel2-cpu")
-SHOWN = ("student_width", "student_init", "sparsity", "clusters", "channel_fraction",
-         "rank_energy", "prune_mode", "exclude", "keep_sensitive", "resolution", "finetune_loss",
-         "quantization")  # fmt: skip
 
 
 def cli(*args: str) -> float:
@@ -58,45 +55,9 @@ def cli(*args: str) -> float:
     return time.perf_counter() - started
 
 
-def recipe_text(row: pd.Series) -> str:
-    """The fields of a recipe that differ from their off value (what was done to the teacher)."""
-    parts = []
-    for name in SHOWN:
-        if name not in row.index or name not in RECIPE_FIELDS or pd.isna(row[name]):
-            continue
-        value, off = row[name], OFF[name]
-        try:
-            differs = type(off)(value) != off
-        except (TypeError, ValueError):
-            differs = str(value) != str(off)
-        if name == "student_init" and float(row.get("student_width", 1.0)) >= 1.0:
-            differs = False  # no student: where it would start means nothing
-        if differs or name == "quantization":
-            parts.append(f"{name}={value}")
-    return " ".join(parts)
-
-
 def is_plain(trials: pd.DataFrame) -> pd.Series:
-    """The teacher converted and nothing else: every training field off."""
-    plain = trials["state"] == "COMPLETE"
-    for name in RECIPE_FIELDS:
-        if (
-            name in trials.columns
-            and name not in ("quantization", "student_init")
-            and not name.endswith("_epochs")
-        ):
-            off = OFF[name]
-            plain &= trials[name].map(lambda v, off=off: _same(v, off))
-    return plain & trials["quantization"].isin(PLAIN_MODES)
-
-
-def _same(value: object, off: object) -> bool:
-    if pd.isna(value):  # type: ignore[arg-type]
-        return True  # an older run without the column: the field did not exist, so it was off
-    try:
-        return type(off)(value) == off
-    except (TypeError, ValueError):
-        return str(value) == str(off)
+    """The teacher converted in one of :data:`PLAIN_MODES` and nothing else."""
+    return unchanged(trials, but=("quantization",)) & trials["quantization"].isin(PLAIN_MODES)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -134,10 +95,7 @@ def to_finish(out: Path, count: int, points: float) -> list[int]:
 
 
 def table(out: Path, passes: int, points: float) -> None:
-    trials = load_trials(out)
-    done = trials[trials["state"] == "COMPLETE"]
-    if "reused_from" in done.columns:
-        done = done[done["reused_from"].isna()]
+    done = measured(load_trials(out), PROFILES[0])
     profiles = out / "profiles"
     if not all((profiles / f"quiet{n}.csv").exists() for n in range(passes)):
         quiet_figures(out, passes)  # writes profiles/quietN.csv
@@ -145,8 +103,9 @@ def table(out: Path, passes: int, points: float) -> None:
         pd.read_csv(profiles / f"quiet{n}.csv").set_index("trial")[f"latency_ms_quiet{n}"]
         for n in range(passes)
     ]
-    done = done.set_index("trial")
+    done = done.set_index("trial", drop=False)
     done["latency_ms_quiet"] = pd.concat(timed, axis=1).median(axis=1).reindex(done.index)
+    done["recipe"] = for_display(done, wide=False)["recipe"].to_numpy()
     spent = out / "beat_convert.json"
     seconds = json.loads(spent.read_text()) if spent.exists() else {}
     plain = done[is_plain(done).to_numpy()]
@@ -157,19 +116,17 @@ def table(out: Path, passes: int, points: float) -> None:
         f"{float(base['test_accuracy']):.4f}; wall seconds {seconds}"
     )
     rows = []
-    for profile, column in (
-        ("cpu-host (quiet median)", "latency_ms_quiet"),
-        ("pixel2-cpu", "latency_ms_pixel2-cpu"),
-    ):
+    for shown, profile in (("cpu-host (quiet median)", "quiet"), ("pixel2-cpu", "pixel2-cpu")):
+        column = f"latency_ms_{profile}"
         listed = ", ".join(
             f"{r['quantization']} {r[column]:.4g} ms / {int(r['gzip_bytes'])} B"
             for _, r in plain.iterrows()
         )
-        front = _front(done, column)
+        front = done.loc[front_frame(done, profile)["trial"]]
         within = front[front["accuracy"] >= fp32 - points]
-        print(f"\n{profile}: plain conversions {listed}")
+        print(f"\n{shown}: plain conversions {listed}")
         print(f"front {len(front)}, within {points:.0%} of fp32: {len(within)}")
-        rows += goal_rows(profile, column, plain, within)
+        rows += goal_rows(shown, column, plain, within)
     print()
     print(pd.DataFrame(rows).to_string(index=False))
     searched = done["latency_ms_cpu-host"]
@@ -208,21 +165,9 @@ def goal_rows(
             "ms": round(float(r[column]), 4), "gzip_B": int(r["gzip_bytes"]),
             "ratio": round(float(ratio), 2), "against": value,
             "finished_from": None if pd.isna(finished) else int(finished),
-            "recipe": recipe_text(r),
+            "recipe": r["recipe"],
         })  # fmt: skip
     return rows
-
-
-def _front(done: pd.DataFrame, column: str) -> pd.DataFrame:
-    """The front on (accuracy, ``column``, gzip) among the feasible candidates."""
-    from autocompress.front import pareto_mask
-
-    ok = done[done[column].notna()]
-    if "constraints_violated" in ok.columns:
-        ok = ok[~ok["constraints_violated"].astype("string").fillna("").str.contains("user.")]
-    mask = pareto_mask(ok[["accuracy", column, "gzip_bytes"]].to_numpy(dtype=float),
-                       [True, False, False])  # fmt: skip
-    return ok[mask]
 
 
 def main() -> None:

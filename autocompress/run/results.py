@@ -6,6 +6,7 @@ without the study storage, Ray or TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,16 +75,22 @@ FLOOR_MARGIN = 0.05
 FLOOR_METRIC = "accuracy"
 
 
+def unchanged(trials: pd.DataFrame, but: Sequence[str] = ()) -> pd.Series:
+    """Which completed trials left every recipe field (epochs aside, and those in ``but``) at
+    its off value: with ``but=("quantization",)``, the teacher's plain conversions."""
+    default = Recipe().to_dict()
+    mask = trials["state"] == "COMPLETE"
+    for name in RECIPE_FIELDS:
+        if name not in EPOCH_FIELDS and name not in but and name in trials.columns:
+            mask &= trials[name] == default[name]
+    return mask
+
+
 def baseline_row(trials: pd.DataFrame) -> pd.Series | None:
     """The fp32 teacher converted unchanged (the first trial of every search), if it completed."""
     if trials.empty or "state" not in trials.columns:
         return None
-    default = Recipe().to_dict()
-    mask = trials["state"] == "COMPLETE"
-    for name in RECIPE_FIELDS:
-        if name not in EPOCH_FIELDS and name in trials.columns:
-            mask &= trials[name] == default[name]
-    rows = trials[mask].sort_values("trial")
+    rows = trials[unchanged(trials)].sort_values("trial")
     return rows.iloc[0] if len(rows) else None
 
 
