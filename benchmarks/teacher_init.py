@@ -2,15 +2,17 @@
 against fine-tuning on labels alone (issue 39, items 2 and 3), on a realistic task.
 
     .venv/bin/python benchmarks/teacher_init.py TASKS/mobilenet_v2/task.yaml [--epochs 4]
-        [--widths 0.75 0.5 0.25] [--inits teacher scratch] [--lr LR] [--finetune-epochs 2]
-        [--skip students|finetune]
+        [--widths 0.75 0.5 0.25] [--inits teacher teacher-l1 scratch] [--lr LR]
+        [--finetune-epochs 2] [--skip students|finetune]
 
 Students: for each width and init (``teacher``: the teacher's most important channels, as
-channel pruning chooses them; ``scratch``), the Keras validation accuracy before training and
-after each distillation epoch, and the seconds the epochs took. Fine-tuning: for one recipe per
-fine-tuning technique, the Keras validation accuracy after ``--finetune-epochs`` with
-``finetune_loss: task`` and ``distill``, side by side. One worker, nothing else running; the
-teacher's own validation accuracy is printed first (the figure both tables are read against).
+channel pruning chooses them, by how much they vary over training inputs; ``teacher-l1``: by
+their kernels' L1 norms, as before 2026-12-07; ``scratch``), the Keras validation accuracy
+before training and after each distillation epoch, and the seconds the epochs took.
+Fine-tuning: for one recipe per fine-tuning technique, the Keras validation accuracy after
+``--finetune-epochs`` with ``finetune_loss: task`` and ``distill``, side by side. One worker,
+nothing else running; the teacher's own validation accuracy is printed first (the figure both
+tables are read against).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
 from autocompress.stages.build import default_stages
+from autocompress.stages.channels import importance_of
 from autocompress.stages.distill import Distill
 from autocompress.stages.training import val_quality
 from autocompress.task import load_task
@@ -48,20 +51,23 @@ def students(
 ) -> None:
     print(f"\nstudents: validation accuracy after each of {epochs} distillation epochs")
     head = "".join(f"{f'ep{e}':>8s}" for e in range(epochs + 1))
-    print(f"{'width':>6s} {'init':>8s} {'params':>8s}{head}{'seconds':>9s}")
+    print(f"{'width':>6s} {'init':>10s} {'params':>8s}{head}{'seconds':>9s}")
     stage = Distill() if lr is None else Distill(lr=lr)
     print(f"(Adam {stage.lr:g})")
     for width in widths:
         for init in inits:
-            recipe = Recipe(student_width=width, student_init=init, distill_epochs=epochs)
-            student, _ = stage.student(ctx.teacher, recipe, ctx.seed)
+            recipe = Recipe(
+                student_width=width, student_init=init.split("-")[0], distill_epochs=epochs
+            )
+            importance = importance_of(ctx.teacher, ctx) if init == "teacher" else None
+            student, _ = stage.student(ctx.teacher, recipe, ctx.seed, importance)
             curve = [val_quality(student, ctx)]
             start = time.perf_counter()
             stage.train(student, ctx, epochs, partial(_note, curve, student, ctx))
             seconds = time.perf_counter() - start
             cells = "".join(f"{a:8.4f}" for a in curve)
             params = student.count_params()
-            print(f"{width:6.2f} {init:>8s} {params:8d}{cells}{seconds:9.0f}", flush=True)
+            print(f"{width:6.2f} {init:>10s} {params:8d}{cells}{seconds:9.0f}", flush=True)
 
 
 def finetuning(ctx: BuildContext, epochs: int) -> None:
@@ -87,7 +93,11 @@ def main() -> None:
     parser.add_argument("--widths", type=float, nargs="+", default=[0.75, 0.5, 0.25])
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--skip", choices=("students", "finetune"), default=None)
-    parser.add_argument("--inits", nargs="+", default=["teacher", "scratch"])
+    parser.add_argument(
+        "--inits", nargs="+", default=["teacher", "teacher-l1", "scratch"],
+        choices=["teacher", "teacher-l1", "scratch"],
+        help="teacher: its channels by activation (the stage's); teacher-l1: by kernel L1 norm",
+    )  # fmt: skip
     parser.add_argument("--lr", type=float, default=None, help="distillation's (default: its own)")
     args = parser.parse_args()
     task = load_task(args.task)

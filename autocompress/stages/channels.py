@@ -1,5 +1,12 @@
-"""Channel pruning: remove whole filters with the smallest L1 norm, rebuild the narrower layers
-and every layer that consumes them, then fine-tune. Fewer channels run faster on every device.
+"""Channel pruning: remove the least important whole filters, rebuild the narrower layers and
+every layer that consumes them, then fine-tune. Fewer channels run faster on every device.
+
+Importance. A channel's importance is how much its output varies over a sample of the training
+inputs, read after the BatchNormalization that follows the filter where there is one
+(:func:`channel_importance`): in a Conv-BN network the normalisation undoes a kernel's scale, so
+the kernel's L1 norm -- the fallback without data -- says little. On MobileNetV2 0.35/96 a
+width-0.5 student from the channels so chosen reached 0.80 validation accuracy after 4 epochs of
+distillation against 0.73 from the L1-chosen ones (benchmarks/README.md, teacher_init).
 
 Graph handling. Channels flow from a *producer* (Conv2D, Dense) through channel-wise layers
 (BatchNormalization, activations, Dropout, pooling, ZeroPadding2D, DepthwiseConv2D with depth
@@ -19,10 +26,11 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
+from autocompress.data.arrays import Arrays, as_float32, count, ordered, take
 from autocompress.models.graph import inbound_names, output_names
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.training import Fit, excluded_layers, fine_tune, val_facts
+from autocompress.stages.training import Fit, excluded_layers, fine_tune, io_names, val_facts
 
 L = keras.layers
 # DepthwiseConv2D subclasses Conv2D: every check below tests for it first (it is channel-wise).
@@ -130,9 +138,16 @@ def _analyse(model: keras.Model, skip: set[str]) -> tuple[_Groups, dict[str, str
 
 
 def choose_channels(
-    model: keras.Model, fraction: float, skip: set[str] = frozenset()
+    model: keras.Model,
+    fraction: float,
+    skip: set[str] = frozenset(),
+    importance: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Kept output channels per producer (sorted indices), and groups left whole with why."""
+    """Kept output channels per producer (sorted indices), and groups left whole with why.
+
+    A group keeps the channels with the largest summed ``importance`` (each member's scaled to
+    a mean of 1, so that no layer outweighs the others; :func:`channel_importance`), or without
+    it the largest summed kernel L1 norms."""
     groups, _ = _analyse(model, set(skip))
     by_name = {layer.name: layer for layer in model.layers}
     kept: dict[str, np.ndarray] = {}
@@ -142,10 +157,13 @@ def choose_channels(
             for m in members:
                 left[m] = groups.blocked[root]
             continue
-        norms = sum(
-            np.abs(by_name[m].kernel.numpy()).reshape(-1, by_name[m].kernel.shape[-1]).sum(0)
-            for m in members
-        )
+        if importance is None:
+            norms = sum(
+                np.abs(by_name[m].kernel.numpy()).reshape(-1, by_name[m].kernel.shape[-1]).sum(0)
+                for m in members
+            )
+        else:
+            norms = sum(importance[m] / max(float(importance[m].mean()), 1e-12) for m in members)
         width = len(norms)
         keep = max(1, int(round(width * (1.0 - fraction))))
         if keep == width:
@@ -156,6 +174,61 @@ def choose_channels(
         for m in members:
             kept[m] = order
     return kept, left
+
+
+def read_at(model: keras.Model) -> dict[str, str]:
+    """Where each producer's channel importance is read: the BatchNormalization it alone feeds,
+    else its own output."""
+    after: dict[str, list[str]] = {}
+    for name, feeds in inbound_names(model).items():
+        for feed in feeds:
+            after.setdefault(feed, []).append(name)
+    by_name = {layer.name: layer for layer in model.layers}
+    at: dict[str, str] = {}
+    for layer in model.layers:
+        if isinstance(layer, PRODUCERS) and not isinstance(layer, L.DepthwiseConv2D):
+            nxt = after.get(layer.name, [])
+            bn = len(nxt) == 1 and isinstance(by_name[nxt[0]], L.BatchNormalization)
+            at[layer.name] = nxt[0] if bn else layer.name
+    return at
+
+
+def channel_importance(
+    model: keras.Model, x: Arrays, inputs: list[str], batch_size: int = 32
+) -> dict[str, np.ndarray]:
+    """Per producer, each output channel's standard deviation over ``x`` (every sample and
+    position), where :func:`read_at` reads it; ``inputs`` order the arrays of ``x``."""
+    at = read_at(model)
+    names = list(at)
+    probe = keras.Model(model.inputs, [model.get_layer(at[n]).output for n in names])
+    sums: list[np.ndarray] = []
+    squares: list[np.ndarray] = []
+    n = 0
+    for start in range(0, count(x), batch_size):
+        part = as_float32(take(x, slice(start, start + batch_size)))
+        outs = probe.predict_on_batch(ordered(part, inputs))
+        outs = outs if isinstance(outs, list) else [outs]
+        flat = [np.asarray(o, np.float64).reshape(-1, o.shape[-1]) for o in outs]
+        sums = [a + f.sum(0) for a, f in zip(sums, flat)] if sums else [f.sum(0) for f in flat]
+        sq = [(f * f).sum(0) for f in flat]
+        squares = [a + b for a, b in zip(squares, sq)] if squares else sq
+        n += len(flat[0]) if flat else 0
+    return {
+        name: np.sqrt(np.maximum(q / n - (t / n) ** 2, 0.0))
+        for name, t, q in zip(names, sums, squares)
+    }
+
+
+IMPORTANCE_SAMPLES = 256  # training samples a channel's importance is read on
+
+
+def importance_of(model: keras.Model, ctx: BuildContext) -> dict[str, np.ndarray]:
+    """:func:`channel_importance` on up to :data:`IMPORTANCE_SAMPLES` training inputs drawn
+    with the build's seed (a class-sorted folder is sampled across its classes)."""
+    total = count(ctx.data.x_train)
+    rng = np.random.default_rng(ctx.seed)
+    index = np.sort(rng.choice(total, min(total, IMPORTANCE_SAMPLES), replace=False))
+    return channel_importance(model, take(ctx.data.x_train, index), io_names(ctx)[0])
 
 
 def _channel_map(
@@ -251,6 +324,7 @@ class ChannelPrune(Stage):
             "exclude": recipe.exclude,
             "epochs": recipe.finetune_epochs,
             "loss": recipe.finetune_loss,
+            "importance": "activation",
         }
 
     def architecture_params(self, recipe: Recipe) -> dict[str, object]:
@@ -261,7 +335,10 @@ class ChannelPrune(Stage):
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, dict[str, Any]]:
         kept, left = choose_channels(
-            model, recipe.channel_fraction, skip=excluded_layers(model, recipe)
+            model,
+            recipe.channel_fraction,
+            skip=excluded_layers(model, recipe),
+            importance=importance_of(model, ctx),
         )
         narrow, widths = prune_channels(model, kept)
         fit = Fit()

@@ -4,8 +4,9 @@ The student is the teacher with every Conv/Dense width scaled by ``student_width
 layers keep their widths). Where its weights start is the recipe's ``student_init``:
 
 * ``teacher`` (the default): the teacher's most important channels of every layer it narrows,
-  chosen and cut as channel pruning does (:mod:`autocompress.stages.channels`: summed L1 norms,
-  residual groups kept aligned, depthwise and concatenations followed), then distilled -- pruning
+  chosen and cut as channel pruning does (:mod:`autocompress.stages.channels`: how much each
+  channel varies over training inputs, residual groups kept aligned, depthwise and
+  concatenations followed), then distilled -- pruning
   then distillation, as NVIDIA's Minitron does. A group the channel-pruning graph handling must
   leave whole keeps its width, and the record says why;
 * ``scratch``: the narrowed config, randomly initialised.
@@ -33,7 +34,7 @@ from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.channels import choose_channels, prune_channels
+from autocompress.stages.channels import choose_channels, importance_of, prune_channels
 from autocompress.stages.teaching import ALPHA, TEMPERATURE, log_probs, output_loss
 from autocompress.stages.training import (
     BestEpoch,
@@ -67,11 +68,12 @@ def student_config(teacher: keras.Model, width: float) -> tuple[str, dict[str, i
 
 
 def teacher_channels(
-    teacher: keras.Model, width: float
+    teacher: keras.Model, width: float, importance: dict[str, np.ndarray] | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The teacher's channels a student of ``width`` keeps (channel pruning's choice), and what
-    that student is: the new width of each narrowed layer, the layers left whole with why."""
-    kept, left = choose_channels(teacher, 1.0 - width)
+    """The teacher's channels a student of ``width`` keeps (channel pruning's choice, by
+    ``importance`` where given), and what that student is: the new width of each narrowed
+    layer, the layers left whole with why."""
+    kept, left = choose_channels(teacher, 1.0 - width, importance=importance)
     widths = {name: len(channels) for name, channels in kept.items()}
     return kept, {"init": "teacher", "widths": widths, "left": left}
 
@@ -101,7 +103,14 @@ class Distill(Stage):
         return recipe.student_width < 1.0
 
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
-        return {**self.architecture_params(recipe), "epochs": recipe.distill_epochs}
+        return self._trained(recipe, recipe.distill_epochs)
+
+    def _trained(self, recipe: Recipe, epochs: int) -> dict[str, object]:
+        """The cache parameters of ``recipe``'s student after ``epochs``."""
+        params = {**self.architecture_params(recipe), "epochs": epochs}
+        if recipe.student_init == "teacher":
+            params["importance"] = "activation"  # which channels it starts from
+        return params
 
     def architecture_params(self, recipe: Recipe) -> dict[str, object]:
         """The training does not change the architecture; the init may (a group channel
@@ -109,27 +118,39 @@ class Distill(Stage):
         return {"student_width": recipe.student_width, "init": recipe.student_init}
 
     def student(
-        self, teacher: keras.Model, recipe: Recipe, seed: int
+        self,
+        teacher: keras.Model,
+        recipe: Recipe,
+        seed: int,
+        importance: dict[str, np.ndarray] | None = None,
     ) -> tuple[keras.Model, dict[str, Any]]:
-        """The untrained student of ``recipe`` and what it is (widths; layers left whole)."""
-        plan, made = self._plan(teacher, recipe)
+        """The untrained student of ``recipe`` and what it is (widths; layers left whole); from
+        the teacher, the channels ``importance`` ranks first (channel pruning's
+        :func:`~autocompress.stages.channels.importance_of`; without it, kernel L1 norms)."""
+        plan, made = self._plan(teacher, recipe, importance)
         if recipe.student_init == "teacher":
             return prune_channels(teacher, plan)[0], made
         keras.utils.set_random_seed(seed)
         return keras.models.model_from_json(plan), made
 
-    def _plan(self, teacher: keras.Model, recipe: Recipe) -> tuple[Any, dict[str, Any]]:
+    def _plan(
+        self,
+        teacher: keras.Model,
+        recipe: Recipe,
+        importance: dict[str, np.ndarray] | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
         """The student of ``recipe`` before it is built -- the teacher's channels it keeps, or
         its config from scratch -- and what it is."""
         if recipe.student_init == "teacher":
-            return teacher_channels(teacher, recipe.student_width)
+            return teacher_channels(teacher, recipe.student_width, importance)
         config_json, widths = student_config(teacher, recipe.student_width)
         return config_json, {"init": "scratch", "widths": widths}
 
     def build(
         self, model: keras.Model, recipe: Recipe, ctx: BuildContext
     ) -> tuple[keras.Model, dict[str, Any]]:
-        student, made = self.student(model, recipe, ctx.seed)
+        importance = importance_of(model, ctx) if recipe.student_init == "teacher" else None
+        student, made = self.student(model, recipe, ctx.seed, importance)
         keras.utils.set_random_seed(ctx.seed)
         start = time.perf_counter()
         fit = Fit.since(start, self.train(student, ctx, recipe.distill_epochs))
@@ -138,10 +159,7 @@ class Distill(Stage):
 
     def shorter(self, recipe: Recipe) -> list[tuple[int, dict[str, Any]]]:
         """The same student trained for fewer epochs (a lower fidelity level's)."""
-        return [
-            (e, {**self.architecture_params(recipe), "epochs": e})
-            for e in range(recipe.distill_epochs - 1, 0, -1)
-        ]
+        return [(e, self._trained(recipe, e)) for e in range(recipe.distill_epochs - 1, 0, -1)]
 
     def continue_build(
         self, done: keras.Model, epochs_done: int, recipe: Recipe, ctx: BuildContext

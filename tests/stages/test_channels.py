@@ -10,7 +10,13 @@ import tf_keras as keras
 
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
-from autocompress.stages.channels import ChannelPrune, choose_channels, prune_channels
+from autocompress.stages.channels import (
+    ChannelPrune,
+    channel_importance,
+    choose_channels,
+    prune_channels,
+    read_at,
+)
 
 L = keras.layers
 
@@ -59,9 +65,10 @@ def test_pruned_model_has_the_stated_widths_and_runs() -> None:
     narrow.predict(np.zeros((2, 8, 8, 3), "float32"), verbose=0)
 
 
-def test_removing_channels_that_carry_nothing_keeps_the_outputs() -> None:
-    """Zero the filters pruning will remove (so the channels are exactly 0 after ReLU):
-    the narrow model must compute the very same outputs."""
+@pytest.mark.parametrize("by", ["l1", "activation"])
+def test_removing_channels_that_carry_nothing_keeps_the_outputs(by: str) -> None:
+    """Zero the filters pruning will remove (so the channels are exactly 0 after ReLU): both
+    importances choose exactly them, and the narrow model computes the very same outputs."""
     model = residual_model()
     drop = {"stem": [1, 5], "pw": [1, 5], "side": [3], "hidden": [0, 7, 9, 12]}
     for name, channels in drop.items():
@@ -81,10 +88,43 @@ def test_removing_channels_that_carry_nothing_keeps_the_outputs() -> None:
         name: np.setdiff1d(np.arange(model.get_layer(name).kernel.shape[-1]), channels)
         for name, channels in drop.items()
     }
-    kept, _ = choose_channels(model, 0.25)  # the L1-smallest quarter: exactly the zeroed ones
-    assert {n: list(k) for n, k in kept.items()} == {n: list(k) for n, k in expected_kept.items()}
+    if by == "l1":
+        kept, _ = choose_channels(model, 0.25)  # the L1-smallest quarter: exactly the zeroed ones
+        assert {n: list(k) for n, k in kept.items()} == {
+            n: list(k) for n, k in expected_kept.items()
+        }
+    else:  # the zeroed ones or others that carry nothing on x (a ReLU unit dead on x)
+        importance = channel_importance(model, x, model.input_names)
+        kept, _ = choose_channels(model, 0.25, importance=importance)
+        for name, channels in kept.items():
+            removed = np.setdiff1d(np.arange(len(importance[name])), channels)
+            assert len(removed) == len(drop[name]) and not importance[name][removed].any()
     narrow, _ = prune_channels(model, kept)
     np.testing.assert_allclose(narrow.predict(x, verbose=0), expected, atol=1e-5)
+
+
+def test_importance_is_read_after_the_batch_normalization() -> None:
+    """A filter with a large kernel whose BatchNormalization scales it to almost nothing is the
+    least important by activation and the most important by kernel L1 norm: the activation
+    importance, read at the BN (``read_at``), removes it."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 2), name="image")
+    x = L.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = L.BatchNormalization(name="conv_bn")(x)
+    x = L.ReLU()(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, L.Dense(2, name="out")(x))
+    conv, bn = model.get_layer("conv"), model.get_layer("conv_bn")
+    kernel, bias = conv.get_weights()
+    kernel[..., 3] *= 100.0
+    conv.set_weights([kernel, bias])
+    bn.set_weights([np.array([1.0, 1.0, 1.0, 1e-4]), np.zeros(4), np.zeros(4), np.ones(4)])
+    assert read_at(model) == {"conv": "conv_bn", "out": "out"}
+    samples = np.random.default_rng(0).normal(size=(40, 6, 6, 2)).astype("float32")
+    importance = channel_importance(model, samples, ["image"])
+    assert int(np.argmin(importance["conv"])) == 3
+    assert 3 not in choose_channels(model, 0.25, importance=importance)[0]["conv"]
+    assert 3 in choose_channels(model, 0.25)[0]["conv"]  # by L1 it stays
 
 
 def test_unknown_consumer_leaves_its_group_whole_and_says_why() -> None:
