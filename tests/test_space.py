@@ -265,3 +265,7 @@ def test_a_training_choice_no_stage_reads_is_at_its_off_value() -> None:
     assert effective(student) == Recipe(student_width=0.5, student_init="scratch")
     pruned = Recipe(sparsity=0.5, student_init="scratch", finetune_loss="distill")
     assert effective(pruned) == Recipe(sparsity=0.5, finetune_loss="distill")
+    for sparsity in (0.3, 0.9):  # 2:4 is 50 % whatever the sampled sparsity
+        assert effective(Recipe(sparsity=sparsity, prune_mode="2:4")) == Recipe(
+            sparsity=0.5, prune_mode="2:4"
+        )

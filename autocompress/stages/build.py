@@ -50,17 +50,20 @@ def default_stages() -> list[Stage]:
 
 def effective(recipe: Recipe, stages: list[Stage] | None = None) -> Recipe:
     """``recipe`` with every training choice that no stage of it reads at its off value
-    (``student_init`` without a student, ``finetune_loss`` without fine-tuning): two recipes
-    that build the same model are then one, and a search builds it once."""
+    (``student_init`` without a student, ``finetune_loss`` without fine-tuning), and a ``2:4``
+    pattern's sparsity at the 50 % it is: two recipes that build the same model are then one,
+    and a search builds it once."""
     applying = [s for s in stages or default_stages() if s.applies(recipe)]
     names = {s.name for s in applying}
     if any(s.epochs_field == "finetune_epochs" for s in applying):
         names.add("fine-tune")
-    changes = {
+    changes: dict[str, object] = {
         name: OFF[name]
         for name, d in DIMENSIONS.items()
         if d.order is ignored and not d.epochs and d.stage not in names
     }
+    if recipe.prune_mode == "2:4" and recipe.sparsity > 0.0:
+        changes["sparsity"] = 0.5  # the pattern is the sparsity (stages.prune)
     return dataclasses.replace(recipe, **changes)
 
 
