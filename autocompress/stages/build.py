@@ -20,7 +20,7 @@ from autocompress.stages.cluster import Cluster
 from autocompress.stages.convert import convert, convert_from_float, uses_float_file
 from autocompress.stages.distill import Distill
 from autocompress.stages.lowrank import LowRank
-from autocompress.stages.prune import Prune
+from autocompress.stages.prune import Prune, target_sparsity
 from autocompress.stages.quantize import QuantizeAware
 from autocompress.stages.resolution import Resolution, input_size
 
@@ -62,8 +62,8 @@ def effective(recipe: Recipe, stages: list[Stage] | None = None) -> Recipe:
         for name, d in DIMENSIONS.items()
         if d.order is ignored and not d.epochs and d.stage not in names
     }
-    if recipe.prune_mode == "2:4" and recipe.sparsity > 0.0:
-        changes["sparsity"] = 0.5  # the pattern is the sparsity (stages.prune)
+    if recipe.sparsity > 0.0:
+        changes["sparsity"] = target_sparsity(recipe)  # a 2:4 pattern's is its 50 %
     return dataclasses.replace(recipe, **changes)
 
 

@@ -65,6 +65,12 @@ def _xnnpack_wrapped(model: keras.Model, schedule: object) -> keras.Model:
         ) from None
 
 
+def target_sparsity(recipe: Recipe) -> float:
+    """The share of weights ``recipe``'s pruning zeroes: a ``2:4`` pattern's is its 50 %
+    whatever the recipe's ``sparsity`` (two recipes differing only there build one model)."""
+    return 0.5 if recipe.prune_mode == "2:4" else recipe.sparsity
+
+
 class Prune(Stage):
     """Prune Conv/Dense kernels to ``recipe.sparsity`` while fine-tuning."""
 
@@ -80,7 +86,7 @@ class Prune(Stage):
 
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
         return {
-            "sparsity": 0.5 if recipe.prune_mode == "2:4" else recipe.sparsity,
+            "sparsity": target_sparsity(recipe),
             "mode": recipe.prune_mode,
             "exclude": recipe.exclude,
             "epochs": recipe.finetune_epochs,
@@ -107,7 +113,9 @@ class Prune(Stage):
         if recipe.prune_mode == "xnnpack":
             wrapped = _xnnpack_wrapped(model, schedule)
         elif recipe.prune_mode == "2:4":
-            constant = sparsity_api.ConstantSparsity(0.5, begin_step=0, frequency=frequency)
+            constant = sparsity_api.ConstantSparsity(
+                target_sparsity(recipe), begin_step=0, frequency=frequency
+            )
 
             def wrap_2_4(layer: keras.layers.Layer) -> keras.layers.Layer:
                 inputs = int(np.prod(layer.kernel.shape[:-1]))
@@ -142,7 +150,7 @@ class Prune(Stage):
         facts = {
             "mode": recipe.prune_mode,
             **fit.facts(),
-            "target_sparsity": 0.5 if recipe.prune_mode == "2:4" else recipe.sparsity,
+            "target_sparsity": target_sparsity(recipe),
             **sparsity_facts(pruned),
             "left_dense": dense,
             **val_facts(pruned, ctx),
