@@ -199,23 +199,24 @@ def channel_importance(
     """Per producer, each output channel's standard deviation over ``x`` (every sample and
     position), where :func:`read_at` reads it; ``inputs`` order the arrays of ``x``."""
     at = read_at(model)
+    if not at:
+        return {}
     names = list(at)
     probe = keras.Model(model.inputs, [model.get_layer(at[n]).output for n in names])
-    sums: list[np.ndarray] = []
-    squares: list[np.ndarray] = []
-    n = 0
+    sums = [np.zeros(int(o.shape[-1])) for o in probe.outputs]
+    squares = [np.zeros(int(o.shape[-1])) for o in probe.outputs]
+    rows = [0] * len(names)  # samples x positions: each output has its own spatial size
     for start in range(0, count(x), batch_size):
         part = as_float32(take(x, slice(start, start + batch_size)))
         outs = probe.predict_on_batch(ordered(part, inputs))
-        outs = outs if isinstance(outs, list) else [outs]
-        flat = [np.asarray(o, np.float64).reshape(-1, o.shape[-1]) for o in outs]
-        sums = [a + f.sum(0) for a, f in zip(sums, flat)] if sums else [f.sum(0) for f in flat]
-        sq = [(f * f).sum(0) for f in flat]
-        squares = [a + b for a, b in zip(squares, sq)] if squares else sq
-        n += len(flat[0]) if flat else 0
+        for i, out in enumerate(outs if isinstance(outs, list) else [outs]):
+            flat = np.asarray(out, np.float64).reshape(-1, out.shape[-1])
+            sums[i] += flat.sum(0)
+            squares[i] += (flat * flat).sum(0)
+            rows[i] += len(flat)
     return {
         name: np.sqrt(np.maximum(q / n - (t / n) ** 2, 0.0))
-        for name, t, q in zip(names, sums, squares)
+        for name, t, q, n in zip(names, sums, squares, rows)
     }
 
 

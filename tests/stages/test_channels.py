@@ -127,6 +127,22 @@ def test_importance_is_read_after_the_batch_normalization() -> None:
     assert 3 in choose_channels(model, 0.25)[0]["conv"]  # by L1 it stays
 
 
+def test_importance_is_each_channels_standard_deviation_at_every_resolution() -> None:
+    """Layers of different spatial sizes (here 8x8 and 4x4) each get their channels' standard
+    deviation over every sample and position, whatever the batch split."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 2))
+    a = L.Conv2D(3, 3, padding="same", name="a")(inputs)
+    b = L.Conv2D(5, 3, padding="same", name="b")(L.MaxPooling2D(name="pool")(a))
+    model = keras.Model(inputs, L.Dense(2, name="out")(L.GlobalAveragePooling2D()(b)))
+    x = np.random.default_rng(0).normal(1.0, 2.0, size=(10, 8, 8, 2)).astype("float32")
+    importance = channel_importance(model, x, model.input_names, batch_size=4)
+    for name in ("a", "b"):
+        out = keras.Model(inputs, model.get_layer(name).output).predict(x, verbose=0)
+        expected = out.reshape(-1, out.shape[-1]).std(0)
+        np.testing.assert_allclose(importance[name], expected, rtol=1e-4)
+
+
 def test_unknown_consumer_leaves_its_group_whole_and_says_why() -> None:
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))
