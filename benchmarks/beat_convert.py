@@ -91,8 +91,6 @@ def to_finish(out: Path, count: int, points: float) -> list[int]:
     fp32 = float(trials[is_plain(trials) & (trials["quantization"] == "none")]["accuracy"].iloc[0])
     fastest_plain = float(trials[is_plain(trials)][lat].min())
     short = front[(front["accuracy"] < fp32 - points) & (front[lat] * 1.5 <= fastest_plain)]
-    model = short["model_path"].fillna(short["trial"].astype(str))  # one run per built model
-    short = short[~model.duplicated()]
     return [int(t) for t in short.sort_values(lat)["trial"].head(count)]
 
 

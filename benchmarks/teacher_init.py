@@ -54,13 +54,14 @@ def students(
     print(f"{'width':>6s} {'init':>10s} {'params':>8s}{head}{'seconds':>9s}")
     stage = Distill() if lr is None else Distill(lr=lr)
     print(f"(Adam {stage.lr:g})")
+    importance = importance_of(ctx.teacher, ctx)  # the stage's choice of the teacher's channels
     for width in widths:
         for init in inits:
             recipe = Recipe(
                 student_width=width, student_init=init.split("-")[0], distill_epochs=epochs
             )
-            importance = importance_of(ctx.teacher, ctx) if init == "teacher" else None
-            student, _ = stage.student(ctx.teacher, recipe, ctx.seed, importance)
+            by = importance if init == "teacher" else None
+            student, _ = stage.student(ctx.teacher, recipe, ctx.seed, by)
             curve = [val_quality(student, ctx)]
             start = time.perf_counter()
             stage.train(student, ctx, epochs, partial(_note, curve, student, ctx))
