@@ -13,7 +13,9 @@ layers keep their widths). Where its weights start is the recipe's ``student_ini
 
 It is then trained output by output on a mix of cross-entropy to the labels and a
 temperature-softened KL divergence to the teacher (Hinton et al., 2015) for class outputs, and of
-the task's loss and mean squared error to the teacher's output for any other.
+the task's loss and mean squared error to the teacher's output for any other. Its
+BatchNormalization statistics are then estimated again for its final weights
+(:mod:`autocompress.stages.batchnorm`: 0.875 -> 0.910 for a width-0.5 ResNet student).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
+from autocompress.stages.batchnorm import reestimate
 from autocompress.stages.channels import choose_channels, importance_of, prune_channels
 from autocompress.stages.teaching import ALPHA, TEMPERATURE, log_probs, output_loss
 from autocompress.stages.training import (
@@ -107,7 +110,8 @@ class Distill(Stage):
 
     def _trained(self, recipe: Recipe, epochs: int) -> dict[str, object]:
         """The cache parameters of ``recipe``'s student after ``epochs``."""
-        params = {**self.architecture_params(recipe), "epochs": epochs}
+        # "batchnorm": the moving statistics estimated again after training (stages.batchnorm)
+        params = {**self.architecture_params(recipe), "epochs": epochs, "batchnorm": "reestimated"}
         if recipe.student_init == "teacher":
             params["importance"] = "activation"  # which channels it starts from
         return params
@@ -192,10 +196,12 @@ class Distill(Stage):
         after_epoch: Callable[[int], None] | None = None,
     ) -> BestEpoch | None:
         """``epochs`` of distillation (``after_epoch(epoch)`` called after each: a benchmark's
-        learning curve). Output by output: on a class output, temperature-softened KL to the
-        teacher plus the hard-label loss; on any other, mean squared error to the teacher's
-        output plus the task's loss. The student keeps the teacher's output layers, so a
-        teacher output that is probabilities is one in the student too.
+        learning curve), BatchNormalization statistics estimated again for the weights each
+        time the student is read (:mod:`autocompress.stages.batchnorm`). Output by output: on a
+        class output, temperature-softened KL to the teacher plus the hard-label loss; on any
+        other, mean squared error to the teacher's output plus the task's loss. The student
+        keeps the teacher's output layers, so a teacher output that is probabilities is one in
+        the student too.
 
         In-memory data: the teacher's outputs are computed once; a stream's (an image folder):
         batch by batch, with the batch."""
@@ -227,6 +233,8 @@ class Distill(Stage):
         best = BestEpoch(student, ctx) if ctx.patience else None
 
         def stop_after(epoch: int) -> bool:
+            if after_epoch is not None or best is not None or epoch == epochs - 1:
+                reestimate(student, ctx)  # whenever the student is read (stages.batchnorm)
             if after_epoch is not None:
                 after_epoch(epoch)
             return best is not None and not best.improved(epoch) and best.waited >= ctx.patience

@@ -1,0 +1,91 @@
+"""BatchNormalization statistics estimated again for the final weights (stages.batchnorm): plain
+averages of the batches' statistics, nested layers found, and a distilled student that
+predicts with them."""
+
+from __future__ import annotations
+
+import numpy as np
+import tf_keras as keras
+
+from autocompress.recipe import Recipe
+from autocompress.stages import BuildContext
+from autocompress.stages.batchnorm import batchnorm_layers, reestimate
+from autocompress.stages.distill import Distill
+from autocompress.task import Task, TaskData
+
+L = keras.layers
+
+
+def _bn_model() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,), name="x")
+    h = L.Dense(3, name="dense")(inputs)
+    h = L.BatchNormalization(momentum=0.9, name="bn")(h)
+    return keras.Model(inputs, L.Dense(2, activation="softmax", name="out")(L.ReLU()(h)))
+
+
+def _ctx(model: keras.Model, x: np.ndarray, batch_size: int) -> BuildContext:
+    y = np.zeros(len(x), "int64")
+    data = TaskData(x_train=x, y_train=y, x_val=x[:8], y_val=y[:8])
+    return BuildContext(data=data, teacher=model, batch_size=batch_size)
+
+
+def test_moving_statistics_are_the_plain_average_of_the_batches() -> None:
+    """Two batches with different statistics: the moving mean is the average of the two batch
+    means (an exponential average would weigh the last one 0.9 at this momentum), the moving
+    variance the average of the batch variances; the layer's momentum is left as it was."""
+    model = _bn_model()
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (64, 4)), rng.normal(3, 2, (64, 4))]).astype("float32")
+    ctx = _ctx(model, x, batch_size=64)
+    order = np.random.default_rng(ctx.seed).permutation(len(x))  # the draw reestimate makes
+    pre = keras.Model(model.input, model.get_layer("dense").output).predict(x, verbose=0)
+    batches = [pre[order[:64]], pre[order[64:]]]
+    assert reestimate(model, ctx) == 1
+    bn = model.get_layer("bn")
+    np.testing.assert_allclose(
+        bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], 0), rtol=1e-4, atol=1e-5
+    )
+    variances = [b.var(0, ddof=d) for b in batches for d in (0, 1)]  # Keras: either estimator
+    low, high = np.min(variances, 0), np.max(variances, 0)
+    assert np.all(bn.moving_variance.numpy() >= low * 0.99)
+    assert np.all(bn.moving_variance.numpy() <= high * 1.01)
+    assert bn.momentum == 0.9
+
+
+def test_layers_inside_nested_models_are_found_and_a_model_without_any_is_left_alone() -> None:
+    inner = _bn_model()
+    inputs = keras.Input((4,), name="x")
+    outer = keras.Model(inputs, inner(inputs))
+    assert [layer.name for layer in batchnorm_layers(outer)] == ["bn"]
+    plain = keras.Sequential([keras.Input((4,)), L.Dense(2)])
+    x = np.ones((8, 4), "float32")
+    assert reestimate(plain, _ctx(plain, x, 4)) == 0
+
+
+def test_a_distilled_student_predicts_with_statistics_of_its_final_weights(
+    tiny_task: Task,
+) -> None:
+    """After distillation the student's moving statistics are the ones its final weights give
+    (estimating them again changes nothing), not the trailing averages training leaves."""
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            L.Conv2D(8, 3, padding="same"),
+            L.BatchNormalization(momentum=0.9),
+            L.ReLU(),
+            L.GlobalAveragePooling2D(),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
+    teacher.compile("adam", "sparse_categorical_crossentropy")
+    data = tiny_task.data
+    teacher.fit(data.x_train, data.y_train, epochs=1, verbose=0)
+    ctx = BuildContext(data=data, teacher=teacher)
+    student, _ = Distill().apply(teacher, Recipe(student_width=0.5, distill_epochs=1), ctx)
+    (bn,) = batchnorm_layers(student)
+    after = [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+    reestimate(student, ctx)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), after[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), after[1], rtol=1e-5, atol=1e-6)
