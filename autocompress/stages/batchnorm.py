@@ -22,7 +22,6 @@ import tf_keras as keras
 from autocompress.data.arrays import as_float32, count, ordered, take
 from autocompress.hardware import quiet
 from autocompress.stages._base import BuildContext
-from autocompress.stages.training import io_names
 
 # Training samples the averages are estimated on, at most: the whole training set of the realistic
 # tasks (3,771 images; about a quarter of an epoch's time, forward passes only). On the ResNet
@@ -56,7 +55,7 @@ def reestimate(model: keras.Model, ctx: BuildContext, samples: int = SAMPLES) ->
     for layer in layers:
         layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
         layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
-    inputs = io_names(ctx)[0]
+    inputs = list(ctx.teacher.input_names)  # the order every candidate is fed in
     try:
         for k, first in enumerate(range(0, len(pick), ctx.batch_size)):
             quiet.yield_point()

@@ -30,7 +30,14 @@ from autocompress.data.arrays import Arrays, as_float32, count, ordered, take
 from autocompress.models.graph import inbound_names, output_names
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.training import Fit, excluded_layers, fine_tune, io_names, val_facts
+from autocompress.stages.training import (
+    Fit,
+    excluded_layers,
+    fine_tune,
+    io_names,
+    tuning_params,
+    val_facts,
+)
 
 L = keras.layers
 # DepthwiseConv2D subclasses Conv2D: every check below tests for it first (it is channel-wise).
@@ -323,8 +330,7 @@ class ChannelPrune(Stage):
         return {
             "fraction": recipe.channel_fraction,
             "exclude": recipe.exclude,
-            "epochs": recipe.finetune_epochs,
-            "loss": recipe.finetune_loss,
+            **tuning_params(recipe),
             "importance": "activation",
         }
 

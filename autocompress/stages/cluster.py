@@ -15,6 +15,7 @@ from autocompress.stages.training import (
     excluded_layers,
     fine_tune,
     sparsity_facts,
+    tuning_params,
     unique_weight_facts,
     val_facts,
 )
@@ -38,8 +39,7 @@ class Cluster(Stage):
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
         return {
             "clusters": recipe.clusters,
-            "epochs": recipe.finetune_epochs,
-            "loss": recipe.finetune_loss,
+            **tuning_params(recipe),
             "preserve_sparsity": recipe.sparsity > 0.0,
             "exclude": recipe.exclude,
         }

@@ -20,7 +20,7 @@ import tf_keras as keras
 
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.training import Fit, excluded_layers, fine_tune, val_facts
+from autocompress.stages.training import Fit, excluded_layers, fine_tune, tuning_params, val_facts
 
 SUFFIX = "_lowrank"
 
@@ -132,8 +132,7 @@ class LowRank(Stage):
             "energy": recipe.rank_energy,
             "layers": "dense+conv1x1",  # what is factorised: outputs of older versions differ
             "exclude": recipe.exclude,
-            "epochs": recipe.finetune_epochs,
-            "loss": recipe.finetune_loss,
+            **tuning_params(recipe),
         }
 
     def architecture_params(self, recipe: Recipe) -> dict[str, object]:

@@ -28,6 +28,7 @@ from autocompress.stages.training import (
     kernels,
     sparsity_facts,
     steps_per_epoch,
+    tuning_params,
     val_facts,
 )
 
@@ -89,8 +90,7 @@ class Prune(Stage):
             "sparsity": target_sparsity(recipe),
             "mode": recipe.prune_mode,
             "exclude": recipe.exclude,
-            "epochs": recipe.finetune_epochs,
-            "loss": recipe.finetune_loss,
+            **tuning_params(recipe),
         }
 
     def build(

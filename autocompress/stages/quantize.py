@@ -17,6 +17,7 @@ from autocompress.stages.training import (
     clone_with_weights,
     excluded_layers,
     fine_tune,
+    tuning_params,
     val_facts,
 )
 
@@ -100,8 +101,7 @@ class QuantizeAware(Stage):
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
         return {
             "scheme": qat_scheme(recipe)[0],
-            "epochs": recipe.finetune_epochs,
-            "loss": recipe.finetune_loss,
+            **tuning_params(recipe),
             "exclude": recipe.exclude,
         }
 

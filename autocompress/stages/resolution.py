@@ -21,7 +21,7 @@ import tf_keras as keras
 from autocompress.data.resize import Size, scaled_size
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.training import fine_tune, val_facts
+from autocompress.stages.training import fine_tune, tuning_params, val_facts
 
 
 def image_shape(model: keras.Model) -> tuple[int, int, int]:
@@ -99,8 +99,7 @@ class Resolution(Stage):
     def cache_params(self, recipe: Recipe) -> dict[str, object]:
         return {
             "resolution": recipe.resolution,
-            "epochs": recipe.finetune_epochs,
-            "loss": recipe.finetune_loss,
+            **tuning_params(recipe),
         }
 
     def architecture_params(self, recipe: Recipe) -> dict[str, object]:

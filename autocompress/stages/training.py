@@ -19,6 +19,7 @@ from autocompress.hardware import quiet
 from autocompress.models.graph import inbound_names, output_names
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
+from autocompress.stages.batchnorm import reestimate
 from autocompress.stages.teaching import taught_loss, taught_targets
 
 # Layer types whose kernels the stages compress and whose width distillation scales.
@@ -231,7 +232,7 @@ def fine_tune(
             verbose=0,
             callbacks=[*(callbacks or []), *extra],
         )
-        return Fit.since(start, best)
+        return _settled(model, ctx, start, best)
     if taught_by:
         taught = keras_predict(ctx.teacher, ctx.teacher_inputs(), (inputs, outputs))
         y = _with_teacher(taught_by, y, taught)
@@ -244,6 +245,26 @@ def fine_tune(
         verbose=0,
         callbacks=[*(callbacks or []), *extra],
     )
+    return _settled(model, ctx, start, best)
+
+
+def tuning_params(recipe: Recipe) -> dict[str, object]:
+    """What every fine-tuning stage's output depends on besides its own technique, for its
+    cache key: the epochs, what the loss learns from, and that BatchNormalization statistics
+    are estimated again afterwards (outputs of versions before 2026-12-07 lack it)."""
+    return {
+        "epochs": recipe.finetune_epochs,
+        "loss": recipe.finetune_loss,
+        "batchnorm": "reestimated",
+    }
+
+
+def _settled(model: keras.Model, ctx: BuildContext, start: float, best: BestEpoch | None) -> Fit:
+    """The fit's record, once the model's BatchNormalization statistics are its final
+    weights' (:mod:`autocompress.stages.batchnorm`; a finishing run's best epoch got them when
+    it was scored)."""
+    if best is None or best.best_epoch < 0:
+        reestimate(model, ctx)
     return Fit.since(start, best)
 
 
@@ -357,6 +378,7 @@ class BestEpoch(keras.callbacks.Callback):
     def improved(self, epoch: int) -> bool:
         """Score the model after ``epoch``; keep its weights when they are the best so far."""
         self.epochs_run = epoch + 1
+        reestimate(self._target, self._ctx)  # scored as it will predict
         value = val_quality(self._target, self._ctx)
         if self.best is None or self._ctx.metric.quality.drop(self.best, value) < 0:
             self.best, self.best_epoch, self.waited = value, epoch, 0
@@ -380,6 +402,7 @@ class _Gate(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if epoch != 0 or self._ctx.gate is None:
             return
+        reestimate(self._target, self._ctx)  # judged as it would predict
         reason = self._ctx.gate(val_quality(self._target, self._ctx), self._stage)
         if reason is not None:
             raise CandidateStopped(reason)
