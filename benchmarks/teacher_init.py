@@ -3,7 +3,7 @@ against fine-tuning on labels alone (issue 39, items 2 and 3), on a realistic ta
 
     .venv/bin/python benchmarks/teacher_init.py TASKS/mobilenet_v2/task.yaml [--epochs 4]
         [--widths 0.75 0.5 0.25] [--inits teacher teacher-l1 scratch] [--lr LR]
-        [--finetune-epochs 2] [--skip students|finetune]
+        [--finetune-epochs 2] [--recipes "channels 0.25" ...] [--skip students|finetune]
 
 Students: for each width and init (``teacher``: the teacher's most important channels, as
 channel pruning chooses them, by how much they vary over training inputs; ``teacher-l1``: by
@@ -12,7 +12,8 @@ before training and after each distillation epoch, and the seconds the epochs to
 Fine-tuning: for one recipe per fine-tuning technique, the Keras validation accuracy after
 ``--finetune-epochs`` with ``finetune_loss: task`` and ``distill``, side by side. One worker,
 nothing else running; the teacher's own validation accuracy is printed first (the figure both
-tables are read against).
+tables are read against), and beside it the teacher's with its BatchNormalization statistics
+estimated again, as every student's and fine-tuned model's are (stages/batchnorm.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from functools import partial
 import autocompress  # noqa: F401  (sets the Keras-2 switch before TensorFlow is imported)
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
+from autocompress.stages.batchnorm import reestimate
 from autocompress.stages.build import default_stages
 from autocompress.stages.channels import importance_of
 from autocompress.stages.distill import Distill
-from autocompress.stages.training import val_quality
+from autocompress.stages.training import clone_with_weights, val_quality
 from autocompress.task import load_task
 
 FINETUNED = {
@@ -71,10 +73,11 @@ def students(
             print(f"{width:6.2f} {init:>10s} {params:8d}{cells}{seconds:9.0f}", flush=True)
 
 
-def finetuning(ctx: BuildContext, epochs: int) -> None:
+def finetuning(ctx: BuildContext, epochs: int, names: list[str]) -> None:
     print(f"\nfine-tuning: validation accuracy after {epochs} epochs, by what it learns from")
     print(f"{'recipe':>14s} {'task':>8s} {'distill':>8s} {'s_task':>7s} {'s_distill':>9s}")
-    for name, recipe in FINETUNED.items():
+    for name in names:
+        recipe = FINETUNED[name]
         (stage,) = [s for s in default_stages() if s.applies(recipe)]
         cells = {}
         for loss in ("task", "distill"):
@@ -100,15 +103,25 @@ def main() -> None:
         help="teacher: its channels by activation (the stage's); teacher-l1: by kernel L1 norm",
     )  # fmt: skip
     parser.add_argument("--lr", type=float, default=None, help="distillation's (default: its own)")
+    parser.add_argument(
+        "--recipes", nargs="+", default=list(FINETUNED), choices=list(FINETUNED),
+        help="the fine-tuning table's rows (default: all)",
+    )  # fmt: skip
     args = parser.parse_args()
     task = load_task(args.task)
     teacher = task.teacher.build()
     ctx = BuildContext(data=task.data, teacher=teacher, metric=task.metric)
-    print(f"task {task.name}: teacher validation accuracy {val_quality(teacher, ctx):.4f}")
+    settled = clone_with_weights(teacher)
+    reestimate(settled, ctx)
+    print(
+        f"task {task.name}: teacher validation accuracy {val_quality(teacher, ctx):.4f} "
+        f"({val_quality(settled, ctx):.4f} with its BatchNormalization statistics estimated "
+        "again, as every student's are)"
+    )
     if args.skip != "students":
         students(ctx, args.widths, args.epochs, args.inits, args.lr)
     if args.skip != "finetune":
-        finetuning(ctx, args.finetune_epochs)
+        finetuning(ctx, args.finetune_epochs, args.recipes)
 
 
 if __name__ == "__main__":
