@@ -45,8 +45,10 @@ def reestimate(model: keras.Model, ctx: BuildContext, samples: int = SAMPLES) ->
     """Set every BatchNormalization layer's moving mean and variance of ``model`` to their
     averages over ``samples`` training samples (a seeded draw, in ``ctx.batch_size`` batches)
     run through the model in training mode; returns the number of layers set (0: none, and
-    nothing was run)."""
-    layers = batchnorm_layers(model)
+    nothing was run). A frozen layer (``trainable=False``) is left as it is."""
+    # A layer its owner froze runs in inference mode even when called in training mode (Keras'
+    # rule for BatchNormalization): it would never be averaged, so it keeps what it has.
+    layers = [layer for layer in batchnorm_layers(model) if layer.trainable]
     if not layers:
         return 0
     x = ctx.data.x_train

@@ -14,11 +14,10 @@ from autocompress.stages.training import (
     clone_wrapping,
     excluded_layers,
     fine_tune,
-    sparsity_facts,
     tuning_params,
-    unique_weight_facts,
     val_facts,
 )
+from autocompress.stages.weight_facts import sparsity_facts, unique_weight_facts
 
 clustering_api = tfmot.clustering.keras
 

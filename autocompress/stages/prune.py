@@ -25,12 +25,11 @@ from autocompress.stages.training import (
     clone_wrapping,
     excluded_layers,
     fine_tune,
-    kernels,
-    sparsity_facts,
     steps_per_epoch,
     tuning_params,
     val_facts,
 )
+from autocompress.stages.weight_facts import kernels, sparsity_facts
 
 sparsity_api = tfmot.sparsity.keras
 

@@ -1,6 +1,7 @@
 """What the stages share to train a candidate: cloning, loss choice, fine-tuning (with the
-teacher, the early-stop gate, the quiet window's yield points, the best epoch), calibration and
-the weight statistics a stage records."""
+teacher, the early-stop gate, the quiet window's yield points, the best epoch, BatchNormalization
+statistics estimated again) and calibration. The weight statistics a stage records are in
+:mod:`autocompress.stages.weight_facts`."""
 
 from __future__ import annotations
 
@@ -425,27 +426,3 @@ def val_facts(model: keras.Model, ctx: BuildContext) -> dict[str, float]:
     if not ctx.keras_validation:
         return {}
     return {f"keras_val_{ctx.metric.name}": round(val_quality(model, ctx), 4)}
-
-
-def kernels(model: keras.Model) -> dict[str, np.ndarray]:
-    """The kernel of every weighted layer, by layer name."""
-    return {
-        layer.name: layer.kernel.numpy()
-        for layer in model.layers
-        if isinstance(layer, WEIGHTED_LAYERS)
-    }
-
-
-def sparsity_facts(model: keras.Model) -> dict[str, Any]:
-    """Measured fraction of zero kernel weights, per layer and overall."""
-    ks = kernels(model)
-    per_layer = {name: round(float(np.mean(k == 0)), 4) for name, k in ks.items()}
-    total = sum(k.size for k in ks.values())
-    zeros = sum(int(np.sum(k == 0)) for k in ks.values())
-    return {"sparsity": round(zeros / total, 4) if total else 0.0, "sparsity_per_layer": per_layer}
-
-
-def unique_weight_facts(model: keras.Model) -> dict[str, Any]:
-    """Number of distinct kernel values per layer (what clustering bounds)."""
-    per_layer = {name: int(np.unique(k).size) for name, k in kernels(model).items()}
-    return {"unique_weights_per_layer": per_layer}

@@ -64,6 +64,18 @@ def test_layers_inside_nested_models_are_found_and_a_model_without_any_is_left_a
     assert reestimate(plain, _ctx(plain, x, 4)) == 0
 
 
+def test_a_frozen_layer_keeps_its_statistics() -> None:
+    """A BatchNormalization its owner froze runs in inference mode whatever it is called with:
+    it is left as it is, not reset to statistics nothing would average."""
+    model = _bn_model()
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign([0.5, -0.5, 2.0])
+    bn.trainable = False
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    assert reestimate(model, _ctx(model, x, 16)) == 0
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), [0.5, -0.5, 2.0])
+
+
 @pytest.fixture(scope="module")
 def bn_teacher(tiny_task: Task) -> keras.Model:
     """A Conv-BatchNormalization classifier trained one epoch on the tiny task's digits."""

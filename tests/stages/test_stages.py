@@ -15,7 +15,7 @@ from autocompress.stages.cluster import Cluster
 from autocompress.stages.distill import Distill
 from autocompress.stages.prune import Prune
 from autocompress.stages.quantize import QuantizeAware
-from autocompress.stages.training import kernels
+from autocompress.stages.weight_facts import kernels
 from autocompress.task import Task
 
 

@@ -12,7 +12,7 @@ from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext, build_candidate
 from autocompress.stages.lowrank import LowRank, factorize
 from autocompress.stages.prune import Prune, is_2_4
-from autocompress.stages.training import kernels
+from autocompress.stages.weight_facts import kernels
 from autocompress.task import Task
 
 
