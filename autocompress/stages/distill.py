@@ -233,11 +233,14 @@ class Distill(Stage):
         best = BestEpoch(student, ctx) if ctx.patience else None
 
         def stop_after(epoch: int) -> bool:
-            if after_epoch is not None or best is not None or epoch == epochs - 1:
+            stop = False
+            if best is not None:  # it scores the epoch with the statistics estimated again
+                stop = not best.improved(epoch) and best.waited >= ctx.patience
+            elif after_epoch is not None or epoch == epochs - 1:
                 reestimate(student, ctx)  # whenever the student is read (stages.batchnorm)
             if after_epoch is not None:
                 after_epoch(epoch)
-            return best is not None and not best.improved(epoch) and best.waited >= ctx.patience
+            return stop
 
         self._epochs(ctx, epochs, step, targets_of, stop_after)
         if best is not None:

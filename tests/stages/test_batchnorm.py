@@ -12,6 +12,7 @@ from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
 from autocompress.stages.batchnorm import batchnorm_layers, reestimate
 from autocompress.stages.build import default_stages
+from autocompress.stages.distill import Distill
 from autocompress.task import Task, TaskData
 
 L = keras.layers
@@ -122,3 +123,30 @@ def test_a_trained_candidate_predicts_with_statistics_of_its_final_weights(
     atol = 5e-4 if recipe.quantization == "qat" else 1e-6
     np.testing.assert_allclose(bn.moving_mean.numpy(), after[0], rtol=1e-5, atol=atol)
     np.testing.assert_allclose(bn.moving_variance.numpy(), after[1], rtol=1e-5, atol=atol)
+
+
+def test_a_finishing_distillation_estimates_each_epochs_statistics_once(
+    tiny_task: Task, bn_teacher: keras.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finishing run (patience) scores every epoch with its statistics estimated again, once
+    per epoch (each estimate is a quarter of an epoch's forward passes), and keeps the best
+    epoch's weights with those statistics."""
+    import autocompress.stages.distill as distill_module
+    import autocompress.stages.training as training_module
+
+    calls: list[int] = []
+
+    def counted(model: keras.Model, ctx: BuildContext, samples: int = 4096) -> int:
+        calls.append(1)
+        return reestimate(model, ctx, samples)
+
+    monkeypatch.setattr(distill_module, "reestimate", counted)
+    monkeypatch.setattr(training_module, "reestimate", counted)
+    ctx = BuildContext(data=tiny_task.data, teacher=bn_teacher, patience=2)
+    student, _ = Distill().apply(bn_teacher, Recipe(student_width=0.5, distill_epochs=2), ctx)
+    assert len(calls) == 2
+    (bn,) = batchnorm_layers(student)
+    after = [bn.moving_mean.numpy(), bn.moving_variance.numpy()]
+    reestimate(student, ctx)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), after[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), after[1], rtol=1e-5, atol=1e-6)
