@@ -15,6 +15,9 @@ for the same reason (Izmailov et al., 2018).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
@@ -28,6 +31,24 @@ from autocompress.stages._base import BuildContext
 # task's width-0.5 student, 1,024 of them gave 0.903 validation accuracy, all of them 0.908
 # (one run each of a throwaway script).
 SAMPLES = 4096
+
+
+# In a stage's cache key: its output's statistics were estimated again (outputs of versions
+# before 2026-12-07 were not).
+CACHE_MARK = {"batchnorm": "reestimated"}
+
+
+def drawn_batches(ctx: BuildContext, samples: int) -> Iterator[Any]:
+    """``samples`` training inputs (a draw seeded by ``ctx.seed``) in ``ctx.batch_size``
+    batches, float32 and in the teacher's input order, each after a quiet-window yield point:
+    what a forward pass in training mode without moving weights reads (here, and calibration's
+    zero-epoch fine-tune)."""
+    x = ctx.data.x_train
+    pick = np.random.default_rng(ctx.seed).permutation(count(x))[:samples]
+    inputs = list(ctx.teacher.input_names)  # the order every candidate is fed in
+    for first in range(0, len(pick), ctx.batch_size):
+        quiet.yield_point()
+        yield ordered(as_float32(take(x, pick[first : first + ctx.batch_size])), inputs)
 
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -52,20 +73,15 @@ def reestimate(model: keras.Model, ctx: BuildContext, samples: int = SAMPLES) ->
     layers = [layer for layer in batchnorm_layers(model) if layer.trainable]
     if not layers:
         return 0
-    x = ctx.data.x_train
-    pick = np.random.default_rng(ctx.seed).permutation(count(x))[:samples]
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
         layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
         layer.moving_variance.assign(tf.ones_like(layer.moving_variance))
-    inputs = list(ctx.teacher.input_names)  # the order every candidate is fed in
     try:
-        for k, first in enumerate(range(0, len(pick), ctx.batch_size)):
-            quiet.yield_point()
+        for k, batch in enumerate(drawn_batches(ctx, samples)):
             for layer in layers:  # the k-th batch weighs 1/(k+1): a plain average
                 layer.momentum = k / (k + 1.0)
-            batch = as_float32(take(x, pick[first : first + ctx.batch_size]))
-            model(ordered(batch, inputs), training=True)
+            model(batch, training=True)
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum

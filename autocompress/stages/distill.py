@@ -36,7 +36,7 @@ from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, Stage
-from autocompress.stages.batchnorm import reestimate
+from autocompress.stages.batchnorm import CACHE_MARK, reestimate
 from autocompress.stages.channels import choose_channels, importance_of, prune_channels
 from autocompress.stages.teaching import ALPHA, TEMPERATURE, log_probs, output_loss
 from autocompress.stages.training import (
@@ -110,8 +110,7 @@ class Distill(Stage):
 
     def _trained(self, recipe: Recipe, epochs: int) -> dict[str, object]:
         """The cache parameters of ``recipe``'s student after ``epochs``."""
-        # "batchnorm": the moving statistics estimated again after training (stages.batchnorm)
-        params = {**self.architecture_params(recipe), "epochs": epochs, "batchnorm": "reestimated"}
+        params = {**self.architecture_params(recipe), "epochs": epochs, **CACHE_MARK}
         if recipe.student_init == "teacher":
             params["importance"] = "activation"  # which channels it starts from
         return params

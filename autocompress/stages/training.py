@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import tf_keras as keras
 
-from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered, take
+from autocompress.data.arrays import Arrays, as_float32, count, keras_predict, ordered
 from autocompress.data.resize import batches_with_originals
 from autocompress.data.stream import Stream
 from autocompress.hardware import quiet
 from autocompress.models.graph import inbound_names, output_names
 from autocompress.recipe import Recipe
 from autocompress.stages._base import BuildContext, CandidateStopped
-from autocompress.stages.batchnorm import reestimate
+from autocompress.stages.batchnorm import CACHE_MARK, drawn_batches, reestimate
 from autocompress.stages.teaching import taught_loss, taught_targets
 
 # Layer types whose kernels the stages compress and whose width distillation scales.
@@ -253,11 +253,7 @@ def tuning_params(recipe: Recipe) -> dict[str, object]:
     """What every fine-tuning stage's output depends on besides its own technique, for its
     cache key: the epochs, what the loss learns from, and that BatchNormalization statistics
     are estimated again afterwards (outputs of versions before 2026-12-07 lack it)."""
-    return {
-        "epochs": recipe.finetune_epochs,
-        "loss": recipe.finetune_loss,
-        "batchnorm": "reestimated",
-    }
+    return {"epochs": recipe.finetune_epochs, "loss": recipe.finetune_loss, **CACHE_MARK}
 
 
 def _settled(model: keras.Model, ctx: BuildContext, start: float, best: BestEpoch | None) -> Fit:
@@ -278,20 +274,14 @@ def calibrate(model: keras.Model, ctx: BuildContext, callbacks: list[Any]) -> No
 
     A traced training step of a MobileNetV2 costs seconds to build; these forward passes run
     eagerly, and nothing needs gradients."""
-    x = ctx.data.x_train
-    rng = np.random.default_rng(ctx.seed)
-    pick = rng.permutation(count(x))[: CALIBRATION_BATCHES * ctx.batch_size]
-    inputs, _ = io_names(ctx)
     for callback in callbacks:
         callback.set_model(model)
         callback.on_train_begin()
         callback.on_epoch_begin(0)
-    for step, first in enumerate(range(0, len(pick), ctx.batch_size)):
-        quiet.yield_point()
-        batch = as_float32(take(x, pick[first : first + ctx.batch_size]))
+    for step, batch in enumerate(drawn_batches(ctx, CALIBRATION_BATCHES * ctx.batch_size)):
         for callback in callbacks:
             callback.on_train_batch_begin(step)
-        model(ordered(batch, inputs), training=True)
+        model(batch, training=True)
         for callback in callbacks:
             callback.on_train_batch_end(step)
     for callback in callbacks:
