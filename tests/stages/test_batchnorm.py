@@ -10,7 +10,7 @@ import tf_keras as keras
 
 from autocompress.recipe import Recipe
 from autocompress.stages import BuildContext
-from autocompress.stages.batchnorm import batchnorm_layers, reestimate
+from autocompress.stages.batchnorm import SAMPLES, batchnorm_layers, reestimate
 from autocompress.stages.build import default_stages
 from autocompress.stages.distill import Distill
 from autocompress.task import Task, TaskData
@@ -136,7 +136,7 @@ def test_a_finishing_distillation_estimates_each_epochs_statistics_once(
 
     calls: list[int] = []
 
-    def counted(model: keras.Model, ctx: BuildContext, samples: int = 4096) -> int:
+    def counted(model: keras.Model, ctx: BuildContext, samples: int = SAMPLES) -> int:
         calls.append(1)
         return reestimate(model, ctx, samples)
 
